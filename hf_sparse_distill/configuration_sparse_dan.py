@@ -1,0 +1,102 @@
+"""Configuration of the sparse Deep Averaging Network (DAN) student.
+
+This file is copied next to the weights when a model is saved, so it imports nothing but
+``transformers`` (see ``register_for_auto_class``).
+"""
+
+from transformers import PretrainedConfig
+
+POOLING_MODES = ("mean", "sum", "max")
+ACTIVATIONS = ("tanh", "relu", "gelu")
+
+
+class SparseDANConfig(PretrainedConfig):
+    r"""
+    Configuration of a [`SparseDANModel`] / [`SparseDANForSequenceClassification`]: a bag of n-gram
+    embeddings, pooled, followed by a small MLP (Ye et al., 2022, "Sparse Distillation").
+
+    Args:
+        vocab_size (`int`, defaults to 1_000_001):
+            Rows of the n-gram embedding table (n-gram vocabulary plus the padding row).
+        embed_dim (`int`, defaults to 1000):
+            Width of an n-gram embedding (paper: 1000).
+        hidden_dims (`list[int]`, defaults to `[1000]`):
+            Widths of the hidden layers of the classification head (paper: one layer of 1000).
+        activation (`str`, defaults to `"tanh"`):
+            Activation of the head's hidden layers: `"tanh"` (the released paper code) or `"relu"` (the paper
+            text); `"gelu"` is also accepted.
+        pooling (`str`, defaults to `"mean"`):
+            How the n-gram embeddings of one text are combined: `"mean"` (paper), `"sum"` or `"max"`. Repeated
+            n-grams count once per occurrence.
+        feature_dropout (`float`, defaults to 0.1):
+            Probability of dropping each n-gram occurrence of a text during training (never at inference).
+        classifier_dropout (`float`, defaults to 0.1):
+            Dropout before each linear layer of the head.
+        max_ngrams (`int`, defaults to 2048):
+            N-gram occurrences kept per text when the tokenizer truncates.
+        ngram_range (`tuple[int, int]`, defaults to `(1, 4)`):
+            Smallest and largest n of the word n-grams in the vocabulary.
+        embedding_init_std (`float`, defaults to 0.1):
+            Standard deviation of the normal initialisation of the embedding table.
+        initializer_range (`float`, defaults to 0.02):
+            Standard deviation of the normal initialisation of the head's weights.
+        pad_token_id (`int`, defaults to 0):
+            Id of the padding row; it never contributes to a text's vector.
+
+    `id2label`, `label2id` and `problem_type` (`"single_label_classification"`, `"multi_label_classification"`,
+    `"regression"`) behave as in every transformers classifier.
+
+    Example:
+
+    ```python
+    >>> from hf_sparse_distill import SparseDANConfig, SparseDANForSequenceClassification
+    >>> config = SparseDANConfig(vocab_size=50_001, embed_dim=256, id2label={0: "negative", 1: "positive"})
+    >>> model = SparseDANForSequenceClassification(config)
+    ```
+    """
+
+    model_type = "sparse_dan"
+
+    def __init__(
+        self,
+        vocab_size: int = 1_000_001,
+        embed_dim: int = 1000,
+        hidden_dims: list[int] | tuple[int, ...] = (1000,),
+        activation: str = "tanh",
+        pooling: str = "mean",
+        feature_dropout: float = 0.1,
+        classifier_dropout: float = 0.1,
+        max_ngrams: int = 2048,
+        ngram_range: list[int] | tuple[int, int] = (1, 4),
+        embedding_init_std: float = 0.1,
+        initializer_range: float = 0.02,
+        pad_token_id: int = 0,
+        **kwargs,
+    ):
+        if pooling not in POOLING_MODES:
+            raise ValueError(f"pooling must be one of {POOLING_MODES}, got {pooling!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        for name, rate in (("feature_dropout", feature_dropout), ("classifier_dropout", classifier_dropout)):
+            if not 0.0 <= rate < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {rate!r}")
+        ngram_range = [int(n) for n in ngram_range]
+        if len(ngram_range) != 2 or not 1 <= ngram_range[0] <= ngram_range[1]:
+            raise ValueError(f"ngram_range must be (min_n, max_n) with 1 <= min_n <= max_n, got {ngram_range!r}")
+        if not 0 <= pad_token_id < vocab_size:
+            raise ValueError(f"pad_token_id={pad_token_id} must be a row of the table (vocab_size={vocab_size})")
+        self.vocab_size = int(vocab_size)
+        self.embed_dim = int(embed_dim)
+        self.hidden_dims = [int(d) for d in hidden_dims]
+        self.activation = activation
+        self.pooling = pooling
+        self.feature_dropout = float(feature_dropout)
+        self.classifier_dropout = float(classifier_dropout)
+        self.max_ngrams = int(max_ngrams)
+        self.ngram_range = ngram_range
+        self.embedding_init_std = float(embedding_init_std)
+        self.initializer_range = float(initializer_range)
+        super().__init__(pad_token_id=pad_token_id, **kwargs)
+
+
+__all__ = ["SparseDANConfig"]

@@ -1,0 +1,201 @@
+"""PyTorch sparse Deep Averaging Network (DAN): a bag of n-gram embeddings, pooled, then an MLP.
+
+Implements the student of "Sparse Distillation: Speeding Up Text Classification by Using Bigger Student
+Models" (Ye et al., NAACL 2022). This file is copied next to the weights when a model is saved, so it imports
+nothing but torch, transformers and the configuration file beside it.
+"""
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.activations import ACT2FN
+from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
+
+from .configuration_sparse_dan import SparseDANConfig
+
+try:  # transformers >= 5 skips weights that were loaded from a checkpoint
+    from transformers import initialization as init
+except ImportError:  # transformers 4.x
+    from torch.nn import init
+
+
+class SparseDANPreTrainedModel(PreTrainedModel):
+    """Weight initialisation and loading logic shared by the sparse DAN models."""
+
+    config_class = SparseDANConfig
+    base_model_prefix = "dan"
+    main_input_name = "input_ids"
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.EmbeddingBag):
+            init.normal_(module.weight, mean=0.0, std=self.config.embedding_init_std)
+        elif isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+
+
+def bags_from_padded(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor | None, pad_token_id: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Turn a padded `[batch, length]` id matrix into flat ids and bag offsets.
+
+    Positions where `attention_mask` is 0 (or, without a mask, ids equal to `pad_token_id`) are left out, so
+    a row with no n-gram becomes an empty bag instead of the `step must be nonzero` error that
+    `nn.EmbeddingBag` raises on a `[batch, 0]` input.
+    """
+    if input_ids.dim() != 2:
+        raise ValueError(f"padded input_ids must be 2-D [batch, length], got shape {tuple(input_ids.shape)}")
+    keep = attention_mask.bool() if attention_mask is not None else input_ids.ne(pad_token_id)
+    lengths = keep.sum(dim=1)
+    offsets = torch.zeros_like(lengths)
+    offsets[1:] = torch.cumsum(lengths, dim=0)[:-1]
+    return input_ids[keep], offsets
+
+
+def drop_features(
+    input_ids: torch.Tensor, offsets: torch.Tensor, rate: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Remove each n-gram occurrence with probability `rate` (feature dropout), keeping bag boundaries."""
+    keep = torch.rand(input_ids.shape, device=input_ids.device) >= rate
+    lengths = torch.diff(offsets, append=offsets.new_tensor([input_ids.numel()]))
+    bag_of_id = torch.repeat_interleave(torch.arange(offsets.numel(), device=offsets.device), lengths)
+    kept_lengths = torch.bincount(bag_of_id[keep], minlength=offsets.numel())
+    new_offsets = torch.zeros_like(offsets)
+    new_offsets[1:] = torch.cumsum(kept_lengths, dim=0)[:-1]
+    return input_ids[keep], new_offsets
+
+
+class SparseDANModel(SparseDANPreTrainedModel):
+    """The n-gram embedding bag: returns one pooled vector per text (`pooler_output`, `[batch, embed_dim]`)."""
+
+    _keys_to_ignore_on_load_unexpected = [r"^classifier\."]
+
+    def __init__(self, config: SparseDANConfig):
+        super().__init__(config)
+        self.embeddings = nn.EmbeddingBag(config.vocab_size, config.embed_dim, mode=config.pooling)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.EmbeddingBag:
+        return self.embeddings
+
+    def set_input_embeddings(self, value: nn.EmbeddingBag) -> None:
+        self.embeddings = value
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        offsets: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling | tuple[torch.Tensor]:
+        r"""
+        Args:
+            input_ids (`torch.LongTensor`):
+                Either padded n-gram ids of shape `[batch, length]` (what the tokenizer returns with
+                `padding=True`), or, together with `offsets`, the flat 1-D concatenation of every text's ids
+                (like `nn.EmbeddingBag`; what `SparseDANTokenizer.encode_bags` returns).
+            attention_mask (`torch.LongTensor` of shape `[batch, length]`, *optional*):
+                1 for real n-grams, 0 for padding. Without it, ids equal to `pad_token_id` are padding.
+            offsets (`torch.LongTensor` of shape `[batch]`, *optional*):
+                Start of each text in the flat `input_ids`. A text with no n-gram (empty bag) gets a zero vector.
+        """
+        if input_ids is None:
+            raise ValueError("input_ids is required")
+        if offsets is None:
+            input_ids, offsets = bags_from_padded(input_ids, attention_mask, self.config.pad_token_id)
+        elif input_ids.dim() != 1 or offsets.dim() != 1:
+            raise ValueError("with offsets, input_ids and offsets must both be 1-D (flat ids, bag starts)")
+        if self.training and self.config.feature_dropout > 0:
+            input_ids, offsets = drop_features(input_ids, offsets, self.config.feature_dropout)
+        pooled = self.embeddings(input_ids, offsets)
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if not return_dict:
+            return (pooled,)
+        return BaseModelOutputWithPooling(pooler_output=pooled)
+
+
+class SparseDANClassificationHead(nn.Module):
+    """Dropout → Linear → activation for each hidden width, then dropout → Linear to the labels."""
+
+    def __init__(self, config: SparseDANConfig):
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = config.embed_dim
+        for hidden in config.hidden_dims:
+            layers += [nn.Dropout(config.classifier_dropout), nn.Linear(width, hidden), ACT2FN[config.activation]]
+            width = hidden
+        layers += [nn.Dropout(config.classifier_dropout), nn.Linear(width, config.num_labels)]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.layers(pooled)
+
+
+class SparseDANForSequenceClassification(SparseDANPreTrainedModel):
+    """Sparse DAN with a classification (or regression) head; the loss follows `config.problem_type`."""
+
+    def __init__(self, config: SparseDANConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.dan = SparseDANModel(config)
+        self.classifier = SparseDANClassificationHead(config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.EmbeddingBag:
+        return self.dan.embeddings
+
+    def set_input_embeddings(self, value: nn.EmbeddingBag) -> None:
+        self.dan.embeddings = value
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        offsets: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput | tuple[torch.Tensor, ...]:
+        r"""
+        Args:
+            input_ids, attention_mask, offsets: see [`SparseDANModel.forward`].
+            labels (`torch.Tensor`, *optional*):
+                Class ids `[batch]` for single-label classification, multi-hot `[batch, num_labels]` for
+                multi-label classification, or targets for regression (`num_labels == 1`).
+        """
+        pooled = self.dan(input_ids, attention_mask=attention_mask, offsets=offsets, return_dict=False)[0]
+        logits = self.classifier(pooled)
+        loss = None
+        if labels is not None:
+            loss = self._loss(logits, labels.to(logits.device))
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if not return_dict:
+            return (logits,) if loss is None else (loss, logits)
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Save as every `PreTrainedModel` does; with the code files (auto-class registration), `auto_map` also
+        names the base [`SparseDANModel`], so `AutoModel.from_pretrained(..., trust_remote_code=True)` works."""
+        if self._auto_class is not None:
+            module = SparseDANModel.__module__.rsplit(".", 1)[-1]
+            self.config.auto_map = {"AutoModel": f"{module}.SparseDANModel", **(getattr(self.config, "auto_map", None) or {})}
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.config.problem_type is None:
+            if self.num_labels == 1:
+                self.config.problem_type = "regression"
+            elif labels.dtype in (torch.long, torch.int):
+                self.config.problem_type = "single_label_classification"
+            else:
+                self.config.problem_type = "multi_label_classification"
+        if self.config.problem_type == "regression":
+            return nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).view(-1))
+        if self.config.problem_type == "single_label_classification":
+            return nn.functional.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
+        return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+
+
+__all__ = ["SparseDANPreTrainedModel", "SparseDANModel", "SparseDANForSequenceClassification"]

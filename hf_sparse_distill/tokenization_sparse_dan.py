@@ -1,0 +1,419 @@
+"""N-gram tokenizer of the sparse DAN: text → ids of the word n-grams found in a fixed vocabulary.
+
+Word analysis is scikit-learn `CountVectorizer`'s default (lower-casing, `token_pattern=r"(?u)\\b\\w\\w+\\b"`,
+n-grams of consecutive words joined by one space), so a vocabulary fitted by `CountVectorizer` and this
+tokenizer agree exactly. N-grams outside the vocabulary are dropped; repeated n-grams are kept, one id per
+occurrence. Ids come out position by position (every n-gram starting at word 0, shortest first, then word 1,
+...), so truncation keeps the beginning of a text.
+
+This file is copied next to the weights when a model is saved, so it imports nothing but transformers and
+numpy (a dependency of transformers).
+"""
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import chain, repeat
+
+import numpy as np
+from transformers import BatchEncoding, PreTrainedTokenizer
+from transformers.tokenization_utils_base import TruncationStrategy
+from transformers.utils import PaddingStrategy
+
+VOCAB_FILES_NAMES = {"vocab_file": "ngram_vocab.json"}
+DEFAULT_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
+
+
+def word_ngrams(words: Sequence[str], ngram_range: Sequence[int]) -> list[str]:
+    """All n-grams of `words` for n in `ngram_range`, in `CountVectorizer._word_ngrams` order."""
+    min_n, max_n = ngram_range
+    grams = list(words) if min_n == 1 else []
+    for n in range(max(min_n, 2), max_n + 1):
+        grams += [" ".join(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return grams
+
+
+class NgramMatcher:
+    """Vectorised exact lookup of the vocabulary's word n-grams in batches of texts.
+
+    Each vocabulary word gets an integer id; n-grams are found by walking a trie level by level over all word
+    positions of a batch at once (`numpy.searchsorted` on the sorted `parent * n_words + word` keys), so no
+    n-gram string is ever built at encoding time.
+    """
+
+    def __init__(
+        self,
+        vocab: Mapping[str, int],
+        ngram_range: Sequence[int],
+        lowercase: bool,
+        token_pattern: str,
+        skip_ids: Iterable[int] = (),
+    ):
+        self.min_n, self.max_n = int(ngram_range[0]), int(ngram_range[1])
+        self.lowercase = lowercase
+        self.findall = re.compile(token_pattern).findall
+        skip = set(skip_ids)
+        # Every piece of the build is vectorised: a Python loop over a million n-grams takes seconds.
+        terms, term_ids = [], []
+        for term, idx in vocab.items():
+            if idx not in skip and "\n" not in term:
+                terms.append(term)
+                term_ids.append(idx)
+        blob = "\n".join(terms)
+        flat_words = blob.replace("\n", " ").split(" ") if terms else []
+        word_ids = {word: i for i, word in enumerate(dict.fromkeys(flat_words))}
+        flat_wid = np.fromiter(map(word_ids.__getitem__, flat_words), dtype=np.int64, count=len(flat_words))
+        raw = np.frombuffer(blob.encode("utf-8"), dtype=np.uint8)
+        term_of_byte = np.cumsum(raw == 10)
+        lengths = np.bincount(term_of_byte[raw == 32], minlength=len(terms)) + 1
+        first_word = np.cumsum(lengths) - lengths
+        wanted = (lengths >= self.min_n) & (lengths <= self.max_n)
+        lengths, first_word = lengths[wanted], first_word[wanted]
+        term_ids = np.asarray(term_ids, dtype=np.int64)[wanted]
+        n_words = max(len(word_ids), 1)
+        # Trie nodes: a word's own id is its depth-1 node; each deeper level numbers its distinct prefixes
+        # after the previous ones. Keys `parent * n_words + word` never collide across levels.
+        node = flat_wid[first_word]
+        final_node = np.where(lengths == 1, node, -1)
+        next_node, level_keys, level_nodes = n_words, [], []
+        for depth in range(1, self.max_n):
+            longer = np.flatnonzero(lengths > depth)
+            if longer.size == 0:
+                break
+            keys = node[longer] * n_words + flat_wid[first_word[longer] + depth]
+            unique_keys, inverse = np.unique(keys, return_inverse=True)
+            node = np.full(len(lengths), -1, dtype=np.int64)
+            node[longer] = next_node + inverse
+            ends_here = lengths == depth + 1
+            final_node[ends_here] = node[ends_here]
+            level_keys.append(unique_keys)
+            level_nodes.append(next_node + np.arange(unique_keys.size, dtype=np.int64))
+            next_node += unique_keys.size
+        self.word_ids = word_ids
+        self.n_words = n_words
+        keys = np.concatenate(level_keys) if level_keys else np.zeros(0, dtype=np.int64)
+        nodes = np.concatenate(level_nodes) if level_nodes else np.zeros(0, dtype=np.int64)
+        order = np.argsort(keys)
+        self.child_keys, self.child_nodes = keys[order], nodes[order]
+        self.node_term = np.full(next_node, -1, dtype=np.int64)
+        self.node_term[final_node] = term_ids
+        self.has_child = np.zeros(next_node, dtype=bool)
+        self.has_child[self.child_keys // n_words] = True
+
+    def words(self, text: str) -> list[str]:
+        """The words of `text` (lower-cased if configured), as `CountVectorizer` analyses them."""
+        return self.findall(text.lower() if self.lowercase else text)
+
+    def _children(self, nodes: np.ndarray, words: np.ndarray) -> np.ndarray:
+        """Trie child of each (node, word) pair, or -1 where the prefix is not in the vocabulary."""
+        keys = nodes * self.n_words + words
+        pos = np.minimum(np.searchsorted(self.child_keys, keys), len(self.child_keys) - 1)
+        return np.where(self.child_keys[pos] == keys, self.child_nodes[pos], -1)
+
+    def encode(self, texts: Sequence[str], max_ngrams: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Ids of every in-vocabulary n-gram occurrence of each text.
+
+        Returns `(ids, lengths)`: the flat concatenation of each text's ids (position order) and the number of
+        ids of each text, after keeping at most `max_ngrams` per text (the first ones).
+        """
+        findall, lowercase = self.findall, self.lowercase
+        tokens = [findall(text.lower() if lowercase else text) for text in texts]
+        word_counts = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+        n_positions = int(word_counts.sum())
+        wid = np.fromiter(
+            map(self.word_ids.get, chain.from_iterable(tokens), repeat(-1)), dtype=np.int64, count=n_positions
+        )
+        # Words left in the text from each position on (inclusive): an n-gram starting there needs >= n.
+        ends = np.cumsum(word_counts)
+        left = np.repeat(ends, word_counts) - np.arange(n_positions)
+        found = np.full((n_positions, self.max_n - self.min_n + 1), -1, dtype=np.int64)
+        node = wid  # trie node of the (n-1)-gram starting at each position, -1 if none
+        for n in range(1, self.max_n + 1):
+            if n > 1:
+                starts = np.flatnonzero(left >= n)
+                starts = starts[(node[starts] >= 0) & (wid[starts + n - 1] >= 0)]
+                starts = starts[self.has_child[node[starts]]]
+                parents = node[starts]
+                node = np.full(n_positions, -1, dtype=np.int64)
+                node[starts] = self._children(parents, wid[starts + n - 1])
+            if n >= self.min_n:
+                hit = node >= 0
+                found[hit, n - self.min_n] = self.node_term[node[hit]]
+        flat = found.ravel()
+        valid = flat >= 0
+        ids = flat[valid]
+        text_of_id = np.repeat(np.repeat(np.arange(len(texts)), word_counts), found.shape[1])[valid]
+        lengths = np.bincount(text_of_id, minlength=len(texts)).astype(np.int64)
+        if max_ngrams is not None and lengths.size and lengths.max() > max_ngrams:
+            first = np.cumsum(lengths) - lengths
+            keep = np.arange(ids.size) - first[text_of_id] < max_ngrams
+            ids, lengths = ids[keep], np.minimum(lengths, max_ngrams)
+        return ids, lengths
+
+
+class SparseDANTokenizer(PreTrainedTokenizer):
+    r"""
+    Tokenizer of the sparse DAN: maps a text to the ids of its in-vocabulary word n-grams.
+
+    Args:
+        vocab_file (`str`, *optional*):
+            JSON file mapping each n-gram (words joined by one space) to its id (`ngram_vocab.json`).
+        vocab (`dict[str, int]`, *optional*):
+            The same mapping given directly, instead of `vocab_file`.
+        ngram_range (`tuple[int, int]`, defaults to `(1, 4)`):
+            Smallest and largest n of the n-grams looked up.
+        lowercase (`bool`, defaults to `True`):
+            Lower-case the text before splitting it into words.
+        token_pattern (`str`, defaults to `r"(?u)\b\w\w+\b"`):
+            Regular expression of a word (must not match white space).
+        pad_token (`str`, defaults to `"[PAD]"`):
+            Padding token; it is in the vocabulary (id 0 for vocabularies built by `from_ngrams`) and never matched.
+        model_max_length (`int`, defaults to 2048):
+            N-gram occurrences kept per text with `truncation=True` (paper: 2048).
+
+    Besides the usual `tokenizer(texts, padding=True, return_tensors="pt")`, [`encode_bags`] returns the flat
+    `input_ids` + `offsets` form that the model consumes fastest.
+    """
+
+    vocab_files_names = VOCAB_FILES_NAMES
+    model_input_names = ["input_ids", "attention_mask"]
+
+    def __init__(
+        self,
+        vocab_file: str | None = None,
+        vocab: Mapping[str, int] | None = None,
+        ngram_range: Sequence[int] = (1, 4),
+        lowercase: bool = True,
+        token_pattern: str = DEFAULT_TOKEN_PATTERN,
+        pad_token: str = "[PAD]",
+        model_max_length: int = 2048,
+        **kwargs,
+    ):
+        if (vocab_file is None) == (vocab is None):
+            raise ValueError("SparseDANTokenizer needs exactly one of vocab_file or vocab")
+        if vocab_file is not None:
+            with open(vocab_file, encoding="utf-8") as f:
+                vocab = json.load(f)
+        self.vocab: dict[str, int] = dict(vocab)
+        if str(pad_token) not in self.vocab:
+            raise ValueError(f"pad_token {pad_token!r} must be in the vocabulary")
+        ids = sorted(self.vocab.values())
+        if ids != list(range(len(ids))):
+            raise ValueError("vocabulary ids must be exactly 0 .. len(vocab) - 1, each used once")
+        self.ngram_range = [int(n) for n in ngram_range]
+        self.lowercase = lowercase
+        self.token_pattern = token_pattern
+        self._matcher: NgramMatcher | None = None
+        self._id_to_token: list[str] | None = None
+        kwargs.setdefault("split_special_tokens", True)
+        super().__init__(
+            ngram_range=self.ngram_range,
+            lowercase=lowercase,
+            token_pattern=token_pattern,
+            pad_token=pad_token,
+            model_max_length=model_max_length,
+            **kwargs,
+        )
+
+    @classmethod
+    def from_ngrams(cls, ngrams: Iterable[str], pad_token: str = "[PAD]", **kwargs) -> "SparseDANTokenizer":
+        """Build a tokenizer whose vocabulary is `pad_token` (id 0) followed by `ngrams` (ids 1, 2, ...)."""
+        vocab = {pad_token: 0}
+        for ngram in ngrams:
+            if ngram in vocab:
+                raise ValueError(f"n-gram {ngram!r} appears twice in the vocabulary")
+            vocab[ngram] = len(vocab)
+        return cls(vocab=vocab, pad_token=pad_token, **kwargs)
+
+    @property
+    def matcher(self) -> NgramMatcher:
+        """The vectorised n-gram matcher, built on first use (about 2 s per million n-grams)."""
+        if self._matcher is None:
+            self._matcher = NgramMatcher(
+                self.vocab, self.ngram_range, self.lowercase, self.token_pattern, skip_ids=self.all_special_ids
+            )
+        return self._matcher
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    def get_vocab(self) -> dict[str, int]:
+        return dict(self.vocab)
+
+    def _tokenize(self, text: str, **kwargs) -> list[str]:
+        ids, _ = self.matcher.encode([text])
+        return self.convert_ids_to_tokens(ids.tolist())
+
+    def _convert_token_to_id(self, token: str) -> int:
+        if token not in self.vocab:
+            raise KeyError(f"{token!r} is not an n-gram of this tokenizer's vocabulary")
+        return self.vocab[token]
+
+    def _convert_id_to_token(self, index: int) -> str:
+        if self._id_to_token is None:
+            self._id_to_token = [""] * len(self.vocab)
+            for token, idx in self.vocab.items():
+                self._id_to_token[idx] = token
+        return self._id_to_token[index]
+
+    def convert_tokens_to_string(self, tokens: list[str]) -> str:
+        """The unigrams among `tokens`, in order: the in-vocabulary words of the text."""
+        return " ".join(token for token in tokens if " " not in token)
+
+    def encode_bags(
+        self,
+        texts: str | Sequence[str],
+        truncation: bool = True,
+        max_length: int | None = None,
+        return_tensors: str | None = "pt",
+    ) -> BatchEncoding:
+        """Encode texts into the flat form of `nn.EmbeddingBag`: `input_ids` (all ids, concatenated) and
+        `offsets` (where each text starts). The fastest input for [`SparseDANForSequenceClassification`].
+
+        Args:
+            texts: One text or a sequence of texts.
+            truncation: Keep at most `max_length` (default `model_max_length`) n-grams per text.
+            return_tensors: `"pt"`, `"np"` or `None` (Python lists).
+        """
+        texts = self._check_texts(texts)
+        limit = (max_length or self.model_max_length) if truncation else None
+        ids, lengths = self.matcher.encode(texts, max_ngrams=limit)
+        offsets = np.cumsum(lengths) - lengths
+        data = {"input_ids": ids, "offsets": offsets}
+        if return_tensors is None:
+            data = {key: value.tolist() for key, value in data.items()}
+        return BatchEncoding(data, tensor_type=return_tensors)
+
+    @staticmethod
+    def _check_texts(texts: str | Sequence[str]) -> list[str]:
+        if isinstance(texts, str):
+            return [texts]
+        if not isinstance(texts, Sequence):
+            raise TypeError(f"expected a string or a sequence of strings, got {type(texts).__name__}")
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"text {i} is a {type(text).__name__}, not a string")
+        return list(texts)
+
+    def _encode_plus(
+        self,
+        text,
+        text_pair=None,
+        add_special_tokens: bool = True,
+        padding_strategy: PaddingStrategy = PaddingStrategy.DO_NOT_PAD,
+        truncation_strategy: TruncationStrategy = TruncationStrategy.DO_NOT_TRUNCATE,
+        max_length: int | None = None,
+        stride: int = 0,
+        is_split_into_words: bool = False,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_tensors=None,
+        return_token_type_ids: bool | None = None,
+        return_attention_mask: bool | None = None,
+        return_overflowing_tokens: bool = False,
+        return_special_tokens_mask: bool = False,
+        return_offsets_mapping: bool = False,
+        return_length: bool = False,
+        verbose: bool = True,
+        **kwargs,
+    ) -> BatchEncoding:
+        batched = isinstance(text, (list, tuple))
+        plain_texts = isinstance(text, str) or (batched and all(isinstance(t, str) for t in text))
+        special_request = (
+            text_pair is not None
+            or is_split_into_words
+            or return_overflowing_tokens
+            or return_special_tokens_mask
+            or return_offsets_mapping
+        )
+        if not plain_texts or special_request:
+            if not batched and not isinstance(text, str):
+                raise TypeError(f"expected a string or a list of strings, got {type(text).__name__}")
+            if batched and any(not isinstance(t, (str, int, list, tuple)) for t in text):
+                bad = next(t for t in text if not isinstance(t, (str, int, list, tuple)))
+                raise TypeError(f"expected strings in the batch, got a {type(bad).__name__}")
+            return super()._encode_plus(
+                text,
+                text_pair=text_pair,
+                add_special_tokens=add_special_tokens,
+                padding_strategy=padding_strategy,
+                truncation_strategy=truncation_strategy,
+                max_length=max_length,
+                stride=stride,
+                is_split_into_words=is_split_into_words,
+                pad_to_multiple_of=pad_to_multiple_of,
+                padding_side=padding_side,
+                return_tensors=return_tensors,
+                return_token_type_ids=return_token_type_ids,
+                return_attention_mask=return_attention_mask,
+                return_overflowing_tokens=return_overflowing_tokens,
+                return_special_tokens_mask=return_special_tokens_mask,
+                return_offsets_mapping=return_offsets_mapping,
+                return_length=return_length,
+                verbose=verbose,
+                **kwargs,
+            )
+        texts = [text] if isinstance(text, str) else list(text)
+        truncate = truncation_strategy != TruncationStrategy.DO_NOT_TRUNCATE and max_length is not None
+        ids, lengths = self.matcher.encode(texts, max_ngrams=max_length if truncate else None)
+        data = self._pad_ids(ids, lengths, padding_strategy, max_length, pad_to_multiple_of, padding_side)
+        if return_attention_mask is False:
+            data.pop("attention_mask")
+        if return_token_type_ids:
+            data["token_type_ids"] = [[0] * len(row) for row in data["input_ids"]]
+        if return_length:
+            data["length"] = lengths.tolist()
+        if return_tensors is None:
+            data = {key: value.tolist() if isinstance(value, np.ndarray) else value for key, value in data.items()}
+            if not batched:
+                data = {key: value[0] for key, value in data.items()}
+        return BatchEncoding(data, tensor_type=return_tensors)
+
+    def _pad_ids(
+        self,
+        ids: np.ndarray,
+        lengths: np.ndarray,
+        padding_strategy: PaddingStrategy,
+        max_length: int | None,
+        pad_to_multiple_of: int | None,
+        padding_side: str | None,
+    ) -> dict[str, np.ndarray | list[list[int]]]:
+        """`input_ids` and `attention_mask`, padded as the strategy asks: 2-D arrays, or lists of rows when
+        there is no padding."""
+        longest = int(lengths.max()) if lengths.size else 0
+        if padding_strategy == PaddingStrategy.LONGEST:
+            width = longest
+        elif padding_strategy == PaddingStrategy.MAX_LENGTH and max_length is not None:
+            width = max(max_length, longest)
+        else:
+            width = None
+        if width is not None and pad_to_multiple_of:
+            width = -(-width // pad_to_multiple_of) * pad_to_multiple_of
+        starts = np.cumsum(lengths) - lengths
+        if width is None:
+            rows = [ids[s : s + n].tolist() for s, n in zip(starts.tolist(), lengths.tolist())]
+            return {"input_ids": rows, "attention_mask": [[1] * len(row) for row in rows]}
+        row_of_id = np.repeat(np.arange(lengths.size), lengths)
+        column = np.arange(ids.size) - starts[row_of_id]
+        if (padding_side or self.padding_side) == "left":
+            column += width - lengths[row_of_id]
+        input_ids = np.full((lengths.size, width), self.pad_token_id, dtype=np.int64)
+        attention_mask = np.zeros((lengths.size, width), dtype=np.int64)
+        input_ids[row_of_id, column] = ids
+        attention_mask[row_of_id, column] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+    def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str]:
+        prefix = f"{filename_prefix}-" if filename_prefix else ""
+        path = os.path.join(save_directory, prefix + VOCAB_FILES_NAMES["vocab_file"])
+        ordered = dict(sorted(self.vocab.items(), key=lambda item: item[1]))
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(ordered, f, ensure_ascii=False)
+        os.replace(tmp, path)
+        return (path,)
+
+
+__all__ = ["SparseDANTokenizer", "NgramMatcher", "word_ngrams"]

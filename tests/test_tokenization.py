@@ -1,0 +1,158 @@
+"""SparseDANTokenizer: CountVectorizer equivalence, transformers tokenizer conventions, fast paths."""
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from conftest import CORPUS, random_texts
+from sklearn.feature_extraction.text import CountVectorizer
+
+from hf_sparse_distill import SparseDANTokenizer
+
+
+def counts_by_vectorizer(vectorizer: CountVectorizer, texts: list[str]) -> list[Counter]:
+    matrix = CountVectorizer(ngram_range=(1, 4), vocabulary=vectorizer.vocabulary_).transform(texts).tocsr()
+    rows = []
+    for i in range(len(texts)):
+        row = matrix.getrow(i)
+        # our ids are the vectorizer's column + 1 (id 0 is the padding token)
+        rows.append(Counter({int(col) + 1: int(count) for col, count in zip(row.indices, row.data)}))
+    return rows
+
+
+def test_ids_equal_countvectorizer_counts(fitted_vectorizer, tokenizer):
+    texts = CORPUS + random_texts(400, seed=7)
+    expected = counts_by_vectorizer(fitted_vectorizer, texts)
+    batch = tokenizer(texts)["input_ids"]
+    assert [Counter(ids) for ids in batch] == expected
+    single = [tokenizer(text)["input_ids"] for text in texts]
+    assert single == batch
+
+
+def test_equivalence_with_pruned_vocabulary():
+    """With max_features most n-grams are out of vocabulary (and prefixes of kept n-grams may be missing)."""
+    texts = random_texts(300, seed=3)
+    vectorizer = CountVectorizer(ngram_range=(1, 4), max_features=150).fit(texts)
+    tokenizer = SparseDANTokenizer.from_ngrams(vectorizer.get_feature_names_out().tolist())
+    assert [Counter(ids) for ids in tokenizer(texts)["input_ids"]] == counts_by_vectorizer(vectorizer, texts)
+
+
+def test_vocabulary_with_only_long_ngrams_and_unproducible_terms():
+    """A 3-gram whose 1- and 2-gram prefixes are not in the vocabulary is still found; terms the analyser can
+    never produce (upper case, punctuation, one letter, more than four words) are never matched."""
+    tokenizer = SparseDANTokenizer.from_ngrams(["not very good", "Good", "good!", "a", "one two three four five"])
+    ids = tokenizer("It is not very good. Good! a one two three four five")["input_ids"]
+    assert tokenizer.convert_ids_to_tokens(ids) == ["not very good"]
+
+
+def test_ids_come_in_position_order_and_truncation_keeps_the_start(tokenizer):
+    words = "the movie is not good".split()
+    vocab = tokenizer.get_vocab()
+    expected = [
+        " ".join(words[i : i + n])
+        for i in range(len(words))
+        for n in range(1, 5)
+        if i + n <= len(words) and " ".join(words[i : i + n]) in vocab
+    ]
+    assert len(expected) > len(words)  # the fixture vocabulary holds longer n-grams of this text
+    ids = tokenizer(" ".join(words))["input_ids"]
+    assert tokenizer.convert_ids_to_tokens(ids) == expected
+    assert tokenizer(" ".join(words), truncation=True, max_length=3)["input_ids"] == ids[:3]
+
+
+def test_default_truncation_length_is_max_ngrams(tokenizer):
+    long_text = " ".join(["the movie is good"] * 2000)
+    assert tokenizer.model_max_length == 2048
+    assert len(tokenizer(long_text, truncation=True)["input_ids"]) == 2048
+    assert len(tokenizer(long_text)["input_ids"]) > 2048
+    bags = tokenizer.encode_bags([long_text, "good"])
+    assert bags["input_ids"].shape[0] == 2048 + 1
+    assert bags["offsets"].tolist() == [0, 2048]
+
+
+def test_padding_attention_mask_and_tensors(tokenizer):
+    texts = ["good", "", "the movie is not good", "!!!"]
+    enc = tokenizer(texts, padding=True, return_tensors="pt")
+    lengths = [len(tokenizer(t)["input_ids"]) for t in texts]
+    assert enc["input_ids"].shape == (4, max(lengths))
+    assert enc["attention_mask"].sum(1).tolist() == lengths
+    assert (enc["input_ids"][enc["attention_mask"] == 0] == tokenizer.pad_token_id).all()
+    left = tokenizer(texts, padding=True, padding_side="left", return_tensors="np")
+    assert isinstance(left["input_ids"], np.ndarray)
+    for row, mask, n in zip(left["input_ids"], left["attention_mask"], lengths):
+        assert mask[len(mask) - n :].all() and not mask[: len(mask) - n].any()
+    multiple = tokenizer(texts, padding=True, pad_to_multiple_of=8, return_tensors="pt")
+    assert multiple["input_ids"].shape[1] % 8 == 0
+    fixed = tokenizer(texts, padding="max_length", max_length=20, truncation=True)
+    assert all(len(row) == 20 for row in fixed["input_ids"])
+    single = tokenizer("the movie", return_tensors="pt")
+    assert single["input_ids"].dim() == 2 and single["input_ids"].shape[0] == 1
+    empty = tokenizer("", return_tensors="pt")
+    assert empty["input_ids"].shape == (1, 0) and empty["input_ids"].dtype == torch.long
+
+
+def test_encode_bags_matches_padded_form(tokenizer):
+    texts = ["good", "", "the movie is not good", "I hate this film"]
+    padded = tokenizer(texts, padding=True, return_tensors="pt")
+    bags = tokenizer.encode_bags(texts)
+    assert torch.equal(bags["input_ids"], padded["input_ids"][padded["attention_mask"].bool()])
+    lengths = padded["attention_mask"].sum(1)
+    assert bags["offsets"].tolist() == (torch.cumsum(lengths, 0) - lengths).tolist()
+    assert tokenizer.encode_bags("good", return_tensors=None)["offsets"] == [0]
+
+
+def test_slow_tokenize_path_agrees_with_fast_path(tokenizer):
+    for text in CORPUS + random_texts(50, seed=11):
+        assert tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text)) == tokenizer(text)["input_ids"]
+    assert tokenizer.tokenize("[PAD] good") == ["good"]
+
+
+def test_ids_to_ngram_strings_and_decode(tokenizer):
+    ids = tokenizer("the movie is not good")["input_ids"]
+    tokens = tokenizer.convert_ids_to_tokens(ids)
+    assert "not good" in tokens and "the movie" in tokens
+    assert tokenizer.convert_tokens_to_ids(tokens) == ids
+    assert tokenizer.decode(ids) == "the movie is not good"
+    with pytest.raises(KeyError, match="not an n-gram"):
+        tokenizer.convert_tokens_to_ids("no such ngram here")
+
+
+def test_save_and_reload(tmp_path, tokenizer):
+    tokenizer.save_pretrained(tmp_path)
+    vocab = json.loads((tmp_path / "ngram_vocab.json").read_text(encoding="utf-8"))
+    assert vocab == tokenizer.get_vocab() and vocab["[PAD]"] == 0
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    assert config["ngram_range"] == [1, 4] and config["model_max_length"] == 2048
+    reloaded = SparseDANTokenizer.from_pretrained(tmp_path)
+    texts = random_texts(50, seed=5)
+    assert reloaded(texts)["input_ids"] == tokenizer(texts)["input_ids"]
+    assert len(reloaded) == tokenizer.vocab_size == len(vocab)
+
+
+@pytest.mark.parametrize("bad", [123, 1.5, b"bytes", ["ok", 3], ["ok", None]])
+def test_non_string_input_raises_type_error(tokenizer, bad):
+    with pytest.raises(TypeError):
+        tokenizer(bad)
+    with pytest.raises(TypeError):
+        tokenizer.encode_bags(bad)
+
+
+def test_invalid_vocabularies_are_rejected():
+    with pytest.raises(ValueError, match="exactly one of"):
+        SparseDANTokenizer()
+    with pytest.raises(ValueError, match="pad_token"):
+        SparseDANTokenizer(vocab={"good": 0})
+    with pytest.raises(ValueError, match="0 .. len"):
+        SparseDANTokenizer(vocab={"[PAD]": 0, "good": 5})
+    with pytest.raises(ValueError, match="twice"):
+        SparseDANTokenizer.from_ngrams(["good", "good"])
+
+
+def test_custom_ngram_range_and_case(tmp_path):
+    tokenizer = SparseDANTokenizer.from_ngrams(["good", "not good", "Good"], ngram_range=(2, 2), lowercase=False)
+    assert tokenizer.convert_ids_to_tokens(tokenizer("not good Good")["input_ids"]) == ["not good"]
+    tokenizer.save_pretrained(tmp_path)
+    reloaded = SparseDANTokenizer.from_pretrained(tmp_path)
+    assert reloaded.ngram_range == [2, 2] and reloaded.lowercase is False
