@@ -1,0 +1,164 @@
+"""Text data for distillation: read splits through `datasets`, split reviews into sentences, and assemble the
+KD corpus (train ∪ unlabeled) with evaluation texts removed from the unlabeled part."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import datasets
+
+from .recipe import DataConfig, DatasetSource
+from .tokenization_sparse_dan import DEFAULT_TOKEN_PATTERN
+
+logger = logging.getLogger(__name__)
+
+_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|<br\s*/?>|\n+")
+_NORMALISE = re.compile(DEFAULT_TOKEN_PATTERN)
+
+
+@dataclass
+class TextSet:
+    """Texts with optional integer labels (`None` for unlabeled data)."""
+
+    texts: list[str]
+    labels: list[int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass
+class KDCorpus:
+    """The texts the teacher labels: the train set first (with gold labels), then the unlabeled texts (label -1)."""
+
+    texts: list[str]
+    labels: list[int]
+    num_train: int
+    report: dict[str, int] = field(default_factory=dict)
+
+
+def normalise(text: str) -> str:
+    """Comparison key for de-duplication: the lower-cased words of `CountVectorizer`'s analysis.
+    Two texts with the same key give the student exactly the same unigrams."""
+    return " ".join(_NORMALISE.findall(text.lower()))
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split a review into sentences (after `.`, `!` or `?` followed by a capital or digit, and at `<br />`)."""
+    return [s.strip() for s in _SENTENCE_BREAK.split(text) if s and s.strip()]
+
+
+def _local_builder(path: str) -> str | None:
+    name = path[:-3] if path.endswith(".gz") else path
+    for suffix, builder in _BUILDERS.items():
+        if name.endswith(suffix):
+            return builder
+    return None
+
+
+def load_source(source: DatasetSource, label2id: dict[str, int] | None = None) -> TextSet:
+    """Read one split with `datasets.load_dataset` and return its texts (and labels when it has them)."""
+    builder = _local_builder(source.path)
+    if builder is not None:
+        files = sorted(glob.glob(source.path))
+        if not files:
+            raise FileNotFoundError(f"no file matches {source.path!r}")
+        dataset = datasets.load_dataset(builder, data_files=files, split="train")
+    else:
+        dataset = datasets.load_dataset(
+            source.path, source.name, data_files=source.data_files, split=source.split, revision=source.revision
+        )
+    if source.text_column not in dataset.column_names:
+        raise ValueError(
+            f"{source.path}: no text column {source.text_column!r}; columns are {dataset.column_names}"
+        )
+    has_labels = source.label_column is not None and source.label_column in dataset.column_names
+    if source.max_rows is not None and not source.split_sentences:
+        dataset = dataset.select(range(min(source.max_rows, len(dataset))))
+    texts = dataset[source.text_column]
+    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+    if bad is not None:
+        raise TypeError(f"{source.path}: row {bad} of column {source.text_column!r} is {texts[bad]!r}, not text")
+    labels = _labels(dataset[source.label_column], label2id, source) if has_labels else None
+    if source.split_sentences:
+        texts = _sentences(texts, source)
+        labels = None
+    return TextSet(texts=texts, labels=labels)
+
+
+def _labels(values: Sequence, label2id: dict[str, int] | None, source: DatasetSource) -> list[int]:
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return list(values)
+    if label2id is not None and all(isinstance(v, str) for v in values):
+        unknown = sorted({v for v in values if v not in label2id})
+        if unknown:
+            raise ValueError(f"{source.path}: labels {unknown[:5]} are not among {sorted(label2id)}")
+        return [label2id[v] for v in values]
+    raise ValueError(f"{source.path}: column {source.label_column!r} must hold class ids or label names")
+
+
+def _sentences(texts: Iterable[str], source: DatasetSource) -> list[str]:
+    out = []
+    for text in texts:
+        for sentence in split_sentences(text):
+            words = len(sentence.split())
+            if words >= source.min_words and (source.max_words is None or words <= source.max_words):
+                out.append(sentence)
+                if source.max_rows is not None and len(out) >= source.max_rows:
+                    return out
+    return out
+
+
+def build_kd_corpus(
+    train: TextSet, unlabeled: Sequence[TextSet], evaluation: Sequence[TextSet], include_train: bool = True
+) -> KDCorpus:
+    """Concatenate the train set and the unlabeled texts, dropping unlabeled texts that (after `normalise`)
+    equal an evaluation text, a train text, or an earlier unlabeled text, or that have no word at all.
+
+    Texts that match an evaluation text must go: otherwise the student trains on the teacher's answers to the
+    evaluation set. The counts removed are in `report`.
+    """
+    held_out = {normalise(t) for split in evaluation for t in split.texts}
+    seen = {normalise(t) for t in train.texts} if include_train else set()
+    report = {"train": len(train) if include_train else 0, "unlabeled_read": 0}
+    report.update(unlabeled_removed_eval_overlap=0, unlabeled_removed_duplicate=0, unlabeled_removed_empty=0)
+    texts = list(train.texts) if include_train else []
+    labels = list(train.labels) if include_train and train.labels is not None else [-1] * len(texts)
+    for part in unlabeled:
+        report["unlabeled_read"] += len(part)
+        for text in part.texts:
+            key = normalise(text)
+            if not key:
+                report["unlabeled_removed_empty"] += 1
+            elif key in held_out:
+                report["unlabeled_removed_eval_overlap"] += 1
+            elif key in seen:
+                report["unlabeled_removed_duplicate"] += 1
+            else:
+                seen.add(key)
+                texts.append(text)
+                labels.append(-1)
+    report["unlabeled_kept"] = len(texts) - report["train"]
+    report["kd_total"] = len(texts)
+    logger.info("KD corpus: %s", report)
+    return KDCorpus(texts=texts, labels=labels, num_train=report["train"], report=report)
+
+
+def load_splits(config: DataConfig, label2id: dict[str, int] | None = None) -> dict[str, TextSet | list[TextSet]]:
+    """Read every split a recipe names: `train`, `dev`, optional `test`, and the list `unlabeled`."""
+    splits: dict[str, TextSet | list[TextSet]] = {
+        "train": load_source(config.train, label2id),
+        "dev": load_source(config.dev, label2id),
+    }
+    if config.test is not None:
+        splits["test"] = load_source(config.test, label2id)
+    splits["unlabeled"] = [load_source(source, label2id) for source in config.unlabeled]
+    for name in ("train", "dev"):
+        if splits[name].labels is None:
+            raise ValueError(f"the {name} split has no label column")
+    return splits

@@ -1,0 +1,263 @@
+"""Distillation recipes: typed settings read from YAML, with environment variables expanded in strings.
+
+A recipe names the teacher, the data (Hub dataset ids or local files), the vocabulary, the student's shape and
+the two training stages (KD, then optional fine-tuning on gold labels). `${VAR}` and `${VAR:-default}` are
+expanded in every string, so `${HFSD_SHARED:-../shared}/data/sst2/train.jsonl` works on any machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class RecipeError(ValueError):
+    """A recipe file or override is malformed; the message names the field."""
+
+
+@dataclass
+class DatasetSource:
+    """One split of one dataset.
+
+    `path` is a Hub dataset id (`"glue"`, `"stanfordnlp/imdb"`), a `datasets` builder name used with `data_files`
+    (`"json"`, `"csv"`, `"parquet"`, `"text"`), or a local file / glob (`.jsonl`, `.json`, `.csv`, `.parquet`,
+    `.txt`, optionally `.gz`), whose format is taken from its extension.
+    """
+
+    path: str
+    name: str | None = None
+    split: str = "train"
+    data_files: str | list[str] | None = None
+    revision: str | None = None
+    text_column: str = "text"
+    label_column: str | None = "label"
+    max_rows: int | None = None
+    split_sentences: bool = False
+    min_words: int = 1
+    max_words: int | None = None
+
+
+@dataclass
+class DataConfig:
+    """Labeled train / dev (/ test) splits and the unlabeled transfer corpus."""
+
+    train: DatasetSource
+    dev: DatasetSource
+    test: DatasetSource | None = None
+    unlabeled: list[DatasetSource] = field(default_factory=list)
+    include_train_in_kd: bool = True
+
+
+@dataclass
+class TeacherConfig:
+    """The fine-tuned teacher: any `AutoModelForSequenceClassification` (Hub id + revision, or a folder)."""
+
+    model: str
+    revision: str | None = None
+    max_length: int = 512
+    batch_size: int = 64
+    dtype: str = "auto"
+    chunk_size: int = 4096
+
+
+@dataclass
+class VocabConfig:
+    """The n-gram vocabulary: the `size` most frequent n-grams of train ∪ unlabeled (paper: 1M, n = 1-4)."""
+
+    size: int = 1_000_000
+    ngram_range: list[int] = field(default_factory=lambda: [1, 4])
+    lowercase: bool = True
+    token_pattern: str = r"(?u)\b\w\w+\b"
+    min_count: int = 1
+    num_workers: int | None = None
+    num_partitions: int = 16
+
+
+@dataclass
+class StudentConfig:
+    """Shape of the DAN student (see `SparseDANConfig`)."""
+
+    embed_dim: int = 1000
+    hidden_dims: list[int] = field(default_factory=lambda: [1000])
+    activation: str = "tanh"
+    pooling: str = "mean"
+    feature_dropout: float = 0.1
+    classifier_dropout: float = 0.1
+    max_ngrams: int = 2048
+    embedding_init_std: float = 0.1
+    initializer_range: float = 0.02
+
+
+@dataclass
+class AugmentConfig:
+    """Teacher-labelled augmentation of the train set (Tang et al., 2019): word masking and n-gram sampling."""
+
+    enabled: bool = False
+    copies_per_example: int = 1
+    mask_prob: float = 0.1
+    ngram_sample_prob: float = 0.25
+    max_sample_words: int = 5
+    seed: int = 0
+
+
+@dataclass
+class StageConfig:
+    """One training stage. `alpha` weighs the KD loss against gold-label cross-entropy:
+    1.0 is pure KD (paper stage 2), 0.0 is plain fine-tuning on labels (paper stage 3).
+    `embedding_learning_rate` (default: `learning_rate`) is the table's own rate: with far fewer updates than the
+    paper's 1M steps, rare n-gram rows need a larger one to move."""
+
+    enabled: bool = True
+    epochs: float = 1.0
+    max_steps: int | None = None
+    batch_size: int = 2048
+    learning_rate: float = 5e-4
+    embedding_learning_rate: float | None = None
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    eps: float = 1e-6
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    temperature: float = 1.0
+    alpha: float = 1.0
+    max_grad_norm: float | None = None
+    eval_steps: int | None = None
+    save_steps: int | None = None
+    save_total_limit: int = 2
+    eval_batch_size: int = 1024
+
+
+def _default_finetune() -> StageConfig:
+    return StageConfig(enabled=False, epochs=3.0, batch_size=32, learning_rate=1e-4, alpha=0.0)
+
+
+def _default_scratch() -> StageConfig:
+    return StageConfig(enabled=False, epochs=5.0, batch_size=256, learning_rate=1e-3, alpha=0.0)
+
+
+@dataclass
+class Recipe:
+    """Everything `hf-sparse-distill distill` needs, from data to the published student."""
+
+    task: str
+    data: DataConfig
+    teacher: TeacherConfig
+    output_dir: str = "runs/student"
+    cache_dir: str | None = None
+    vocab: VocabConfig = field(default_factory=VocabConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    kd: StageConfig = field(default_factory=StageConfig)
+    finetune: StageConfig = field(default_factory=_default_finetune)
+    scratch: StageConfig = field(default_factory=_default_scratch)
+    seed: int = 0
+    mixed_precision: str = "no"
+    report_to: list[str] = field(default_factory=list)
+    hub_repo_id: str | None = None
+    hub_private: bool = False
+    license: str | None = None
+    dataset_ids: list[str] = field(default_factory=list)
+
+    @property
+    def cache_path(self) -> Path:
+        """Where reusable artefacts (teacher logits) live: `cache_dir`, or `<output_dir>/cache`."""
+        return Path(self.cache_dir) if self.cache_dir else Path(self.output_dir) / "cache"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def expand_env(value: str) -> str:
+    """Expand `${VAR}` and `${VAR:-default}`; an unset variable without a default is an error."""
+
+    def replace(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise RecipeError(f"environment variable {name} is not set (used in {value!r}); set it or give a default")
+
+    return _ENV_PATTERN.sub(replace, value)
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """Turn plain YAML data into the dataclass `cls`, checking field names and basic types."""
+    if not isinstance(data, dict):
+        raise RecipeError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise RecipeError(f"{where}: unknown field(s) {unknown}; known fields: {sorted(names)}")
+    values = {key: _convert(hints[key], value, f"{where}.{key}") for key, value in data.items()}
+    try:
+        return cls(**values)
+    except TypeError as error:
+        raise RecipeError(f"{where}: {error}") from None
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    if isinstance(value, str):
+        value = expand_env(value)
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(option, value, where)
+            except RecipeError as error:
+                errors.append(str(error))
+        raise RecipeError(errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {hint}")
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise RecipeError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if hint is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        try:
+            return float(value)  # PyYAML reads `1e-3` (no dot) as a string
+        except ValueError:
+            raise RecipeError(f"{where}: expected a number, got {value!r}") from None
+    if hint is Any or (isinstance(hint, type) and isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
+        return value
+    raise RecipeError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply one `dotted.key=value` override (value parsed as YAML) to raw recipe data."""
+    if "=" not in assignment:
+        raise RecipeError(f"override {assignment!r} must look like section.field=value")
+    key, raw = assignment.split("=", 1)
+    *parents, leaf = key.strip().split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise RecipeError(f"override {assignment!r}: {part} is not a section")
+    node[leaf] = yaml.safe_load(raw)
+
+
+def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read a YAML recipe, apply `section.field=value` overrides, expand environment variables, validate."""
+    with open(path, encoding="utf-8") as f:
+        data = yaml.safe_load(f) or {}
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return _build(Recipe, data, Path(path).name)

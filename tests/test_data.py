@@ -1,0 +1,85 @@
+"""Reading data through `datasets` (local files and a Hub dataset from the cache) and building the KD corpus."""
+
+import json
+
+import pytest
+
+from hf_sparse_distill.data import TextSet, build_kd_corpus, load_source, normalise, split_sentences
+from hf_sparse_distill.recipe import DatasetSource
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return str(path)
+
+
+def test_local_formats(tmp_path):
+    rows = [{"text": "Good movie.", "label": 1}, {"text": "Bad film!", "label": 0}]
+    jsonl = write_jsonl(tmp_path / "a.jsonl", rows)
+    (tmp_path / "b.csv").write_text("sentence,y\nGood movie.,positive\nBad film!,negative\n")
+    (tmp_path / "c.txt").write_text("first line\nsecond line\n")
+    data = load_source(DatasetSource(path=jsonl))
+    assert data.texts == ["Good movie.", "Bad film!"] and data.labels == [1, 0]
+    csv = load_source(
+        DatasetSource(path=str(tmp_path / "b.csv"), text_column="sentence", label_column="y"),
+        label2id={"negative": 0, "positive": 1},
+    )
+    assert csv.labels == [1, 0]
+    txt = load_source(DatasetSource(path=str(tmp_path / "c.txt"), label_column=None))
+    assert txt.texts == ["first line", "second line"] and txt.labels is None
+    limited = load_source(DatasetSource(path=jsonl, max_rows=1))
+    assert limited.texts == ["Good movie."]
+
+
+def test_clear_errors(tmp_path):
+    jsonl = write_jsonl(tmp_path / "a.jsonl", [{"body": "x", "label": "weird"}])
+    with pytest.raises(FileNotFoundError):
+        load_source(DatasetSource(path=str(tmp_path / "missing.jsonl")))
+    with pytest.raises(ValueError, match="no text column 'text'"):
+        load_source(DatasetSource(path=jsonl))
+    with pytest.raises(ValueError, match="not among"):
+        load_source(DatasetSource(path=jsonl, text_column="body"), label2id={"neg": 0})
+
+
+def test_sentence_splitting(tmp_path):
+    review = "I loved it. The acting was great!<br /><br />But the end? Weak... 3.5 stars out of 5."
+    assert split_sentences(review) == ["I loved it.", "The acting was great!", "But the end?", "Weak...", "3.5 stars out of 5."]
+    path = write_jsonl(tmp_path / "r.jsonl", [{"text": review}] * 3)
+    data = load_source(DatasetSource(path=path, label_column=None, split_sentences=True, min_words=2, max_rows=4))
+    assert data.texts == ["I loved it.", "The acting was great!", "But the end?", "3.5 stars out of 5."]
+
+
+def test_kd_corpus_removes_evaluation_texts_and_duplicates():
+    train = TextSet(["a good movie", "a bad movie"], [1, 0])
+    dev = TextSet(["It's a GREAT film!"], [1])
+    test = TextSet(["truly awful"], [0])
+    unlabeled = [
+        TextSet(["it's a great film", "fresh text here", "A GOOD movie!", "Fresh text here.", "truly, awful", "!!", "new one"]),
+    ]
+    corpus = build_kd_corpus(train, unlabeled, [dev, test])
+    assert corpus.texts == ["a good movie", "a bad movie", "fresh text here", "new one"]
+    assert corpus.labels == [1, 0, -1, -1] and corpus.num_train == 2
+    assert corpus.report == {
+        "train": 2, "unlabeled_read": 7, "unlabeled_removed_eval_overlap": 2, "unlabeled_removed_duplicate": 2,
+        "unlabeled_removed_empty": 1, "unlabeled_kept": 2, "kd_total": 4,
+    }
+    assert normalise("It's a GREAT film!") == normalise("it s a great film") == "it great film"
+
+
+def test_hub_dataset_ids_go_to_load_dataset(monkeypatch):
+    """A Hub id (with config, split, revision) is handed to `datasets.load_dataset` as is. The download itself
+    cannot run offline (datasets resolves Hub repos through the API), so it is replaced by an in-memory dataset."""
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(path, name=None, data_files=None, split=None, revision=None):
+        calls.append((path, name, data_files, split, revision))
+        return datasets.Dataset.from_dict({"sentence": ["good", "bad"], "label": [1, 0], "idx": [0, 1]})
+
+    monkeypatch.setattr("hf_sparse_distill.data.datasets.load_dataset", fake_load_dataset)
+    data = load_source(
+        DatasetSource(path="nyu-mll/glue", name="sst2", split="validation", revision="abc", text_column="sentence")
+    )
+    assert calls == [("nyu-mll/glue", "sst2", None, "validation", "abc")]
+    assert data.texts == ["good", "bad"] and data.labels == [1, 0]
