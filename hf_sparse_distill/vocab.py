@@ -1,0 +1,161 @@
+"""Top-K n-gram vocabulary over corpora larger than memory.
+
+Counting is exact and streaming: the texts are cut into chunks; each chunk is counted in a worker process and its
+counts are written to disk split into hash partitions; then each partition is summed on its own (an n-gram lives
+in exactly one partition, so the sums are exact) and its K best entries are kept; a final merge of the sorted
+partition lists gives the global top K. Memory is bounded by one chunk's and one partition's distinct n-grams,
+not by the corpus. Ranking is by total count (as `CountVectorizer(max_features=K)`), ties broken by the n-gram
+string, so the result does not depend on chunking or on the number of processes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+import tempfile
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .tokenization_sparse_dan import DEFAULT_TOKEN_PATTERN, word_ngrams, word_splitter
+
+
+@dataclass(frozen=True)
+class Analyzer:
+    """The tokenizer's word analysis, picklable for worker processes."""
+
+    ngram_range: tuple[int, int] = (1, 4)
+    lowercase: bool = True
+    token_pattern: str = DEFAULT_TOKEN_PATTERN
+
+    def ngrams(self, texts: Iterable[str]) -> Iterator[str]:
+        """Every n-gram occurrence of every text, as the tokenizer analyses text."""
+        words = word_splitter(self.lowercase, self.token_pattern)
+        for text in texts:
+            yield from word_ngrams(words(text), self.ngram_range)
+
+
+def _partition(ngram: str, num_partitions: int) -> int:
+    return zlib.crc32(ngram.encode("utf-8")) % num_partitions
+
+
+def _count_chunk(texts: list[str], analyzer: Analyzer, chunk_index: int, work_dir: str, num_partitions: int) -> int:
+    """Count one chunk and write its counts as `count<TAB>ngram` lines, one file per partition."""
+    counts = Counter(analyzer.ngrams(texts))
+    parts: list[list[str]] = [[] for _ in range(num_partitions)]
+    for ngram, count in counts.items():
+        parts[_partition(ngram, num_partitions)].append(f"{count}\t{ngram}\n")
+    for p, lines in enumerate(parts):
+        with open(Path(work_dir) / f"chunk{chunk_index:07d}.part{p:04d}.tsv", "w", encoding="utf-8") as f:
+            f.writelines(lines)
+    return len(texts)
+
+
+def _top_of_partition(work_dir: str, partition: int, size: int, min_count: int) -> str:
+    """Sum one partition over all chunks; write its `size` best entries, best first; return that file."""
+    totals: Counter = Counter()
+    for path in sorted(Path(work_dir).glob(f"chunk*.part{partition:04d}.tsv")):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                count, ngram = line.rstrip("\n").split("\t", 1)
+                totals[ngram] += int(count)
+    best = heapq.nsmallest(size, ((-c, g) for g, c in totals.items() if c >= min_count))
+    out = Path(work_dir) / f"top.part{partition:04d}.tsv"
+    with open(out, "w", encoding="utf-8") as f:
+        f.writelines(f"{-neg}\t{g}\n" for neg, g in best)
+    return str(out)
+
+
+def _read_top(path: str) -> Iterator[tuple[int, str]]:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            count, ngram = line.rstrip("\n").split("\t", 1)
+            yield -int(count), ngram
+
+
+def _chunks(texts: Iterable[str], chunk_size: int) -> Iterator[list[str]]:
+    iterator = iter(texts)
+    while chunk := list(itertools.islice(iterator, chunk_size)):
+        yield chunk
+
+
+def _run_bounded(executor: ProcessPoolExecutor | None, calls: Iterable[tuple], limit: int) -> Iterator:
+    """Run `(fn, *args)` calls in the pool (or inline) with at most `limit` pending, yielding results."""
+    if executor is None:
+        for fn, *args in calls:
+            yield fn(*args)
+        return
+    pending: set[Future] = set()
+    for fn, *args in calls:
+        pending.add(executor.submit(fn, *args))
+        if len(pending) >= limit:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+    for future in pending:
+        yield future.result()
+
+
+def count_top_ngrams(
+    texts: Iterable[str],
+    size: int,
+    analyzer: Analyzer = Analyzer(),
+    min_count: int = 1,
+    num_workers: int | None = None,
+    num_partitions: int = 16,
+    chunk_size: int = 20_000,
+    work_dir: str | os.PathLike | None = None,
+    total: int | None = None,
+    show_progress: bool = True,
+) -> list[tuple[str, int]]:
+    """The `size` most frequent n-grams of `texts` with their counts, most frequent first (ties: by string).
+
+    Args:
+        texts: Any iterable of strings; it is read once, chunk by chunk (it may be a generator over a corpus
+            that does not fit in memory).
+        size: How many n-grams to keep (paper: 1,000,000).
+        analyzer: Word analysis (must match the tokenizer that will use the vocabulary).
+        min_count: Drop n-grams seen fewer times.
+        num_workers: Processes for counting and merging (default: all CPU cores; 0 or 1 counts in-process).
+        num_partitions: Hash partitions of the on-disk counts; more partitions, less memory per merge.
+        chunk_size: Texts per counting task.
+        work_dir: Where the temporary count files go (default: the system temporary directory).
+        total: Number of texts, for the progress bar only.
+    """
+    workers = num_workers if num_workers is not None else (os.cpu_count() or 1)
+    with tempfile.TemporaryDirectory(dir=work_dir, prefix="hfsd-vocab-") as tmp:
+        executor = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
+        try:
+            calls = (
+                (_count_chunk, chunk, analyzer, i, tmp, num_partitions)
+                for i, chunk in enumerate(_chunks(texts, chunk_size))
+            )
+            with tqdm(total=total, desc="counting n-grams", unit="texts", disable=not show_progress) as bar:
+                for done in _run_bounded(executor, calls, limit=2 * max(workers, 1)):
+                    bar.update(done)
+            merges = ((_top_of_partition, tmp, p, size, min_count) for p in range(num_partitions))
+            tops = list(
+                tqdm(
+                    _run_bounded(executor, merges, limit=max(workers, 1)),
+                    total=num_partitions, desc="merging partitions", disable=not show_progress,
+                )
+            )
+        finally:
+            if executor is not None:
+                executor.shutdown()
+        best = itertools.islice(heapq.merge(*(_read_top(path) for path in tops)), size)
+        return [(ngram, -neg) for neg, ngram in best]
+
+
+def build_vocabulary(
+    texts: Iterable[str], size: int, analyzer: Analyzer = Analyzer(), **kwargs
+) -> list[str]:
+    """The `size` most frequent n-grams (see `count_top_ngrams`), most frequent first: tokenizer id order."""
+    return [ngram for ngram, _ in count_top_ngrams(texts, size, analyzer, **kwargs)]
+
