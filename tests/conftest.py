@@ -122,3 +122,28 @@ def place_in_hub_cache(folder: Path, hf_home: Path, repo_id: str) -> str:
     (repo_dir / "refs" / "main").write_text(revision)
     shutil.copytree(folder, repo_dir / "snapshots" / revision)
     return revision
+
+
+def build_tiny_teacher(folder: Path, seed: int = 0) -> Path:
+    """A real (tiny, randomly initialised) BERT sequence classifier with its WordPiece tokenizer, saved with
+    `save_pretrained` like any fine-tuned teacher."""
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ",", ".", "!", "-", "'"] + sorted(set(WORDS))
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizer(str(folder / "vocab.txt"), model_max_length=128)
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=128, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1},
+    )
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "vocab.txt").unlink()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory) -> Path:
+    return build_tiny_teacher(tmp_path_factory.mktemp("teacher") / "tiny-bert")

@@ -1,0 +1,155 @@
+"""Teacher labelling: run any fine-tuned `AutoModelForSequenceClassification` over a corpus and keep its logits.
+
+Logits are written to disk in fixed-size chunks (safetensors, written atomically) under a directory keyed by the
+teacher, its revision, the settings and a fingerprint of the corpus. A run that is interrupted resumes from the
+chunks already complete: no row is lost or computed twice. Under `accelerate launch` the chunks are shared out
+between the processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import PartialState
+from safetensors.numpy import load_file, save_file
+from tqdm.auto import tqdm
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+from .distributed import process_state
+from .recipe import TeacherConfig
+
+logger = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def corpus_fingerprint(texts: Sequence[str]) -> str:
+    """SHA-256 over the texts and their order."""
+    digest = hashlib.sha256()
+    for text in texts:
+        encoded = text.encode("utf-8")
+        digest.update(len(encoded).to_bytes(8, "little"))
+        digest.update(encoded)
+    return digest.hexdigest()
+
+
+def _local_signature(folder: Path) -> list[tuple[str, int, int]]:
+    return sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file())
+
+
+class Teacher:
+    """A fine-tuned classifier that labels texts with its logits.
+
+    Args:
+        config: Which model (Hub id + revision, or a local folder) and how to run it (`max_length`,
+            `batch_size`, `dtype`: `"auto"` = float16 on GPU and float32 on CPU, or `"float32"`, `"bfloat16"`,
+            `"float16"`; `chunk_size`: rows per cache file).
+        state: The accelerate process state (defaults to the current one): each process labels its share.
+    """
+
+    def __init__(self, config: TeacherConfig, state: PartialState | None = None):
+        self.config = config
+        self.state = state or process_state()
+        self.model_config = AutoConfig.from_pretrained(config.model, revision=config.revision)
+        self._model = None
+        self._tokenizer = None
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return {int(k): v for k, v in self.model_config.id2label.items()}
+
+    @property
+    def num_labels(self) -> int:
+        return self.model_config.num_labels
+
+    @property
+    def dtype(self) -> torch.dtype:
+        if self.config.dtype == "auto":
+            return torch.float16 if self.state.device.type == "cuda" else torch.float32
+        if self.config.dtype not in _DTYPES:
+            raise ValueError(f"teacher dtype must be auto or one of {sorted(_DTYPES)}, got {self.config.dtype!r}")
+        return _DTYPES[self.config.dtype]
+
+    def identity(self) -> dict:
+        """What determines the logits: model, exact revision (Hub commit or local file signature), settings."""
+        local = Path(self.config.model)
+        revision = (
+            _local_signature(local) if local.is_dir() else getattr(self.model_config, "_commit_hash", None)
+        )
+        return {
+            "model": self.config.model,
+            "revision": self.config.revision,
+            "resolved": revision,
+            "max_length": self.config.max_length,
+            "dtype": str(self.dtype),
+            "chunk_size": self.config.chunk_size,
+        }
+
+    def _load(self) -> None:
+        if self._model is None:
+            self._tokenizer = AutoTokenizer.from_pretrained(self.config.model, revision=self.config.revision)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                self.config.model, revision=self.config.revision, dtype=self.dtype
+            )
+            self._model = model.to(self.state.device).eval()
+
+    def _predict(self, texts: list[str]) -> np.ndarray:
+        """Logits of `texts` (float32, input order): length-sorted batches with dynamic padding."""
+        self._load()
+        max_length = min(self.config.max_length, self._tokenizer.model_max_length)
+        encoded = self._tokenizer(texts, truncation=True, max_length=max_length)
+        order = np.argsort([len(ids) for ids in encoded["input_ids"]], kind="stable")
+        logits = np.zeros((len(texts), self.num_labels), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(order), self.config.batch_size):
+                rows = order[start : start + self.config.batch_size]
+                features = [{key: encoded[key][i] for key in encoded.keys()} for i in rows]
+                batch = self._tokenizer.pad(features, return_tensors="pt").to(self.state.device)
+                logits[rows] = self._model(**batch).logits.float().cpu().numpy()
+        return logits
+
+    def label(self, texts: Sequence[str], cache_dir: str | os.PathLike, show_progress: bool = True) -> np.ndarray:
+        """Logits for every text, `[len(texts), num_labels]` float32, computed once and cached on disk.
+
+        Chunk `i` holds rows `[i * chunk_size, (i + 1) * chunk_size)`. Chunks already on disk are reused, the
+        others are split between processes; every process returns the full array.
+        """
+        identity = self.identity()
+        identity["corpus"] = corpus_fingerprint(texts)
+        identity["rows"] = len(texts)
+        key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
+        folder = Path(cache_dir) / "teacher_logits" / key
+        chunk_size = self.config.chunk_size
+        n_chunks = -(-len(texts) // chunk_size)
+        if self.state.is_main_process:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "identity.json").write_text(json.dumps(identity, indent=2, sort_keys=True))
+        self.state.wait_for_everyone()
+        paths = [folder / f"chunk{i:06d}.safetensors" for i in range(n_chunks)]
+        todo = [i for i in range(n_chunks) if not paths[i].exists()]
+        mine = todo[self.state.process_index :: self.state.num_processes]
+        done_rows = len(texts) - sum(min(chunk_size, len(texts) - i * chunk_size) for i in todo)
+        if todo:
+            logger.info("teacher: %d of %d chunks to compute in %s", len(todo), n_chunks, folder)
+        with tqdm(
+            total=len(texts), initial=done_rows, desc="teacher labelling", unit="texts", dynamic_ncols=True,
+            disable=not (show_progress and self.state.is_main_process),
+        ) as bar:
+            for i in mine:
+                chunk = list(texts[i * chunk_size : (i + 1) * chunk_size])
+                logits = self._predict(chunk)
+                tmp = paths[i].with_suffix(f".tmp{self.state.process_index}")
+                save_file({"logits": logits}, str(tmp))
+                os.replace(tmp, paths[i])
+                bar.update(len(chunk) * self.state.num_processes)
+        self.state.wait_for_everyone()
+        if n_chunks == 0:
+            return np.zeros((0, self.num_labels), dtype=np.float32)
+        return np.concatenate([load_file(str(path))["logits"] for path in paths])

@@ -1,0 +1,83 @@
+"""Teacher labelling: batched logits equal unbatched ones; the chunked cache resumes after a real kill."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+from conftest import random_texts
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from hf_sparse_distill.recipe import TeacherConfig
+from hf_sparse_distill.teacher import Teacher
+
+
+def test_logits_equal_one_by_one_inference(tiny_teacher, tmp_path):
+    texts = random_texts(40, seed=3) + ["", "x " * 500]
+    teacher = Teacher(TeacherConfig(model=str(tiny_teacher), batch_size=8, chunk_size=16))
+    logits = teacher.label(texts, tmp_path, show_progress=False)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_teacher).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_teacher)
+    with torch.inference_mode():
+        expected = np.stack([model(**tokenizer(t, truncation=True, return_tensors="pt")).logits[0].numpy() for t in texts])
+    np.testing.assert_allclose(logits, expected, atol=1e-5)
+    assert logits.dtype == np.float32 and logits.shape == (len(texts), 2)
+    assert teacher.id2label == {0: "negative", 1: "positive"}
+
+
+def test_cache_is_keyed_by_corpus_and_settings(tiny_teacher, tmp_path):
+    teacher = Teacher(TeacherConfig(model=str(tiny_teacher), chunk_size=8))
+    first = teacher.label(["good movie", "bad film"], tmp_path, show_progress=False)
+    teacher.label(["good movie", "bad film!"], tmp_path, show_progress=False)
+    Teacher(TeacherConfig(model=str(tiny_teacher), chunk_size=8, max_length=4)).label(["good movie"], tmp_path, show_progress=False)
+    folders = sorted((tmp_path / "teacher_logits").iterdir())
+    assert len(folders) == 3
+    again = teacher.label(["good movie", "bad film"], tmp_path, show_progress=False)
+    np.testing.assert_array_equal(first, again)
+
+
+LABEL_SCRIPT = """
+import json, sys
+from hf_sparse_distill.recipe import TeacherConfig
+from hf_sparse_distill.teacher import Teacher
+texts = json.load(open(sys.argv[1]))
+logits = Teacher(TeacherConfig(model=sys.argv[2], batch_size=16, chunk_size=50)).label(texts, sys.argv[3])
+print("rows", len(logits))
+"""
+
+
+def test_killed_labelling_resumes_without_loss_or_duplication(tiny_teacher, tmp_path):
+    import json
+
+    texts = random_texts(6000, seed=12)
+    corpus = tmp_path / "texts.json"
+    corpus.write_text(json.dumps(texts))
+    cache = tmp_path / "cache"
+    command = [sys.executable, "-c", LABEL_SCRIPT, str(corpus), str(tiny_teacher), str(cache)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    chunks = []
+    while time.time() < deadline and len(chunks) < 5:
+        chunks = list(cache.glob("teacher_logits/*/chunk*.safetensors"))
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    written = {p.name: p.stat().st_mtime_ns for p in cache.glob("teacher_logits/*/chunk*.safetensors")}
+    n_chunks = -(-len(texts) // 50)
+    assert 5 <= len(written) < n_chunks, "the run should have been killed part-way"
+
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    folder = next(cache.glob("teacher_logits/*"))
+    assert {p.name: p.stat().st_mtime_ns for p in folder.glob("chunk*.safetensors") if p.name in written} == written
+    assert len(list(folder.glob("chunk*.safetensors"))) == n_chunks
+    assert not list(folder.glob("*.tmp*"))
+
+    teacher = Teacher(TeacherConfig(model=str(tiny_teacher), batch_size=16, chunk_size=50))
+    logits = teacher.label(texts, cache, show_progress=False)
+    fresh = teacher.label(texts, tmp_path / "fresh_cache", show_progress=False)
+    assert logits.shape == (len(texts), 2)
+    np.testing.assert_array_equal(logits, fresh)
