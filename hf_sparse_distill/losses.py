@@ -1,0 +1,62 @@
+"""Training objectives: knowledge distillation from teacher logits, gold-label loss, and their mix."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+
+def distillation_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0, problem_type: str | None = None
+) -> torch.Tensor:
+    """Mean over the batch of KL(teacher ‖ student) on temperature-softened distributions, times T².
+
+    Single-label: softmax over classes (paper, with T = 1). Multi-label: one Bernoulli per label (sigmoid).
+    Regression: squared error to the teacher's outputs (temperature unused).
+    """
+    student_logits = student_logits.float()
+    teacher_logits = teacher_logits.float()
+    if problem_type == "regression":
+        return F.mse_loss(student_logits, teacher_logits)
+    t = temperature
+    if problem_type == "multi_label_classification":
+        target = torch.sigmoid(teacher_logits / t)
+        entropy = F.binary_cross_entropy_with_logits(teacher_logits / t, target, reduction="none")
+        cross = F.binary_cross_entropy_with_logits(student_logits / t, target, reduction="none")
+        return (cross - entropy).sum(dim=-1).mean() * t * t
+    teacher_log_probs = F.log_softmax(teacher_logits / t, dim=-1)
+    student_log_probs = F.log_softmax(student_logits / t, dim=-1)
+    return F.kl_div(student_log_probs, teacher_log_probs, log_target=True, reduction="batchmean") * t * t
+
+
+def gold_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type: str | None = None) -> torch.Tensor:
+    """Cross-entropy (or BCE / MSE) on the rows that have a gold label; rows labelled -1 are ignored."""
+    logits = logits.float()
+    if problem_type == "regression":
+        return F.mse_loss(logits.squeeze(-1), labels.float())
+    if problem_type == "multi_label_classification":
+        return F.binary_cross_entropy_with_logits(logits, labels.float())
+    return F.cross_entropy(logits, labels.long(), ignore_index=-1)
+
+
+def mixed_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    labels: torch.Tensor | None,
+    alpha: float,
+    temperature: float = 1.0,
+    problem_type: str | None = None,
+) -> torch.Tensor:
+    """`alpha * KD + (1 - alpha) * gold`; alpha = 1 is pure distillation, alpha = 0 plain supervised training."""
+    loss = student_logits.new_zeros((), dtype=torch.float32)
+    if alpha > 0:
+        if teacher_logits is None:
+            raise ValueError("alpha > 0 needs teacher logits")
+        loss = loss + alpha * distillation_loss(student_logits, teacher_logits, temperature, problem_type)
+    if alpha < 1:
+        if labels is None:
+            raise ValueError("alpha < 1 needs gold labels")
+        has_label = labels >= 0 if labels.dim() == 1 and problem_type != "regression" else None
+        if has_label is None or bool(has_label.any()):
+            loss = loss + (1 - alpha) * gold_loss(student_logits, labels, problem_type)
+    return loss
