@@ -13,7 +13,7 @@ numpy (a dependency of transformers).
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import chain, repeat
 
 import numpy as np
@@ -23,6 +23,14 @@ from transformers.utils import PaddingStrategy
 
 VOCAB_FILES_NAMES = {"vocab_file": "ngram_vocab.json"}
 DEFAULT_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
+
+
+def word_splitter(lowercase: bool, token_pattern: str) -> Callable[[str], list[str]]:
+    """The word analysis of `CountVectorizer`: optional lower-casing, then every match of `token_pattern`."""
+    findall = re.compile(token_pattern).findall
+    if lowercase:
+        return lambda text: findall(text.lower())
+    return findall
 
 
 def word_ngrams(words: Sequence[str], ngram_range: Sequence[int]) -> list[str]:
@@ -51,8 +59,7 @@ class NgramMatcher:
         skip_ids: Iterable[int] = (),
     ):
         self.min_n, self.max_n = int(ngram_range[0]), int(ngram_range[1])
-        self.lowercase = lowercase
-        self.findall = re.compile(token_pattern).findall
+        self.words = word_splitter(lowercase, token_pattern)
         skip = set(skip_ids)
         # Every piece of the build is vectorised: a Python loop over a million n-grams takes seconds.
         terms, term_ids = [], []
@@ -101,10 +108,6 @@ class NgramMatcher:
         self.has_child = np.zeros(next_node, dtype=bool)
         self.has_child[self.child_keys // n_words] = True
 
-    def words(self, text: str) -> list[str]:
-        """The words of `text` (lower-cased if configured), as `CountVectorizer` analyses them."""
-        return self.findall(text.lower() if self.lowercase else text)
-
     def _children(self, nodes: np.ndarray, words: np.ndarray) -> np.ndarray:
         """Trie child of each (node, word) pair, or -1 where the prefix is not in the vocabulary."""
         keys = nodes * self.n_words + words
@@ -117,8 +120,7 @@ class NgramMatcher:
         Returns `(ids, lengths)`: the flat concatenation of each text's ids (position order) and the number of
         ids of each text, after keeping at most `max_ngrams` per text (the first ones).
         """
-        findall, lowercase = self.findall, self.lowercase
-        tokens = [findall(text.lower() if lowercase else text) for text in texts]
+        tokens = list(map(self.words, texts))
         word_counts = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
         n_positions = int(word_counts.sum())
         wid = np.fromiter(
@@ -416,4 +418,4 @@ class SparseDANTokenizer(PreTrainedTokenizer):
         return (path,)
 
 
-__all__ = ["SparseDANTokenizer", "NgramMatcher", "word_ngrams"]
+__all__ = ["SparseDANTokenizer", "NgramMatcher", "word_ngrams", "word_splitter"]
