@@ -145,3 +145,7 @@ def run() -> None:
         sys.stderr.flush()
         os._exit(status)
     sys.exit(status)
+
+
+if __name__ == "__main__":
+    run()

@@ -138,17 +138,19 @@ class Teacher:
         done_rows = len(texts) - sum(min(chunk_size, len(texts) - i * chunk_size) for i in todo)
         if todo:
             logger.info("teacher: %d of %d chunks to compute in %s", len(todo), n_chunks, folder)
-        with tqdm(
-            total=len(texts), initial=done_rows, desc="teacher labelling", unit="texts", dynamic_ncols=True,
-            disable=not (show_progress and self.state.is_main_process),
-        ) as bar:
-            for i in mine:
-                chunk = list(texts[i * chunk_size : (i + 1) * chunk_size])
-                logits = self._predict(chunk)
-                tmp = paths[i].with_suffix(f".tmp{self.state.process_index}")
-                save_file({"logits": logits}, str(tmp))
-                os.replace(tmp, paths[i])
-                bar.update(len(chunk) * self.state.num_processes)
+            with tqdm(
+                total=len(texts), initial=done_rows, desc="teacher labelling", unit="texts", dynamic_ncols=True,
+                disable=not (show_progress and self.state.is_main_process),
+            ) as bar:
+                for i in mine:
+                    chunk = list(texts[i * chunk_size : (i + 1) * chunk_size])
+                    logits = self._predict(chunk)
+                    tmp = paths[i].with_suffix(f".tmp{self.state.process_index}")
+                    save_file({"logits": logits}, str(tmp))
+                    os.replace(tmp, paths[i])
+                    bar.update(len(chunk) * self.state.num_processes)
+        else:
+            logger.info("teacher: all %d rows already labelled in %s", len(texts), folder)
         self.state.wait_for_everyone()
         if n_chunks == 0:
             return np.zeros((0, self.num_labels), dtype=np.float32)

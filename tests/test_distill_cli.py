@@ -1,0 +1,137 @@
+"""End to end through the CLI on tiny data: distill (vocab, teacher labels, KD, fine-tuning, scratch baseline),
+then the saved student loads through remote code in a process without the package and predicts the same;
+a 2-process `accelerate launch` of the same recipe trains and evaluates too."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import CORPUS, random_texts, run_without_package
+
+from hf_sparse_distill.cli import main
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+@pytest.fixture()
+def tiny_recipe(tmp_path, tiny_teacher, monkeypatch) -> Path:
+    texts = CORPUS + random_texts(200, seed=31)
+    rows = [{"text": t, "label": int("good" in t.lower() or "great" in t.lower())} for t in texts]
+    data = tmp_path / "data"
+    data.mkdir()
+    write_jsonl(data / "train.jsonl", rows[:150])
+    write_jsonl(data / "dev.jsonl", rows[150:])
+    reviews = [{"text": " ".join(random_texts(4, seed=100 + i))} for i in range(60)]
+    reviews.append({"text": rows[150]["text"]})  # a dev text hidden in the unlabeled corpus
+    write_jsonl(data / "reviews.jsonl", reviews)
+    monkeypatch.setenv("TINY_DATA", str(data))
+    monkeypatch.setenv("TINY_TEACHER", str(tiny_teacher))
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(
+        f"""
+task: tiny-sentiment
+output_dir: {tmp_path / "run"}
+teacher: {{model: "${{TINY_TEACHER}}", batch_size: 16, chunk_size: 64}}
+data:
+  train: {{path: "${{TINY_DATA}}/train.jsonl"}}
+  dev: {{path: "${{TINY_DATA}}/dev.jsonl"}}
+  unlabeled:
+    - {{path: "${{TINY_DATA}}/reviews.jsonl", label_column: null}}
+    - {{path: "${{TINY_DATA}}/reviews.jsonl", label_column: null, split_sentences: true}}
+vocab: {{size: 3000, num_workers: 1}}
+student: {{embed_dim: 16, hidden_dims: [16]}}
+augment: {{enabled: true, copies_per_example: 1}}
+kd: {{epochs: 2, batch_size: 32, learning_rate: 1e-2, embedding_learning_rate: 5e-2, eval_steps: 5}}
+finetune: {{enabled: true, epochs: 1, batch_size: 16, learning_rate: 1e-3}}
+scratch: {{enabled: true, epochs: 1, batch_size: 16}}
+"""
+    )
+    return recipe
+
+
+def test_distill_end_to_end_and_remote_code(tiny_recipe, tmp_path, capsys):
+    assert main(["distill", str(tiny_recipe)]) == 0
+    printed = capsys.readouterr().out
+    assert "| teacher |" in printed and "DAN (KD)" in printed and "DAN (KD+FT)" in printed and "from scratch" in printed
+    run = tmp_path / "run"
+    results = json.loads((run / "results.json").read_text())
+    assert results["data"]["unlabeled_removed_eval_overlap"] >= 1
+    assert results["data"]["augmented_generated"] > 0
+    for stage in ("kd", "finetune", "scratch"):
+        assert 0.0 <= results[stage]["accuracy"] <= 1.0 and (run / stage / "best" / "model.safetensors").exists()
+    assert results["student"]["source"] in ("kd", "finetune")
+    assert set(results["timings_s"]) >= {"data", "vocab", "label_kd", "train_kd", "total"}
+    student = run / "student"
+    assert {"config.json", "model.safetensors", "ngram_vocab.json", "modeling_sparse_dan.py"} <= {p.name for p in student.iterdir()}
+
+    # a second run reuses everything (no teacher call, no training)
+    assert main(["distill", str(tiny_recipe)]) == 0
+    assert json.loads((run / "results.json").read_text())["student"] == results["student"]
+    assert "teacher labelling" not in capsys.readouterr().err
+
+    # the saved student, without the package, predicts what the package predicts
+    from transformers import pipeline
+
+    texts = ["the movie is good", "awful boring plot", "", "great great great"]
+    local = pipeline("text-classification", model=str(student))(texts)
+    script = f"""
+import json
+from transformers import pipeline
+print(json.dumps(pipeline("text-classification", model={str(student)!r}, trust_remote_code=True)({texts!r})))
+"""
+    remote = json.loads(run_without_package(script, env={"HF_HOME": str(tmp_path / "hf")}).strip().splitlines()[-1])
+    assert [r["label"] for r in remote] == [r["label"] for r in local]
+    assert [r["score"] for r in remote] == pytest.approx([r["score"] for r in local], abs=1e-6)
+
+    # evaluate command on the dev file
+    assert main(["evaluate", str(student), "--data", os.environ["TINY_DATA"] + "/dev.jsonl"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["accuracy"] == pytest.approx(results["student"]["accuracy"])
+
+
+def test_step_commands_and_resume(tiny_recipe, tmp_path, capsys):
+    assert main(["vocab", str(tiny_recipe)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert 0 < report["vocab_size"] <= 3001
+    assert main(["label", str(tiny_recipe)]) == 0
+    labelled = json.loads(capsys.readouterr().out)
+    assert labelled["kd_rows"] == report["kd_total"]
+    assert main(["train", str(tiny_recipe), "--stage", "kd", "--set", "kd.save_steps=3"]) == 0
+    kd_dir = tmp_path / "run" / "kd"
+    checkpoints = sorted(p.name for p in (kd_dir / "checkpoints").iterdir())
+    assert checkpoints and len(checkpoints) <= 2  # save_total_limit
+    # an interrupted stage resumes: drop the finished marker, keep checkpoints, train again
+    state = json.loads((kd_dir / "trainer_state.json").read_text())
+    (kd_dir / "trainer_state.json").unlink()
+    assert main(["train", str(tiny_recipe), "--stage", "kd", "--set", "kd.save_steps=3"]) == 0
+    resumed = json.loads((kd_dir / "trainer_state.json").read_text())
+    assert resumed["total_steps"] == state["total_steps"]
+    assert resumed["history"][: len(state["history"])][0]["step"] <= state["history"][-1]["step"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_distill(tiny_recipe, tmp_path):
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(free_port()), "-m", "hf_sparse_distill.cli", "distill", str(tiny_recipe),
+        "--set", "finetune.enabled=false", "--set", "scratch.enabled=false",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    results_file = tmp_path / "run" / "results.json"
+    assert results_file.exists(), result.stderr[-4000:]
+    results = json.loads(results_file.read_text())
+    assert results["kd"]["accuracy"] > 0 and (tmp_path / "run" / "student" / "model.safetensors").exists()
