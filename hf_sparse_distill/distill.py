@@ -30,6 +30,7 @@ from .encoding import encode_texts
 from .evaluate import classification_metrics
 from .modeling_sparse_dan import SparseDANForSequenceClassification
 from .recipe import Recipe, StageConfig
+from .speed import machine_description, throughput
 from .teacher import Teacher, corpus_fingerprint
 from .tokenization_sparse_dan import SparseDANTokenizer
 from .train import BEST, EvalData, StageData, train_stage
@@ -234,6 +235,7 @@ class Distiller:
         self.teacher_logits("kd")
         results["teacher"].update(self.teacher_metrics())
         results["vocab_size"] = self.tokenizer().vocab_size
+        results["avg_ngrams_dev"] = float(self._eval_data().encoded.lengths.mean())
         for name in stages:
             results[name] = self.train(name)["best_metrics"]
         chosen = max(candidates, key=lambda s: results[s]["accuracy"])
@@ -242,14 +244,42 @@ class Distiller:
         results["student"].update(json.loads((final / "eval_results.json").read_text()))
         results["retention"] = results["student"]["accuracy"] / results["teacher"]["accuracy"]
         self._timed("total", start)
+        results["speed"] = self.measure_speed(final) if self.state.is_main_process else {}
         results["timings_s"] = self.timings
         if self.state.is_main_process:
+            (self.output_dir / "recipe.json").write_text(json.dumps(self.recipe.to_dict(), indent=2))
             target = self.output_dir / "student"
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(final, target)
             (self.output_dir / "results.json").write_text(json.dumps(results, indent=2))
         self.state.wait_for_everyone()
         return results
+
+
+    def measure_speed(self, student_dir: Path) -> dict:
+        """Throughput on the dev texts, tokenization included: the student through its batched API (batch 256)
+        and the teacher as configured for labelling (batch `teacher.batch_size`), same machine, same run."""
+        texts = self.data().dev.texts
+        model = SparseDANForSequenceClassification.from_pretrained(student_dir).eval()
+        tokenizer = SparseDANTokenizer.from_pretrained(student_dir)
+
+        def student(batch: list[str]) -> None:
+            with torch.inference_mode():
+                model(**tokenizer.encode_bags(batch))
+
+        seconds = self.recipe.speed_seconds
+        student_speed = throughput(student, texts, batch_size=256, min_seconds=seconds)
+        teacher_speed = throughput(self.teacher.predict, texts, self.recipe.teacher.batch_size, min_seconds=seconds)
+        return {
+            "machine": machine_description(),
+            "texts": f"{self.recipe.task} dev ({len(texts)} texts)",
+            "student_texts_per_s": round(student_speed, 1),
+            "student_batch_size": 256,
+            "teacher_texts_per_s": round(teacher_speed, 1),
+            "teacher_batch_size": self.recipe.teacher.batch_size,
+            "teacher_dtype": str(self.teacher.dtype),
+            "speedup": round(student_speed / teacher_speed, 1),
+        }
 
 
 def results_table(results: dict) -> str:

@@ -60,10 +60,12 @@ class DataConfig:
 
 @dataclass
 class TeacherConfig:
-    """The fine-tuned teacher: any `AutoModelForSequenceClassification` (Hub id + revision, or a folder)."""
+    """The fine-tuned teacher: any `AutoModelForSequenceClassification` (Hub id + revision, or a folder).
+    `hub_id` names the teacher on the Hub when `model` is a local folder (the model card's `base_model`)."""
 
     model: str
     revision: str | None = None
+    hub_id: str | None = None
     max_length: int = 512
     batch_size: int = 64
     dtype: str = "auto"
@@ -161,10 +163,12 @@ class Recipe:
     scratch: StageConfig = field(default_factory=_default_scratch)
     seed: int = 0
     mixed_precision: str = "no"
+    speed_seconds: float = 5.0
     report_to: list[str] = field(default_factory=list)
     hub_repo_id: str | None = None
     hub_private: bool = False
     license: str | None = None
+    language: str | None = "en"
     dataset_ids: list[str] = field(default_factory=list)
 
     @property

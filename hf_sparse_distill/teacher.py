@@ -100,7 +100,7 @@ class Teacher:
             )
             self._model = model.to(self.state.device).eval()
 
-    def _predict(self, texts: list[str]) -> np.ndarray:
+    def predict(self, texts: list[str]) -> np.ndarray:
         """Logits of `texts` (float32, input order): length-sorted batches with dynamic padding."""
         self._load()
         max_length = min(self.config.max_length, self._tokenizer.model_max_length)
@@ -144,7 +144,7 @@ class Teacher:
             ) as bar:
                 for i in mine:
                     chunk = list(texts[i * chunk_size : (i + 1) * chunk_size])
-                    logits = self._predict(chunk)
+                    logits = self.predict(chunk)
                     tmp = paths[i].with_suffix(f".tmp{self.state.process_index}")
                     save_file({"logits": logits}, str(tmp))
                     os.replace(tmp, paths[i])

@@ -37,6 +37,7 @@ def tiny_recipe(tmp_path, tiny_teacher, monkeypatch) -> Path:
     recipe.write_text(
         f"""
 task: tiny-sentiment
+speed_seconds: 0.2
 output_dir: {tmp_path / "run"}
 teacher: {{model: "${{TINY_TEACHER}}", batch_size: 16, chunk_size: 64}}
 data:

@@ -1,0 +1,46 @@
+"""Throughput measurement (texts per second, tokenization included) and a description of the machine, shared by
+the distillation run (numbers for the model card) and the benchmark scripts."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+
+
+def machine_description() -> str:
+    """CPU model, core count and torch threads (plus the GPU, if one is used), for stating where a number came from."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    text = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads"
+    if torch.cuda.is_available():
+        text += f", GPU {torch.cuda.get_device_name(0)}"
+    return text
+
+
+def throughput(
+    predict: Callable[[list[str]], object],
+    texts: Sequence[str],
+    batch_size: int,
+    min_seconds: float = 2.0,
+    warmup_batches: int = 2,
+) -> float:
+    """Texts per second of `predict` called on consecutive batches of `texts` (cycled until `min_seconds`)."""
+    batches = [list(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
+    for batch in batches[:warmup_batches]:
+        predict(batch)
+    done, start = 0, time.perf_counter()
+    while True:
+        for batch in batches:
+            predict(batch)
+            done += len(batch)
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return done / elapsed

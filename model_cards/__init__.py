@@ -1,0 +1,1 @@
+"""Model card templates, installed as `hf_sparse_distill.model_cards` (see pyproject.toml)."""
