@@ -1,0 +1,32 @@
+"""The batched pipeline returns exactly what the stock text-classification pipeline returns."""
+
+import pytest
+from conftest import random_texts
+from test_odd_inputs import ODD_TEXTS
+from transformers import pipeline
+
+from hf_sparse_distill.pipeline import SparseDANClassificationPipeline
+
+
+@pytest.mark.parametrize("options", [{}, {"top_k": None}, {"top_k": 1}, {"function_to_apply": "sigmoid"}, {"truncation": True}])
+def test_same_outputs_as_the_stock_pipeline(model, tokenizer, options):
+    stock = pipeline("text-classification", model=model, tokenizer=tokenizer)
+    fast = pipeline("text-classification", model=model, tokenizer=tokenizer, pipeline_class=SparseDANClassificationPipeline)
+    assert isinstance(fast, SparseDANClassificationPipeline)
+    texts = random_texts(40, seed=8) + ODD_TEXTS[:-1]
+    expected = stock(texts, batch_size=4, **options)
+    for batch_size in (1, 7, None):
+        got = fast(texts, **({"batch_size": batch_size} if batch_size else {}), **options)
+        assert len(got) == len(expected)
+        for a, b in zip(got, expected):
+            pairs = zip(a, b) if isinstance(a, list) else [(a, b)]
+            for x, y in pairs:
+                assert x["label"] == y["label"] and x["score"] == pytest.approx(y["score"], abs=1e-6)
+
+
+def test_single_text_and_errors_use_the_stock_path(model, tokenizer, saved_student):
+    fast = pipeline("text-classification", model=str(saved_student), pipeline_class=SparseDANClassificationPipeline)
+    stock = pipeline("text-classification", model=str(saved_student))
+    assert fast("the movie is good")[0]["label"] == stock("the movie is good")[0]["label"]
+    with pytest.raises(TypeError):
+        fast(["fine", 3])
