@@ -13,10 +13,10 @@ import os
 import sys
 
 import numpy as np
-from .distributed import process_state
 
 from .data import load_source
 from .distill import STAGES, Distiller, results_table
+from .distributed import process_state
 from .encoding import encode_texts
 from .evaluate import classification_metrics, predict_logits
 from .modeling_sparse_dan import SparseDANForSequenceClassification

@@ -24,8 +24,8 @@ from accelerate import PartialState
 
 from .augment import augment_texts
 from .configuration_sparse_dan import SparseDANConfig
-from .distributed import process_state
 from .data import KDCorpus, TextSet, build_kd_corpus, load_splits
+from .distributed import process_state
 from .encoding import encode_texts
 from .evaluate import classification_metrics
 from .modeling_sparse_dan import SparseDANForSequenceClassification

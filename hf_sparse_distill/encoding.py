@@ -31,10 +31,6 @@ class EncodedTexts:
         positions = np.repeat(self.starts[indices] - offsets, lengths) + np.arange(int(lengths.sum()))
         return torch.from_numpy(self.ids[positions]), torch.from_numpy(offsets)
 
-    def subset(self, indices: np.ndarray) -> EncodedTexts:
-        ids, offsets = self.batch(indices)
-        return EncodedTexts(ids.numpy(), offsets.numpy(), self.lengths[indices].copy())
-
 
 def encode_texts(
     tokenizer: SparseDANTokenizer,

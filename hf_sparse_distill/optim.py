@@ -77,7 +77,7 @@ def param_groups(model: nn.Module, weight_decay: float, embedding_lr: float | No
     dense weights (decay) and biases (no decay)."""
     table = model.get_input_embeddings().weight
     decay, no_decay = [], []
-    for name, param in model.named_parameters():
+    for param in model.parameters():
         if param is table or not param.requires_grad:
             continue
         (no_decay if param.dim() < 2 else decay).append(param)

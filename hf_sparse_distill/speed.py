@@ -34,13 +34,24 @@ def throughput(
 ) -> float:
     """Texts per second of `predict` called on consecutive batches of `texts` (cycled until `min_seconds`)."""
     batches = [list(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
+    return batches_per_second(predict, batches, [len(b) for b in batches], min_seconds, warmup_batches)
+
+
+def batches_per_second(
+    call: Callable[[object], object],
+    batches: Sequence[object],
+    sizes: Sequence[int],
+    min_seconds: float = 2.0,
+    warmup_batches: int = 2,
+) -> float:
+    """Items per second of `call` over prepared `batches` (of `sizes` items each), cycled until `min_seconds`."""
     for batch in batches[:warmup_batches]:
-        predict(batch)
+        call(batch)
     done, start = 0, time.perf_counter()
     while True:
-        for batch in batches:
-            predict(batch)
-            done += len(batch)
+        for batch, size in zip(batches, sizes):
+            call(batch)
+            done += size
         elapsed = time.perf_counter() - start
         if elapsed >= min_seconds:
             return done / elapsed

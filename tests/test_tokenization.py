@@ -81,7 +81,7 @@ def test_padding_attention_mask_and_tensors(tokenizer):
     assert (enc["input_ids"][enc["attention_mask"] == 0] == tokenizer.pad_token_id).all()
     left = tokenizer(texts, padding=True, padding_side="left", return_tensors="np")
     assert isinstance(left["input_ids"], np.ndarray)
-    for row, mask, n in zip(left["input_ids"], left["attention_mask"], lengths):
+    for mask, n in zip(left["attention_mask"], lengths):
         assert mask[len(mask) - n :].all() and not mask[: len(mask) - n].any()
     multiple = tokenizer(texts, padding=True, pad_to_multiple_of=8, return_tensors="pt")
     assert multiple["input_ids"].shape[1] % 8 == 0

@@ -1,0 +1,263 @@
+"""Accuracy and speed of the student against its teacher and the usual alternatives, side by side.
+
+    python benchmarks/run.py --run-dir runs/sst2_shared            # full run (about 20 minutes on 2 cores)
+    python benchmarks/run.py --smoke --student DIR --out /tmp/bench  # seconds: checks that every path still runs
+
+Each model is loaded and measured in its own worker process (clean load time and memory, fixed thread count).
+Writes `RESULTS.md`, `results.json` and `speed_accuracy.png` to `--out` (default: `benchmarks/`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+TRANSFORMERS = {"teacher", "roberta_large", "distilbert"}
+CONTESTANTS = [
+    "student_direct", "student_fast_pipeline", "student_pipeline", "student_remote_code",
+    "teacher", "distilbert", "roberta_large", "fasttext", "tfidf",
+]
+
+
+def build(name: str, args: argparse.Namespace):
+    import contestants as c
+    from measure import sst2_split
+
+    teacher_dir = str(Path(args.teacher))
+    if name == "student_direct":
+        return c.student_direct(args.student)
+    if name == "student_pipeline":
+        return c.student_pipeline(args.student, fast=False)
+    if name == "student_fast_pipeline":
+        return c.student_pipeline(args.student, fast=True)
+    if name == "student_remote_code":
+        return c.student_remote_code(args.student)
+    if name == "teacher":
+        return c.transformer(teacher_dir, None, teacher_dir)
+    if name in ("roberta_large", "distilbert"):
+        return c.transformer(None, name.replace("_", "-"), teacher_dir)
+    texts, labels = sst2_split("train")
+    if name == "fasttext":
+        return c.fasttext_classifier(texts, labels)
+    if name == "tfidf":
+        return c.tfidf_logistic_regression(texts, labels)
+    raise ValueError(name)
+
+
+def worker(args: argparse.Namespace) -> dict:
+    """Load one contestant and measure it; runs in its own process."""
+    if args.worker == "student_remote_code":
+        sys.modules["hf_sparse_distill"] = None  # a user without the package: remote code only
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from measure import batches_per_second, long_reviews, peak_rss_mb, rss_mb, sst2_split, throughput
+
+    before = rss_mb()
+    contestant = build(args.worker, args)
+    result = {
+        "name": contestant.name, "threads": args.threads, "load_s": round(contestant.load_seconds, 3),
+        "disk_mb": round(contestant.disk_bytes / 2**20, 2), "ram_mb": round(rss_mb() - before, 1),
+        "train_s": contestant.train_seconds, "note": contestant.note, "throughput": {}, "model_only": {},
+    }
+    dev_texts, dev_labels = sst2_split("dev")
+    texts = {"sst2": dev_texts[: args.sst_texts], "long": long_reviews(args.long_texts)}
+    big = 32 if args.worker in TRANSFORMERS else 256
+    for batch_size in (1, big):
+        if "state" in contestant.extra:
+            contestant.extra["state"]["batch_size"] = batch_size
+        for key, items in texts.items():
+            seconds = args.seconds if (batch_size == 1 or args.worker not in TRANSFORMERS) else args.seconds * 2
+            speed = throughput(contestant.predict, items, batch_size, min_seconds=seconds, warmup_batches=1)
+            result["throughput"][f"{key}_b{batch_size}"] = round(speed, 2)
+            if contestant.predict_pretokenized is not None:
+                chunks = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+                batches = [contestant.tokenize(chunk) for chunk in chunks]
+                speed = batches_per_second(contestant.predict_pretokenized, batches, [len(c) for c in chunks],
+                                           min_seconds=seconds, warmup_batches=1)
+                result["model_only"][f"{key}_b{batch_size}"] = round(speed, 2)
+    if args.worker not in ("roberta_large", "distilbert"):
+        predictions = []
+        for start in range(0, len(dev_texts), big):
+            predictions.extend(contestant.predict(dev_texts[start : start + big]).tolist())
+        result["accuracy"] = sum(p == y for p, y in zip(predictions, dev_labels)) / len(dev_labels)
+    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    return result
+
+
+def run_worker(name: str, threads: int, args: argparse.Namespace) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false"}
+    command = [
+        sys.executable, str(Path(__file__).resolve()), "--worker", name, "--threads", str(threads),
+        "--student", args.student, "--teacher", args.teacher, "--seconds", str(args.seconds),
+        "--sst-texts", str(args.sst_texts), "--long-texts", str(args.long_texts),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"worker {name} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return "–"
+    return f"{x:,.0f}" if x >= 100 else f"{x:,.1f}" if x >= 1 else f"{x:.2f}"
+
+
+def report(results: list[dict], run_results: dict, args: argparse.Namespace, machine: str) -> str:
+    threads = sorted({r["threads"] for r in results})
+    lines = [
+        "# Benchmark results", "",
+        f"Generated {datetime.date.today().isoformat()} by `python benchmarks/run.py"
+        f"{' --run-dir ' + args.run_dir if args.run_dir else ''}` on: {machine}.",
+        "", "Throughput is texts per second **with tokenization** (model alone in parentheses where it can be "
+        "separated); SST-2 = the 872 dev sentences, long = IMDB test reviews cut to 300 words. Transformers "
+        "run at batch 32 (the paper's batch size) instead of 256: on a CPU a bigger batch does not make them "
+        "faster and one batch of 256 long reviews takes minutes. Random-weight models are the paper's reference "
+        "shapes; their speed does not depend on the weights.", "",
+    ]
+    for t in threads:
+        lines += [f"## Throughput, {t} thread{'s' if t > 1 else ''}", "",
+                  "| model | SST-2, batch 1 | SST-2, batch 256/32 | long, batch 1 | long, batch 256/32 |", "|---|---|---|---|---|"]
+        for r in (r for r in results if r["threads"] == t):
+            cells = []
+            for key in ("sst2_b1", "sst2_b{}", "long_b1", "long_b{}"):
+                big = 32 if any(k.endswith("_b32") for k in r["throughput"]) else 256
+                key = key.format(big)
+                cell = _fmt(r["throughput"].get(key))
+                if key in r["model_only"]:
+                    cell += f" ({_fmt(r['model_only'][key])})"
+                cells.append(cell)
+            lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    best = max(threads)
+    by_name = {r["name"]: r for r in results if r["threads"] == best}
+    lines += ["## Accuracy (SST-2 dev) and cost", "",
+              "| model | accuracy | disk (MB) | RAM after load (MB) | peak RSS (MB) | load (s) | training (s) | note |",
+              "|---|---|---|---|---|---|---|---|"]
+    for stage, label in (("scratch", "student, from scratch (gold labels only)"), ("kd", "student, KD"), ("finetune", "student, KD+FT")):
+        if stage in run_results:
+            train = run_results.get("timings_s", {}).get(f"train_{stage}")
+            lines.append(f"| {label} | {100 * run_results[stage]['accuracy']:.2f} | | | | | {_fmt(train)} | from `{args.run_dir}/results.json` |")
+    for r in by_name.values():
+        acc = f"{100 * r['accuracy']:.2f}" if "accuracy" in r else "–"
+        lines.append(f"| {r['name']} | {acc} | {_fmt(r['disk_mb'])} | {_fmt(r['ram_mb'])} | {_fmt(r['peak_rss_mb'])} | "
+                     f"{r['load_s']:.2f} | {_fmt(r['train_s'])} | {r['note']} |")
+    lines.append("")
+    lines += targets(by_name, run_results)
+    return "\n".join(lines)
+
+
+def targets(by_name: dict, run_results: dict) -> list[str]:
+    """The issue's targets, each with the measured figures and whether it is met."""
+    def get(prefix: str) -> dict | None:
+        return next((r for name, r in by_name.items() if name.startswith(prefix)), None)
+
+    student, teacher, large = get("student (direct"), get("teacher"), get("roberta-large")
+    fast, stock = get("student (batched pipeline"), get("student (stock pipeline")
+    ft, tfidf = get("fastText"), get("TF-IDF")
+    lines = ["## Targets", "", "| target | measured | met |", "|---|---|---|"]
+
+    def best(r: dict, key: str) -> float:
+        return max(v for k, v in r["throughput"].items() if k.startswith(key))
+
+    if student and teacher:
+        ratio = best(student, "sst2") / best(teacher, "sst2")
+        lines.append(f"| student ≥ 100× teacher (SST-2, best batch) | {ratio:,.0f}× | {'yes' if ratio >= 100 else 'no'} |")
+    if student and large:
+        ratio = best(student, "sst2") / best(large, "sst2")
+        ratio_long = best(student, "long") / best(large, "long")
+        ok = ratio >= 1000 and ratio_long >= 1000
+        lines.append(f"| student ≥ 1000× RoBERTa-Large-shaped | SST-2 {ratio:,.0f}×, long {ratio_long:,.0f}× | {'yes' if ok else 'no'} |")
+    if student:
+        speed = best(student, "sst2")
+        lines.append(f"| ≥ 20,000 texts/s on SST-2 sentences | {speed:,.0f} | {'yes' if speed >= 20000 else 'no'} |")
+    if student and stock and fast:
+        for r in (stock, fast):
+            share = best(r, "sst2") / best(student, "sst2")
+            lines.append(f"| {r['name']} ≥ 50% of direct API | {100 * share:.0f}% | {'yes' if share >= 0.5 else 'no'} |")
+    accuracy = run_results.get("student", {}).get("accuracy") or (student or {}).get("accuracy")
+    for r in (ft, tfidf):
+        if r and accuracy is not None:
+            lines.append(f"| student beats {r['name']} | {100 * accuracy:.2f} vs {100 * r['accuracy']:.2f} | "
+                         f"{'yes' if accuracy > r['accuracy'] else 'no'} |")
+    return lines + [""]
+
+
+def plot(results: list[dict], run_results: dict, out: Path) -> None:
+    from hf_sparse_distill.plotting import speed_accuracy_plot
+
+    threads = max(r["threads"] for r in results)
+    points = []
+    for r in results:
+        if r["threads"] == threads and "accuracy" in r and r["name"] in (
+            "student (direct API)", "teacher MiniLM-L6 (float32)", "fastText (bigrams)", "TF-IDF + logistic regression"
+        ):
+            speed = max(v for k, v in r["throughput"].items() if k.startswith("sst2"))
+            points.append((r["name"], speed, r["accuracy"]))
+    student = next((r for r in results if r["threads"] == threads and r["name"] == "student (direct API)"), None)
+    if student and "scratch" in run_results:
+        speed = max(v for k, v in student["throughput"].items() if k.startswith("sst2"))
+        points.append(("DAN from scratch", speed, run_results["scratch"]["accuracy"]))
+    if points:
+        speed_accuracy_plot(points, out / "speed_accuracy.png", f"SST-2 dev, {threads} CPU thread(s)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run-dir", help="a finished `distill` output dir (student/, results.json)")
+    parser.add_argument("--student", help="student folder (default: RUN_DIR/student)")
+    parser.add_argument("--teacher", help="teacher folder (default: $HFSD_SHARED/teachers/minilm-l6-sst2)")
+    parser.add_argument("--out", default=str(HERE))
+    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--only", help="comma-separated subset of " + ",".join(CONTESTANTS))
+    parser.add_argument("--seconds", type=float, default=3.0, help="minimum seconds per throughput figure")
+    parser.add_argument("--sst-texts", type=int, default=872)
+    parser.add_argument("--long-texts", type=int, default=256)
+    parser.add_argument("--smoke", action="store_true", help="tiny budgets, 1 thread: only checks that everything runs")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    from measure import shared_dir
+
+    args.teacher = args.teacher or str(shared_dir() / "teachers" / "minilm-l6-sst2")
+    if args.worker:
+        args.threads = int(args.threads)
+        print(json.dumps(worker(args)))
+        return
+    if args.smoke:
+        args.threads, args.seconds, args.sst_texts, args.long_texts = "1", 0.05, 16, 2
+    if not args.student:
+        if not args.run_dir:
+            parser.error("give --run-dir or --student")
+        args.student = str(Path(args.run_dir) / "student")
+    run_results = json.loads((Path(args.run_dir) / "results.json").read_text()) if args.run_dir else {}
+    names = args.only.split(",") if args.only else CONTESTANTS
+    results = []
+    for threads in [int(t) for t in args.threads.split(",")]:
+        for name in names:
+            print(f"measuring {name} with {threads} thread(s)", file=sys.stderr, flush=True)
+            results.append(run_worker(name, threads, args))
+    from measure import machine_description
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    machine = machine_description().split(", torch")[0] + f", torch {__import__('torch').__version__}"
+    text = report(results, run_results, args, machine)
+    (out / "RESULTS.md").write_text(text + "\n")
+    (out / "results.json").write_text(json.dumps({"machine": machine, "date": datetime.date.today().isoformat(),
+                                                  "results": results, "run": run_results}, indent=2))
+    plot(results, run_results, out)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""Smoke runs of the benchmark scripts (tiny budgets), so they cannot rot. Needs the shared data."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("HFSD_SHARED", ROOT.parent / "shared"))
+pytestmark = pytest.mark.skipif(not (SHARED / "data").is_dir(), reason="needs the shared data (HFSD_SHARED)")
+
+
+def run(script: str, *arguments: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HFSD_SHARED": str(SHARED), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *arguments],
+                          capture_output=True, text=True, env=env, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done
+
+
+def test_benchmark_smoke(saved_student, tmp_path):
+    run("run.py", "--smoke", "--student", str(saved_student), "--out", str(tmp_path))
+    results = json.loads((tmp_path / "results.json").read_text())
+    names = {r["name"] for r in results["results"]}
+    assert {"student (direct API)", "student (stock pipeline)", "student (batched pipeline)",
+            "student (remote code, stock pipeline)", "teacher MiniLM-L6 (float32)", "roberta-large-shaped",
+            "distilbert-shaped", "fastText (bigrams)", "TF-IDF + logistic regression"} == names
+    for r in results["results"]:
+        assert all(v > 0 for v in r["throughput"].values()) and len(r["throughput"]) == 4
+    teacher = next(r for r in results["results"] if r["name"].startswith("teacher"))
+    assert teacher["accuracy"] == pytest.approx(0.8968, abs=1e-3)  # the teacher README's dev accuracy
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "## Targets" in text and "texts per second" in text
+    assert (tmp_path / "speed_accuracy.png").stat().st_size > 0
+
+
+def test_scaling_smoke(tmp_path):
+    run("scale.py", "--smoke", "--out", str(tmp_path), "--cache", str(tmp_path / "cache"))
+    rows = json.loads((tmp_path / "scaling.json").read_text())
+    assert [(r["vocab_size"], r["embed_dim"]) for r in rows] == [(200, 8), (400, 8), (400, 16)]
+    assert all(r["direct_sst2_b256"] > 0 and r["disk_mb"] > 0 for r in rows)
+    assert "| n-grams | dim |" in (tmp_path / "SCALING.md").read_text()
