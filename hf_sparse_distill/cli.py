@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--token", help="Hub token (default: HF_TOKEN or the stored login)")
     push.add_argument("--fp16-embeddings", action="store_true", help="store the embedding table in float16")
     push.add_argument("--results", help="results.json of the distillation run (default: next to the model)")
+    push.add_argument("--dry-run", metavar="DIR", help="write the folder that would be uploaded to DIR; upload nothing")
     return parser
 
 
@@ -95,8 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_evaluate(args), indent=2))
         return 0
     if args.command == "push":
-        from .hub import push_student
+        from .hub import push_student, save_for_hub
 
+        if args.dry_run:
+            save_for_hub(args.model_dir, args.dry_run, args.repo_id, args.results, args.fp16_embeddings)
+            print(args.dry_run)
+            return 0
         url = push_student(
             args.model_dir, args.repo_id, private=args.private, revision=args.revision, token=args.token,
             commit_message=args.commit_message, fp16_embeddings=args.fp16_embeddings, results_path=args.results,
@@ -135,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     """Console-script entry point. Multi-process runs end with a hard exit once everything is written: gloo's
-    thread teardown at interpreter exit sometimes aborts a finished run (measured in docs)."""
+    thread teardown at interpreter exit sometimes aborts a run whose work is all done."""
     status = main()
     state = process_state()
     if state.num_processes > 1:

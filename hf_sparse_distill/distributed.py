@@ -2,8 +2,9 @@
 
 NCCL has no sparse all-reduce, so the table is kept out of DistributedDataParallel and its gradient is averaged
 here with dense collectives only (all-gather of row indices, all-reduce of the union of rows): the same code is
-correct on NCCL (GPUs) and gloo (CPUs), and the optimizer keeps SparseAdam's lazy semantics. See
-`docs/distributed.md` in the repository for the measurements behind this choice.
+correct on NCCL (GPUs) and gloo (CPUs), and the optimizer keeps SparseAdam's lazy semantics. (DDP's own
+sparse all-reduce works on gloo only; dense table gradients would cost a 4 GB all-reduce per step for a 1M x 1000
+table and a 3x slower step on CPU.)
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -118,9 +119,15 @@ class TrainingProgress:
         self.__dict__.update(state)
 
 
+def _checkpoints(stage_dir: Path) -> list[Path]:
+    """Complete checkpoints (`step_<n>`, oldest first); unfinished ones (`step_<n>.tmp`) are ignored."""
+    found = [p for p in (stage_dir / CHECKPOINTS).glob("step_*") if re.fullmatch(r"step_\d+", p.name)]
+    return sorted(found, key=lambda p: int(p.name.split("_")[1]))
+
+
 def latest_checkpoint(stage_dir: Path) -> Path | None:
     """The checkpoint with the highest step under `stage_dir/checkpoints`, if any."""
-    checkpoints = sorted((stage_dir / CHECKPOINTS).glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
+    checkpoints = _checkpoints(stage_dir)
     return checkpoints[-1] if checkpoints else None
 
 
@@ -211,13 +218,17 @@ def train_stage(
         accelerator.wait_for_everyone()
 
     def save_checkpoint() -> None:
+        """Write to `step_<n>.tmp`, then rename: a run killed while saving leaves no half checkpoint behind."""
         target = stage_dir / CHECKPOINTS / f"step_{progress.step}"
-        accelerator.save_state(str(target))
+        partial = target.with_name(target.name + ".tmp")
+        accelerator.save_state(str(partial))
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            old = sorted((stage_dir / CHECKPOINTS).glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
-            for path in old[: -stage.save_total_limit]:
+            shutil.rmtree(target, ignore_errors=True)
+            partial.rename(target)
+            for path in _checkpoints(stage_dir)[: -stage.save_total_limit]:
                 shutil.rmtree(path, ignore_errors=True)
+        accelerator.wait_for_everyone()
 
     problem_type = model.config.problem_type or "single_label_classification"
     bar = tqdm(

@@ -97,7 +97,7 @@ print(json.dumps(pipeline("text-classification", model={str(student)!r}, trust_r
     assert metrics["accuracy"] == pytest.approx(results["student"]["accuracy"])
 
 
-def test_step_commands_and_resume(tiny_recipe, tmp_path, capsys):
+def test_step_commands_and_resume(tiny_recipe, tmp_path, capsys, caplog):
     assert main(["vocab", str(tiny_recipe)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert 0 < report["vocab_size"] <= 3001
@@ -108,13 +108,19 @@ def test_step_commands_and_resume(tiny_recipe, tmp_path, capsys):
     kd_dir = tmp_path / "run" / "kd"
     checkpoints = sorted(p.name for p in (kd_dir / "checkpoints").iterdir())
     assert checkpoints and len(checkpoints) <= 2  # save_total_limit
-    # an interrupted stage resumes: drop the finished marker, keep checkpoints, train again
+    # an interrupted stage resumes: drop the finished marker, keep checkpoints, train again; a checkpoint that
+    # was being written when the run died (step_<n>.tmp) is ignored
     state = json.loads((kd_dir / "trainer_state.json").read_text())
     (kd_dir / "trainer_state.json").unlink()
-    assert main(["train", str(tiny_recipe), "--stage", "kd", "--set", "kd.save_steps=3"]) == 0
+    (kd_dir / "checkpoints" / "step_999999.tmp").mkdir()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="hf_sparse_distill"):
+        assert main(["train", str(tiny_recipe), "--stage", "kd", "--set", "kd.save_steps=3"]) == 0
+    assert f"resumed kd from {kd_dir / 'checkpoints' / checkpoints[-1]}" in caplog.text
     resumed = json.loads((kd_dir / "trainer_state.json").read_text())
     assert resumed["total_steps"] == state["total_steps"]
-    assert resumed["history"][: len(state["history"])][0]["step"] <= state["history"][-1]["step"]
+    # resuming from the last checkpoint (data order, RNG, optimizer restored) replays the same evaluations
+    assert resumed["history"] == state["history"]
 
 
 def free_port() -> int:

@@ -125,6 +125,13 @@ def test_push_command(run_dir, fake_hub, capsys):
     assert len(calls["create_commit"]) == 1
 
 
+def test_push_dry_run_writes_the_folder_only(run_dir, fake_hub, tmp_path):
+    calls, _ = fake_hub
+    assert main(["push", str(run_dir / "student"), "acme/dry", "--dry-run", str(tmp_path / "dry")]) == 0
+    assert sorted(p.name for p in (tmp_path / "dry").iterdir()) == EXPECTED_FILES
+    assert calls["create_commit"] == [] and calls["create_repo"] == []
+
+
 def test_fp16_table_and_sharding(run_dir, tmp_path, model):
     folder = save_for_hub(run_dir / "student", tmp_path / "half", "acme/half", fp16_embeddings=True)
     with safe_open(str(folder / "model.safetensors"), "pt") as f:
