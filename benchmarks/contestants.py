@@ -58,6 +58,21 @@ def student_direct(model_dir: str) -> Contestant:
                       tokenize=tokenize, predict_pretokenized=model_only)
 
 
+def _through_pipeline(name: str, make_classifier: Callable[[], object], model_dir: str) -> Contestant:
+    """A contestant that predicts through a text-classification pipeline (its batch size set per measurement)."""
+    start = time.perf_counter()
+    classifier = make_classifier()
+    _ = classifier.tokenizer.matcher  # build the n-gram index now: part of loading
+    load = time.perf_counter() - start
+    label2id = classifier.model.config.label2id
+    state = {"batch_size": 1}
+
+    def predict(texts):
+        return np.array([label2id[r["label"]] for r in classifier(texts, batch_size=state["batch_size"])])
+
+    return Contestant(name, predict, load, _folder_bytes(model_dir), extra={"state": state})
+
+
 def student_pipeline(model_dir: str, fast: bool) -> Contestant:
     """The student through `pipeline("text-classification")` (stock), or through the package's
     `SparseDANClassificationPipeline`, which tokenizes whole batches at once."""
@@ -66,19 +81,9 @@ def student_pipeline(model_dir: str, fast: bool) -> Contestant:
     import hf_sparse_distill  # noqa: F401  (registers the model type)
     from hf_sparse_distill.pipeline import SparseDANClassificationPipeline
 
-    start = time.perf_counter()
     kwargs = {"pipeline_class": SparseDANClassificationPipeline} if fast else {}
-    classifier = pipeline("text-classification", model=model_dir, device="cpu", **kwargs)
-    _ = classifier.tokenizer.matcher  # build the n-gram index now: part of loading
-    load = time.perf_counter() - start
-    label2id = classifier.model.config.label2id
-    state = {"batch_size": 1}
-
-    def predict(texts):
-        return np.array([label2id[r["label"]] for r in classifier(texts, batch_size=state["batch_size"])])
-
     name = "student (batched pipeline)" if fast else "student (stock pipeline)"
-    return Contestant(name, predict, load, _folder_bytes(model_dir), extra={"state": state})
+    return _through_pipeline(name, lambda: pipeline("text-classification", model=model_dir, device="cpu", **kwargs), model_dir)
 
 
 def student_remote_code(model_dir: str) -> Contestant:
@@ -86,19 +91,12 @@ def student_remote_code(model_dir: str) -> Contestant:
     The worker process blocks `import hf_sparse_distill` before calling this."""
     from transformers import pipeline
 
-    start = time.perf_counter()
-    classifier = pipeline("text-classification", model=model_dir, trust_remote_code=True, device="cpu")
-    assert type(classifier.model).__module__.startswith("transformers_modules")
-    _ = classifier.tokenizer.matcher  # build the n-gram index now: part of loading
-    load = time.perf_counter() - start
-    label2id = classifier.model.config.label2id
-    state = {"batch_size": 1}
+    def make():
+        classifier = pipeline("text-classification", model=model_dir, trust_remote_code=True, device="cpu")
+        assert type(classifier.model).__module__.startswith("transformers_modules")
+        return classifier
 
-    def predict(texts):
-        return np.array([label2id[r["label"]] for r in classifier(texts, batch_size=state["batch_size"])])
-
-    return Contestant("student (remote code, stock pipeline)", predict, load, _folder_bytes(model_dir),
-                      extra={"state": state})
+    return _through_pipeline("student (remote code, stock pipeline)", make, model_dir)
 
 
 def transformer(model_dir: str | None, shape: str | None, teacher_dir: str, dtype: torch.dtype = torch.float32) -> Contestant:
