@@ -63,6 +63,7 @@ class Distiller:
         self._data: PreparedData | None = None
         self._tokenizer: SparseDANTokenizer | None = None
         self._logits: dict[str, np.ndarray] = {}
+        self._eval: EvalData | None = None
 
     @property
     def teacher(self) -> Teacher:
@@ -85,7 +86,8 @@ class Distiller:
             if self.recipe.augment.enabled:
                 unlabeled.append(TextSet(augment_texts(train.texts, self.recipe.augment)))
             evaluation = [dev] + ([splits["test"]] if "test" in splits else [])
-            for name, split in [("train", train)] + [("dev", dev)] + [("test", s) for s in evaluation[1:]]:
+            labeled = {"train": train, "dev": dev, **({"test": splits["test"]} if "test" in splits else {})}
+            for name, split in labeled.items():
                 if split.labels is not None and max(split.labels, default=0) >= self.teacher.num_labels:
                     raise ValueError(
                         f"{name} has label {max(split.labels)} but the teacher has {self.teacher.num_labels} labels"
@@ -134,9 +136,7 @@ class Distiller:
         if split not in self._logits:
             start = time.perf_counter()
             data = self.data()
-            texts = {"kd": data.corpus.texts, "dev": data.dev.texts}.get(split)
-            if split == "test":
-                texts = data.test.texts if data.test is not None else None
+            texts = {"kd": data.corpus.texts, "dev": data.dev.texts, "test": data.test and data.test.texts}.get(split)
             if texts is None:
                 raise ValueError(f"no split {split!r} to label")
             self._logits[split] = self.teacher.label(texts, self.recipe.cache_path)
@@ -151,9 +151,12 @@ class Distiller:
 
     # 4. training
     def _eval_data(self) -> EvalData:
-        data = self.data()
-        encoded = encode_texts(self.tokenizer(), data.dev.texts, self.recipe.student.max_ngrams, show_progress=False)
-        return EvalData(encoded, np.asarray(data.dev.labels), self.teacher_logits("dev"))
+        """The dev set, encoded once, with its gold labels and the teacher's logits."""
+        if self._eval is None:
+            data = self.data()
+            encoded = encode_texts(self.tokenizer(), data.dev.texts, self.recipe.student.max_ngrams, show_progress=False)
+            self._eval = EvalData(encoded, np.asarray(data.dev.labels), self.teacher_logits("dev"))
+        return self._eval
 
     def _new_student(self) -> SparseDANForSequenceClassification:
         student = self.recipe.student
@@ -254,7 +257,6 @@ class Distiller:
             (self.output_dir / "results.json").write_text(json.dumps(results, indent=2))
         self.state.wait_for_everyone()
         return results
-
 
     def measure_speed(self, student_dir: Path) -> dict:
         """Throughput on the dev texts, tokenization included: the student through its batched API (batch 256)

@@ -1,9 +1,10 @@
 """Teacher labelling: run any fine-tuned `AutoModelForSequenceClassification` over a corpus and keep its logits.
 
-Logits are written to disk in fixed-size chunks (safetensors, written atomically) under a directory keyed by the
-teacher, its revision, the settings and a fingerprint of the corpus. A run that is interrupted resumes from the
-chunks already complete: no row is lost or computed twice. Under `accelerate launch` the chunks are shared out
-between the processes.
+The corpus is cut into fixed-size chunks; each chunk's logits are written to disk (safetensors, atomically) in a
+folder keyed by the teacher, its exact revision and the settings, under a name derived from the chunk's texts.
+A run that is interrupted resumes from the chunks already complete (no row lost or computed twice), and a
+corpus that only grows at the end (more unlabeled text, augmentation) reuses every unchanged chunk. Under
+`accelerate launch` the chunks are shared out between the processes.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 
 def corpus_fingerprint(texts: Sequence[str]) -> str:
-    """SHA-256 over the texts and their order."""
+    """SHA-256 over the texts and their order (hex)."""
     digest = hashlib.sha256()
     for text in texts:
         encoded = text.encode("utf-8")
@@ -118,26 +119,25 @@ class Teacher:
     def label(self, texts: Sequence[str], cache_dir: str | os.PathLike, show_progress: bool = True) -> np.ndarray:
         """Logits for every text, `[len(texts), num_labels]` float32, computed once and cached on disk.
 
-        Chunk `i` holds rows `[i * chunk_size, (i + 1) * chunk_size)`. Chunks already on disk are reused, the
-        others are split between processes; every process returns the full array.
+        Chunk `i` holds rows `[i * chunk_size, (i + 1) * chunk_size)`. Chunks already on disk (same teacher,
+        settings and texts) are reused, the others are split between processes; every process returns the full
+        array.
         """
         identity = self.identity()
-        identity["corpus"] = corpus_fingerprint(texts)
-        identity["rows"] = len(texts)
         key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
         folder = Path(cache_dir) / "teacher_logits" / key
         chunk_size = self.config.chunk_size
-        n_chunks = -(-len(texts) // chunk_size)
+        starts = range(0, len(texts), chunk_size)
         if self.state.is_main_process:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "identity.json").write_text(json.dumps(identity, indent=2, sort_keys=True))
         self.state.wait_for_everyone()
-        paths = [folder / f"chunk{i:06d}.safetensors" for i in range(n_chunks)]
-        todo = [i for i in range(n_chunks) if not paths[i].exists()]
+        paths = [folder / f"chunk-{corpus_fingerprint(texts[i : i + chunk_size])[:32]}.safetensors" for i in starts]
+        todo = [i for i, path in enumerate(paths) if not path.exists()]
         mine = todo[self.state.process_index :: self.state.num_processes]
         done_rows = len(texts) - sum(min(chunk_size, len(texts) - i * chunk_size) for i in todo)
         if todo:
-            logger.info("teacher: %d of %d chunks to compute in %s", len(todo), n_chunks, folder)
+            logger.info("teacher: %d of %d chunks to compute in %s", len(todo), len(paths), folder)
             with tqdm(
                 total=len(texts), initial=done_rows, desc="teacher labelling", unit="texts", dynamic_ncols=True,
                 disable=not (show_progress and self.state.is_main_process),
@@ -152,6 +152,6 @@ class Teacher:
         else:
             logger.info("teacher: all %d rows already labelled in %s", len(texts), folder)
         self.state.wait_for_everyone()
-        if n_chunks == 0:
+        if not paths:
             return np.zeros((0, self.num_labels), dtype=np.float32)
         return np.concatenate([load_file(str(path))["logits"] for path in paths])

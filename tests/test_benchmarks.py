@@ -43,3 +43,10 @@ def test_scaling_smoke(tmp_path):
     assert [(r["vocab_size"], r["embed_dim"]) for r in rows] == [(200, 8), (400, 8), (400, 16)]
     assert all(r["direct_sst2_b256"] > 0 and r["disk_mb"] > 0 for r in rows)
     assert "| n-grams | dim |" in (tmp_path / "SCALING.md").read_text()
+
+
+def test_vocab_speed_smoke(tmp_path):
+    run("vocab_speed.py", "--imdb-reviews", "0", "--max-texts", "5000", "--size", "1000", "--out", str(tmp_path))
+    result = json.loads((tmp_path / "vocab.json").read_text())
+    assert [r["method"] for r in result["rows"]] == ["hf-sparse-distill", "hf-sparse-distill", "countvectorizer"]
+    assert result["same_across_workers"] and result["shared"] > 900

@@ -28,15 +28,28 @@ def test_logits_equal_one_by_one_inference(tiny_teacher, tmp_path):
     assert teacher.id2label == {0: "negative", 1: "positive"}
 
 
-def test_cache_is_keyed_by_corpus_and_settings(tiny_teacher, tmp_path):
+def test_cache_is_keyed_by_teacher_settings_and_chunk_texts(tiny_teacher, tmp_path):
     teacher = Teacher(TeacherConfig(model=str(tiny_teacher), chunk_size=8))
     first = teacher.label(["good movie", "bad film"], tmp_path, show_progress=False)
     teacher.label(["good movie", "bad film!"], tmp_path, show_progress=False)
     Teacher(TeacherConfig(model=str(tiny_teacher), chunk_size=8, max_length=4)).label(["good movie"], tmp_path, show_progress=False)
     folders = sorted((tmp_path / "teacher_logits").iterdir())
-    assert len(folders) == 3
+    assert len(folders) == 2  # one per teacher settings
+    assert max(len(list(f.glob("chunk-*.safetensors"))) for f in folders) == 2  # one per distinct chunk
     again = teacher.label(["good movie", "bad film"], tmp_path, show_progress=False)
     np.testing.assert_array_equal(first, again)
+
+
+def test_a_corpus_that_grows_reuses_its_chunks(tiny_teacher, tmp_path):
+    texts = random_texts(20, seed=6)
+    teacher = Teacher(TeacherConfig(model=str(tiny_teacher), chunk_size=8))
+    teacher.label(texts[:16], tmp_path, show_progress=False)
+    folder = next((tmp_path / "teacher_logits").iterdir())
+    before = {p.name: p.stat().st_mtime_ns for p in folder.glob("chunk-*")}
+    grown = teacher.label(texts, tmp_path, show_progress=False)
+    after = {p.name: p.stat().st_mtime_ns for p in folder.glob("chunk-*")}
+    assert len(before) == 2 and len(after) == 3 and all(after[name] == t for name, t in before.items())
+    np.testing.assert_array_equal(grown, teacher.label(texts, tmp_path / "fresh", show_progress=False))
 
 
 LABEL_SCRIPT = """
