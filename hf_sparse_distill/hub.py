@@ -88,9 +88,16 @@ def build_model_card(
         model_name=repo_id.split("/")[-1],
         eval_results=eval_results or None,
     )
+    teacher_name = teacher_id or Path(recipe.get("teacher", {}).get("model", "teacher")).name
+    if teacher_id:
+        teacher_text = f"[{teacher_id}](https://huggingface.co/{teacher_id})"
+    elif recipe.get("teacher"):
+        teacher_text = f"`{teacher_name}`, a fine-tuned transformer loaded from a local folder (not on the Hub)"
+    else:
+        teacher_text = "a fine-tuned transformer"
     rows = []
     if "teacher" in results:
-        rows.append({"name": f"teacher ({teacher_id or Path(recipe.get('teacher', {}).get('model', 'teacher')).name})", **results["teacher"]})
+        rows.append({"name": f"teacher ({teacher_name})", **results["teacher"]})
     for stage in ("scratch", "kd", "finetune"):
         if stage in results:
             chosen = " ← this model" if student and student.get("source") == stage else ""
@@ -123,7 +130,7 @@ def build_model_card(
         task_description=task,
         vocab_size_text=_human(config.vocab_size - 1),
         ngram_range=config.ngram_range,
-        teacher_text=f"[{teacher_id}](https://huggingface.co/{teacher_id})" if teacher_id else "a fine-tuned transformer",
+        teacher_text=teacher_text,
         total_params_text=_human(sparse_params + dense_params),
         sparse_params_text=_human(sparse_params),
         dense_params_text=_human(dense_params),

@@ -44,7 +44,8 @@ def batches_per_second(
     min_seconds: float = 2.0,
     warmup_batches: int = 2,
 ) -> float:
-    """Items per second of `call` over prepared `batches` (of `sizes` items each), cycled until `min_seconds`."""
+    """Items per second of `call` over prepared `batches` (of `sizes` items each), cycled until `min_seconds`
+    have passed (checked after every batch, so a slow model is not held to a full cycle)."""
     for batch in batches[:warmup_batches]:
         call(batch)
     done, start = 0, time.perf_counter()
@@ -52,6 +53,6 @@ def batches_per_second(
         for batch, size in zip(batches, sizes):
             call(batch)
             done += size
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_seconds:
-            return done / elapsed
+            elapsed = time.perf_counter() - start
+            if elapsed >= min_seconds:
+                return done / elapsed
