@@ -48,8 +48,8 @@ def vocabulary(size: int, cache: Path, files: list[str] = FULL_CORPUS) -> list[s
     """The `size` most frequent n-grams of the shared corpora (computed once for the largest size asked)."""
     from hf_sparse_distill.vocab import build_vocabulary
 
-    files = sorted(cache.glob("ngrams_top*.txt"), key=lambda p: int(p.stem.split("top")[1]))
-    usable = [p for p in files if int(p.stem.split("top")[1]) >= size]
+    counted = sorted(cache.glob("ngrams_top*.txt"), key=lambda p: int(p.stem.split("top")[1]))
+    usable = [p for p in counted if int(p.stem.split("top")[1]) >= size]
     if not usable:
         cache.mkdir(parents=True, exist_ok=True)
         texts = corpus_texts(files)
@@ -83,7 +83,7 @@ def worker(vocab_size: int, dim: int, cache: Path, seconds: float, files: list[s
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         result["save_s"] = round(time.perf_counter() - start, 2)
-        result["disk_mb"] = round(sum(p.stat().st_size for p in Path(tmp).iterdir()) / 2**20, 1)
+        result["disk_mb"] = round(sum(p.stat().st_size for p in Path(tmp).iterdir()) / 2**20, 2)
         del model, tokenizer
         before = rss_mb()
         start = time.perf_counter()
