@@ -41,8 +41,17 @@ def corpus_fingerprint(texts: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
-def _local_signature(folder: Path) -> list[tuple[str, int, int]]:
-    return sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file())
+def _local_signature(folder: Path) -> list[tuple[str, str]]:
+    """Name and SHA-256 of every file of a local model folder: the same teacher copied or moved elsewhere keeps its
+    cached logits, a retrained one (any byte changed) does not."""
+    signature = []
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        signature.append((path.name, digest.hexdigest()))
+    return signature
 
 
 class Teacher:
@@ -81,13 +90,15 @@ class Teacher:
     def identity(self) -> dict:
         """What determines the logits: model, exact revision (Hub commit or local file signature), settings."""
         local = Path(self.config.model)
-        revision = (
-            _local_signature(local) if local.is_dir() else getattr(self.model_config, "_commit_hash", None)
-        )
+        if local.is_dir():  # a local folder is known by its content, not by where it lies
+            model, revision, resolved = "local folder", None, _local_signature(local)
+        else:
+            model, revision = self.config.model, self.config.revision
+            resolved = getattr(self.model_config, "_commit_hash", None)
         return {
-            "model": self.config.model,
-            "revision": self.config.revision,
-            "resolved": revision,
+            "model": model,
+            "revision": revision,
+            "resolved": resolved,
             "max_length": self.config.max_length,
             "dtype": str(self.dtype),
             "chunk_size": self.config.chunk_size,

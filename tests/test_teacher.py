@@ -40,6 +40,20 @@ def test_cache_is_keyed_by_teacher_settings_and_chunk_texts(tiny_teacher, tmp_pa
     np.testing.assert_array_equal(first, again)
 
 
+def test_a_local_teacher_is_known_by_its_content_not_its_path(tiny_teacher, tmp_path):
+    import shutil
+
+    texts = ["good movie", "bad film"]
+    Teacher(TeacherConfig(model=str(tiny_teacher), chunk_size=8)).label(texts, tmp_path / "cache", show_progress=False)
+    copy = shutil.copytree(tiny_teacher, tmp_path / "elsewhere" / "teacher")  # new path, new modification times
+    Teacher(TeacherConfig(model=str(copy), chunk_size=8)).label(texts, tmp_path / "cache", show_progress=False)
+    assert len(list((tmp_path / "cache" / "teacher_logits").iterdir())) == 1
+    config = copy / "config.json"
+    config.write_text(config.read_text().replace('"negative"', '"NEGATIVE"'))  # any byte changed: another teacher
+    Teacher(TeacherConfig(model=str(copy), chunk_size=8)).label(texts, tmp_path / "cache", show_progress=False)
+    assert len(list((tmp_path / "cache" / "teacher_logits").iterdir())) == 2
+
+
 def test_a_corpus_that_grows_reuses_its_chunks(tiny_teacher, tmp_path):
     texts = random_texts(20, seed=6)
     teacher = Teacher(TeacherConfig(model=str(tiny_teacher), chunk_size=8))
