@@ -39,6 +39,19 @@ def test_equivalence_with_pruned_vocabulary():
     assert [Counter(ids) for ids in tokenizer(texts)["input_ids"]] == counts_by_vectorizer(vectorizer, texts)
 
 
+def test_equivalence_with_a_custom_token_pattern():
+    """The SST-2 recipes' pattern keeps "n't", one-letter words and "!"/"?"; CountVectorizer given the same pattern
+    still agrees id for id, also on the build and save/load round trip."""
+    pattern = r"(?u)n't|\b\w+\b|[!?]"
+    texts = random_texts(300, seed=5) + ["it does n't work !", "I can't say a thing?", "wo n't , is n't"]
+    vectorizer = CountVectorizer(ngram_range=(1, 4), token_pattern=pattern, max_features=400).fit(texts)
+    tokenizer = SparseDANTokenizer.from_ngrams(vectorizer.get_feature_names_out().tolist(), token_pattern=pattern)
+    matrix = CountVectorizer(ngram_range=(1, 4), token_pattern=pattern, vocabulary=vectorizer.vocabulary_).transform(texts)
+    expected = [Counter({int(c) + 1: int(v) for c, v in zip(row.indices, row.data)}) for row in matrix.tocsr()]
+    assert [Counter(ids) for ids in tokenizer(texts)["input_ids"]] == expected
+    assert tokenizer.convert_ids_to_tokens(tokenizer("it does n't work !")["input_ids"]) == ["it", "n't", "!"]
+
+
 def test_vocabulary_with_only_long_ngrams_and_unproducible_terms():
     """A 3-gram whose 1- and 2-gram prefixes are not in the vocabulary is still found; terms the analyser can
     never produce (upper case, punctuation, one letter, more than four words) are never matched."""
