@@ -17,7 +17,7 @@ from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
 from .modeling_sparse_dan import SparseDANForSequenceClassification
 from .plotting import speed_accuracy_plot
-from .tokenization_sparse_dan import SparseDANTokenizer
+from .tokenization_sparse_dan import DEFAULT_TOKEN_PATTERN, SparseDANTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +124,11 @@ def build_model_card(
         if data else "See the distillation recipe for the data and settings."
     )
     teacher_accuracy = results.get("teacher", {}).get("accuracy", 1.0)
+    vocab = recipe.get("vocab", {})
+    token_pattern = vocab.get("token_pattern", DEFAULT_TOKEN_PATTERN)
+    table_cell_pattern = token_pattern.replace("|", "\\|")  # a bare | would split the markdown table cell
+    words = "words of 2+ word characters" if token_pattern == DEFAULT_TOKEN_PATTERN else f"words matching `{table_cell_pattern}`"
+    tokenization_text = ("lower-cased, " if vocab.get("lowercase", True) else "case kept, ") + words
     variables = dict(
         model_name=repo_id.split("/")[-1],
         repo_id=repo_id,
@@ -142,6 +147,7 @@ def build_model_card(
         num_labels=config.num_labels,
         embed_dim=config.embed_dim,
         max_ngrams=config.max_ngrams,
+        tokenization_text=tokenization_text,
         fp16_embeddings=fp16_embeddings or table.dtype == torch.float16,
         eval_split_text=f"the {task} dev split",
         eval_size=(student or {}).get("num_examples", "?"),

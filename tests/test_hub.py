@@ -30,6 +30,7 @@ RESULTS = {
 RECIPE = {
     "task": "sst2", "license": "apache-2.0", "language": "en", "dataset_ids": ["stanfordnlp/sst2"],
     "teacher": {"model": "philschmid/roberta-large-sst2"},
+    "vocab": {"size": 1000000, "lowercase": True, "token_pattern": "(?u)n't|\\b\\w+\\b|[!?]"},
     "kd": {"epochs": 3, "batch_size": 256, "learning_rate": 1e-3, "embedding_learning_rate": 0.05, "temperature": 1.0},
     "finetune": {"epochs": 2, "batch_size": 64, "learning_rate": 1e-4},
 }
@@ -109,6 +110,7 @@ def test_push_is_one_commit_with_the_expected_files_and_card(run_dir, fake_hub):
     assert "25,000" in text and "139× faster" in text and "test CPU" in text
     assert "trust_remote_code=True" in text and "acme/sst2-dan" in text and "Limitations" in text
     assert "ye-etal-2022-sparse" in text and "speed_accuracy.png" in text
+    assert "lower-cased, words matching `(?u)n't\\|\\b\\w+\\b\\|[!?]`" in text
 
 
 def test_push_to_a_branch(run_dir, fake_hub):
@@ -154,6 +156,7 @@ def test_card_without_a_run(saved_student, tmp_path):
     assert not (folder / "speed_accuracy.png").exists()
     card = ModelCard.load(folder / "README.md")
     assert card.data.library_name == "transformers" and "base_model" not in card.data.to_dict()
+    assert "lower-cased, words of 2+ word characters" in card.text
 
 
 def test_uploaded_folder_serves_from_the_hub_cache(run_dir, fake_hub, tmp_path, model, tokenizer):
