@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 from transformers import TextClassificationPipeline
+from transformers.pipelines.text_classification import ClassificationFunction, sigmoid, softmax
 
 DEFAULT_BATCH_SIZE = 256
 
@@ -36,5 +37,28 @@ class SparseDANClassificationPipeline(TextClassificationPipeline):
             )
             with torch.inference_mode():
                 logits = self.model(**batch.to(self.device)).logits.cpu()
-            results.extend(self.postprocess({"logits": row[None]}, **postprocess_params) for row in logits)
+            results.extend(self._postprocess_batch(logits, **postprocess_params))
         return results
+
+    def _postprocess_batch(self, logits: torch.Tensor, function_to_apply=None, top_k=1, _legacy=True) -> list:
+        """The stock `postprocess` of every row; its default output (`{"label", "score"}` of the best label) is
+        computed for the whole batch at once with the same functions."""
+        if not (top_k == 1 and _legacy):
+            return [self.postprocess({"logits": row[None]}, function_to_apply, top_k, _legacy) for row in logits]
+        config = self.model.config
+        if function_to_apply is None:  # the stock default
+            if config.problem_type == "regression":
+                function_to_apply = ClassificationFunction.NONE
+            elif config.problem_type == "multi_label_classification" or config.num_labels == 1:
+                function_to_apply = ClassificationFunction.SIGMOID
+            else:
+                function_to_apply = ClassificationFunction.SOFTMAX
+        scores = logits.float().numpy()
+        if function_to_apply == ClassificationFunction.SIGMOID:
+            scores = sigmoid(scores)
+        elif function_to_apply == ClassificationFunction.SOFTMAX:
+            scores = softmax(scores)
+        elif function_to_apply != ClassificationFunction.NONE:
+            raise ValueError(f"Unrecognized `function_to_apply` argument: {function_to_apply}")
+        labels = [config.id2label[i] for i in scores.argmax(axis=-1).tolist()]
+        return [{"label": label, "score": score} for label, score in zip(labels, scores.max(axis=-1).tolist())]

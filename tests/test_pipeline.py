@@ -24,6 +24,19 @@ def test_same_outputs_as_the_stock_pipeline(model, tokenizer, options):
                 assert x["label"] == y["label"] and x["score"] == pytest.approx(y["score"], abs=1e-6)
 
 
+@pytest.mark.parametrize("problem_type", ["regression", "multi_label_classification", "single_label_classification"])
+def test_default_scores_follow_the_problem_type_like_the_stock_pipeline(model, tokenizer, problem_type):
+    import copy
+
+    model = copy.deepcopy(model)
+    model.config.problem_type = problem_type
+    texts = random_texts(30, seed=9)
+    stock = pipeline("text-classification", model=model, tokenizer=tokenizer)(texts, batch_size=4)
+    fast = pipeline("text-classification", model=model, tokenizer=tokenizer, pipeline_class=SparseDANClassificationPipeline)
+    for x, y in zip(fast(texts, batch_size=8), stock, strict=True):
+        assert x["label"] == y["label"] and x["score"] == pytest.approx(y["score"], abs=1e-6)
+
+
 def test_single_text_and_errors_use_the_stock_path(model, tokenizer, saved_student):
     fast = pipeline("text-classification", model=str(saved_student), pipeline_class=SparseDANClassificationPipeline)
     stock = pipeline("text-classification", model=str(saved_student))
