@@ -1,6 +1,6 @@
 """Accuracy and speed of the student against its teacher and the usual alternatives, side by side.
 
-    python benchmarks/run.py --run-dir runs/sst2_shared            # full run (about 20 minutes on 2 cores)
+    python benchmarks/run.py --run-dir runs/sst2_shared            # full run (about 26 minutes on 2 cores)
     python benchmarks/run.py --smoke --student DIR --out /tmp/bench  # seconds: checks that every path still runs
 
 Each model is loaded and measured in its own worker process (clean load time and memory, fixed thread count).
