@@ -85,8 +85,8 @@ class Distiller:
             unlabeled = list(splits["unlabeled"])
             if self.recipe.augment.enabled:
                 unlabeled.append(TextSet(augment_texts(train.texts, self.recipe.augment)))
-            evaluation = [dev] + ([splits["test"]] if "test" in splits else [])
             labeled = {"train": train, "dev": dev, **({"test": splits["test"]} if "test" in splits else {})}
+            evaluation = [split for name, split in labeled.items() if name != "train"]
             for name, split in labeled.items():
                 if split.labels is not None and max(split.labels, default=0) >= self.teacher.num_labels:
                     raise ValueError(

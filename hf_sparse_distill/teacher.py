@@ -9,6 +9,7 @@ corpus that only grows at the end (more unlabeled text, augmentation) reuses eve
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -87,11 +88,15 @@ class Teacher:
             raise ValueError(f"teacher dtype must be auto or one of {sorted(_DTYPES)}, got {self.config.dtype!r}")
         return _DTYPES[self.config.dtype]
 
+    @functools.cached_property
+    def _local_files(self) -> list[tuple[str, str]]:
+        """The local folder's file signature, hashed once per teacher (weights can be gigabytes)."""
+        return _local_signature(Path(self.config.model))
+
     def identity(self) -> dict:
         """What determines the logits: model, exact revision (Hub commit or local file signature), settings."""
-        local = Path(self.config.model)
-        if local.is_dir():  # a local folder is known by its content, not by where it lies
-            model, revision, resolved = "local folder", None, _local_signature(local)
+        if Path(self.config.model).is_dir():  # a local folder is known by its content, not by where it lies
+            model, revision, resolved = "local folder", None, self._local_files
         else:
             model, revision = self.config.model, self.config.revision
             resolved = getattr(self.model_config, "_commit_hash", None)
