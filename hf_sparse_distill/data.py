@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 _BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|<br\s*/?>|\n+")
 _NORMALISE = re.compile(DEFAULT_TOKEN_PATTERN)
+_CLAUSE_BREAK = re.compile(r"\s*(?:[,;:()]|--|\b(?:but|though|although|while)\b)\s*", re.IGNORECASE)
 
 
 @dataclass
@@ -53,6 +54,13 @@ def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_BREAK.split(text) if s and s.strip()]
 
 
+def split_clauses(sentence: str) -> list[str]:
+    """Split a sentence into clauses: at `,` `;` `:` `--`, parentheses and before but / though / although / while
+    (the connective is dropped). A sentence without such a break gives an empty list: it has no sub-clause."""
+    clauses = [c for c in _CLAUSE_BREAK.split(sentence) if c and c.strip()]
+    return clauses if len(clauses) > 1 else []
+
+
 def _local_builder(path: str) -> str | None:
     name = path[:-3] if path.endswith(".gz") else path
     for suffix, builder in _BUILDERS.items():
@@ -78,14 +86,14 @@ def load_source(source: DatasetSource, label2id: dict[str, int] | None = None) -
             f"{source.path}: no text column {source.text_column!r}; columns are {dataset.column_names}"
         )
     has_labels = source.label_column is not None and source.label_column in dataset.column_names
-    if source.max_rows is not None and not source.split_sentences:
+    if source.max_rows is not None and not (source.split_sentences or source.split_clauses):
         dataset = dataset.select(range(min(source.max_rows, len(dataset))))
     texts = dataset[source.text_column]
     bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
     if bad is not None:
         raise TypeError(f"{source.path}: row {bad} of column {source.text_column!r} is {texts[bad]!r}, not text")
     labels = _labels(dataset[source.label_column], label2id, source) if has_labels else None
-    if source.split_sentences:
+    if source.split_sentences or source.split_clauses:
         texts = _sentences(texts, source)
         labels = None
     return TextSet(texts=texts, labels=labels)
@@ -103,14 +111,17 @@ def _labels(values: Sequence, label2id: dict[str, int] | None, source: DatasetSo
 
 
 def _sentences(texts: Iterable[str], source: DatasetSource) -> list[str]:
+    """The sentences (or, with `split_clauses`, the clauses) of `texts` whose word count is within the source's
+    bounds, up to `max_rows`."""
     out = []
     for text in texts:
         for sentence in split_sentences(text):
-            words = len(sentence.split())
-            if words >= source.min_words and (source.max_words is None or words <= source.max_words):
-                out.append(sentence)
-                if source.max_rows is not None and len(out) >= source.max_rows:
-                    return out
+            for piece in split_clauses(sentence) if source.split_clauses else [sentence]:
+                words = len(piece.split())
+                if words >= source.min_words and (source.max_words is None or words <= source.max_words):
+                    out.append(piece)
+                    if source.max_rows is not None and len(out) >= source.max_rows:
+                        return out
     return out
 
 

@@ -31,7 +31,9 @@ class DatasetSource:
 
     `path` is a Hub dataset id (`"glue"`, `"stanfordnlp/imdb"`), a `datasets` builder name used with `data_files`
     (`"json"`, `"csv"`, `"parquet"`, `"text"`), or a local file / glob (`.jsonl`, `.json`, `.csv`, `.parquet`,
-    `.txt`, optionally `.gz`), whose format is taken from its extension.
+    `.txt`, optionally `.gz`), whose format is taken from its extension. `split_sentences` turns each text into
+    its sentences, `split_clauses` into the clauses of its sentences that have several (phrase-level transfer
+    text, cheap to label); `min_words` / `max_words` then bound each piece and `max_rows` counts pieces.
     """
 
     path: str
@@ -43,6 +45,7 @@ class DatasetSource:
     label_column: str | None = "label"
     max_rows: int | None = None
     split_sentences: bool = False
+    split_clauses: bool = False
     min_words: int = 1
     max_words: int | None = None
 

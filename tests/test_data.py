@@ -4,7 +4,14 @@ import json
 
 import pytest
 
-from hf_sparse_distill.data import TextSet, build_kd_corpus, load_source, normalise, split_sentences
+from hf_sparse_distill.data import (
+    TextSet,
+    build_kd_corpus,
+    load_source,
+    normalise,
+    split_clauses,
+    split_sentences,
+)
 from hf_sparse_distill.recipe import DatasetSource
 
 
@@ -47,6 +54,21 @@ def test_sentence_splitting(tmp_path):
     path = write_jsonl(tmp_path / "r.jsonl", [{"text": review}] * 3)
     data = load_source(DatasetSource(path=path, label_column=None, split_sentences=True, min_words=2, max_rows=4))
     assert data.texts == ["I loved it.", "The acting was great!", "But the end?", "3.5 stars out of 5."]
+
+
+def test_clause_splitting(tmp_path):
+    assert split_clauses("Slow at first, but the last act (with its score) works; see it.") == [
+        "Slow at first", "the last act", "with its score", "works", "see it."
+    ]
+    assert split_clauses("While it lasts -- fun.") == ["it lasts", "fun."]
+    assert split_clauses("A plain sentence without a break.") == []  # no sub-clause: the sentence itself is not kept
+    assert split_clauses("Butter and whiles are words, not breaks.") == ["Butter and whiles are words", "not breaks."]
+    review = "Great cast, weak script. A fine film.<br />It drags, though the ending is good."
+    path = write_jsonl(tmp_path / "r.jsonl", [{"text": review}] * 2)
+    source = DatasetSource(path=path, label_column=None, split_clauses=True, min_words=2, max_rows=5)
+    data = load_source(source)
+    assert data.texts == ["Great cast", "weak script.", "It drags", "the ending is good.", "Great cast"]
+    assert data.labels is None
 
 
 def test_kd_corpus_removes_evaluation_texts_and_duplicates():
