@@ -86,14 +86,15 @@ def load_source(source: DatasetSource, label2id: dict[str, int] | None = None) -
             f"{source.path}: no text column {source.text_column!r}; columns are {dataset.column_names}"
         )
     has_labels = source.label_column is not None and source.label_column in dataset.column_names
-    if source.max_rows is not None and not (source.split_sentences or source.split_clauses):
+    split = source.split_sentences or source.split_clauses  # then max_rows counts sentences / clauses, not rows
+    if source.max_rows is not None and not split:
         dataset = dataset.select(range(min(source.max_rows, len(dataset))))
     texts = dataset[source.text_column]
     bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
     if bad is not None:
         raise TypeError(f"{source.path}: row {bad} of column {source.text_column!r} is {texts[bad]!r}, not text")
     labels = _labels(dataset[source.label_column], label2id, source) if has_labels else None
-    if source.split_sentences or source.split_clauses:
+    if split:
         texts = _sentences(texts, source)
         labels = None
     return TextSet(texts=texts, labels=labels)
