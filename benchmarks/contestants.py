@@ -54,8 +54,14 @@ def student_direct(model_dir: str) -> Contestant:
     def model_only(batch):
         return model(**batch).logits.argmax(-1).numpy()
 
-    return Contestant("student (direct API)", lambda texts: model_only(tokenize(texts)), load, _folder_bytes(model_dir),
-                      tokenize=tokenize, predict_pretokenized=model_only)
+    return Contestant(
+        "student (direct API)",
+        lambda texts: model_only(tokenize(texts)),
+        load,
+        _folder_bytes(model_dir),
+        tokenize=tokenize,
+        predict_pretokenized=model_only,
+    )
 
 
 def _through_pipeline(name: str, make_classifier: Callable[[], object], model_dir: str) -> Contestant:
@@ -79,27 +85,39 @@ def student_pipeline(model_dir: str, fast: bool) -> Contestant:
     from transformers import pipeline
 
     import hf_sparse_distill  # noqa: F401  (registers the model type)
-    from hf_sparse_distill.pipeline import SparseDANClassificationPipeline
+    from hf_sparse_distill import SparseDANClassificationPipeline
 
     kwargs = {"pipeline_class": SparseDANClassificationPipeline} if fast else {}
     name = "student (batched pipeline)" if fast else "student (stock pipeline)"
-    return _through_pipeline(name, lambda: pipeline("text-classification", model=model_dir, device="cpu", **kwargs), model_dir)
+    return _through_pipeline(
+        name, lambda: pipeline("text-classification", model=model_dir, device="cpu", **kwargs), model_dir
+    )
 
 
 def student_remote_code(model_dir: str) -> Contestant:
-    """The student loaded by a user without the package: remote code (`trust_remote_code=True`), stock pipeline.
-    The worker process blocks `import hf_sparse_distill` before calling this."""
+    """The student as a user without the package runs it: the code files saved next to the weights (what
+    `trust_remote_code=True` loads) in the stock pipeline. The classes are loaded from those files explicitly: with
+    the package imported, `from_pretrained(..., trust_remote_code=True)` would prefer the registered classes."""
     from transformers import pipeline
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
     def make():
-        classifier = pipeline("text-classification", model=model_dir, trust_remote_code=True, device="cpu")
+        model_class = get_class_from_dynamic_module("modeling_sparse_dan.SparseDANForSequenceClassification", model_dir)
+        tokenizer_class = get_class_from_dynamic_module("tokenization_sparse_dan.SparseDANTokenizer", model_dir)
+        model = model_class.from_pretrained(model_dir).eval()
+        classifier = pipeline(
+            "text-classification", model=model, tokenizer=tokenizer_class.from_pretrained(model_dir), device="cpu"
+        )
         assert type(classifier.model).__module__.startswith("transformers_modules")
+        assert type(classifier.tokenizer).__module__.startswith("transformers_modules")
         return classifier
 
     return _through_pipeline("student (remote code, stock pipeline)", make, model_dir)
 
 
-def transformer(model_dir: str | None, shape: str | None, teacher_dir: str, dtype: torch.dtype = torch.float32) -> Contestant:
+def transformer(
+    model_dir: str | None, shape: str | None, teacher_dir: str, dtype: torch.dtype = torch.float32
+) -> Contestant:
     """A `AutoModelForSequenceClassification`: the real teacher (`model_dir`), or a model of a standard shape
     (`"roberta-large"`, `"distilbert"`) built from its config with random weights — speed does not depend on the
     weight values. Shaped models use the teacher's WordPiece tokenizer (sequence lengths close to BPE's)."""
@@ -113,10 +131,18 @@ def transformer(model_dir: str | None, shape: str | None, teacher_dir: str, dtyp
         note = ""
     else:
         configs = {
-            "roberta-large": dict(model_type="roberta", hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
-                                  intermediate_size=4096, max_position_embeddings=514, type_vocab_size=1),
-            "distilbert": dict(model_type="distilbert", dim=768, n_layers=6, n_heads=12, hidden_dim=3072,
-                               max_position_embeddings=512),
+            "roberta-large": dict(
+                model_type="roberta",
+                hidden_size=1024,
+                num_hidden_layers=24,
+                num_attention_heads=16,
+                intermediate_size=4096,
+                max_position_embeddings=514,
+                type_vocab_size=1,
+            ),
+            "distilbert": dict(
+                model_type="distilbert", dim=768, n_layers=6, n_heads=12, hidden_dim=3072, max_position_embeddings=512
+            ),
         }
         settings = dict(configs[shape])
         model_type = settings.pop("model_type")
@@ -138,12 +164,19 @@ def transformer(model_dir: str | None, shape: str | None, teacher_dir: str, dtyp
         return model(**batch).logits.argmax(-1).numpy()
 
     name = f"teacher MiniLM-L6 ({str(dtype).replace('torch.', '')})" if model_dir else f"{shape}-shaped"
-    return Contestant(name, lambda texts: model_only(tokenize(texts)), load, disk, note=note,
-                      tokenize=tokenize, predict_pretokenized=model_only)
+    return Contestant(
+        name,
+        lambda texts: model_only(tokenize(texts)),
+        load,
+        disk,
+        note=note,
+        tokenize=tokenize,
+        predict_pretokenized=model_only,
+    )
 
 
 def fasttext_classifier(train_texts: list[str], train_labels: list[int]) -> Contestant:
-    """fastText supervised (bigrams, 5 epochs; its defaults otherwise) trained on the same train set."""
+    """FastText supervised (bigrams, 5 epochs; its defaults otherwise) trained on the same train set."""
     import fasttext
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -171,10 +204,18 @@ def tfidf_logistic_regression(train_texts: list[str], train_labels: list[int]) -
     from sklearn.pipeline import make_pipeline
 
     start = time.perf_counter()
-    model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True), LogisticRegression(C=4, max_iter=2000))
+    model = make_pipeline(
+        TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True), LogisticRegression(C=4, max_iter=2000)
+    )
     model.fit(train_texts, train_labels)
     train = time.perf_counter() - start
     vectorizer, classifier = model.steps[0][1], model.steps[1][1]
     disk = len(json.dumps(vectorizer.vocabulary_)) + classifier.coef_.nbytes
-    return Contestant("TF-IDF + logistic regression", model.predict, 0.0, disk, train_seconds=train,
-                      note="disk = vocabulary JSON + coefficients")
+    return Contestant(
+        "TF-IDF + logistic regression",
+        model.predict,
+        0.0,
+        disk,
+        train_seconds=train,
+        note="disk = vocabulary JSON + coefficients",
+    )

@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import os
 import resource
 from pathlib import Path
 
+from hf_sparse_distill.speed import batches_per_second, machine_description, throughput
 
-def _speed_module():
-    """`hf_sparse_distill/speed.py` loaded by path: the remote-code worker must measure with the same code
-    without importing the package (importing it registers the model classes, and transformers would then use
-    them instead of the remote code)."""
-    path = Path(__file__).resolve().parents[1] / "hf_sparse_distill" / "speed.py"
-    spec = importlib.util.spec_from_file_location("hfsd_speed", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_speed = _speed_module()
-throughput, batches_per_second, machine_description = _speed.throughput, _speed.batches_per_second, _speed.machine_description
-
-__all__ = ["batches_per_second", "machine_description", "throughput", "rss_mb", "peak_rss_mb", "shared_dir", "sst2_split", "long_reviews"]
+__all__ = [
+    "batches_per_second",
+    "machine_description",
+    "throughput",
+    "rss_mb",
+    "peak_rss_mb",
+    "shared_dir",
+    "sst2_split",
+    "long_reviews",
+]
 
 
 def rss_mb() -> float:

@@ -17,13 +17,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hf_sparse_distill.results import STAGES, DistillationResults, Stage
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 TRANSFORMERS = {"teacher", "roberta_large", "distilbert"}
 CONTESTANTS = [
-    "student_direct", "student_fast_pipeline", "student_pipeline", "student_remote_code",
-    "teacher", "distilbert", "roberta_large", "fasttext", "tfidf",
+    "student_direct",
+    "student_fast_pipeline",
+    "student_pipeline",
+    "student_remote_code",
+    "teacher",
+    "distilbert",
+    "roberta_large",
+    "fasttext",
+    "tfidf",
 ]
 
 
@@ -54,8 +63,6 @@ def build(name: str, args: argparse.Namespace):
 
 def worker(args: argparse.Namespace) -> dict:
     """Load one contestant and measure it; runs in its own process."""
-    if args.worker == "student_remote_code":
-        sys.modules["hf_sparse_distill"] = None  # a user without the package: remote code only
     import torch
 
     torch.set_num_threads(args.threads)
@@ -64,9 +71,15 @@ def worker(args: argparse.Namespace) -> dict:
     before = rss_mb()
     contestant = build(args.worker, args)
     result = {
-        "name": contestant.name, "threads": args.threads, "load_s": round(contestant.load_seconds, 3),
-        "disk_mb": round(contestant.disk_bytes / 2**20, 2), "ram_mb": round(rss_mb() - before, 1),
-        "train_s": contestant.train_seconds, "note": contestant.note, "throughput": {}, "model_only": {},
+        "name": contestant.name,
+        "threads": args.threads,
+        "load_s": round(contestant.load_seconds, 3),
+        "disk_mb": round(contestant.disk_bytes / 2**20, 2),
+        "ram_mb": round(rss_mb() - before, 1),
+        "train_s": contestant.train_seconds,
+        "note": contestant.note,
+        "throughput": {},
+        "model_only": {},
     }
     dev_texts, dev_labels = sst2_split("dev")
     texts = {"sst2": dev_texts[: args.sst_texts], "long": long_reviews(args.long_texts)}
@@ -81,8 +94,13 @@ def worker(args: argparse.Namespace) -> dict:
             if contestant.predict_pretokenized is not None:
                 chunks = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
                 batches = [contestant.tokenize(chunk) for chunk in chunks]
-                speed = batches_per_second(contestant.predict_pretokenized, batches, [len(c) for c in chunks],
-                                           min_seconds=seconds, warmup_batches=1)
+                speed = batches_per_second(
+                    contestant.predict_pretokenized,
+                    batches,
+                    [len(c) for c in chunks],
+                    min_seconds=seconds,
+                    warmup_batches=1,
+                )
                 result["model_only"][f"{key}_b{batch_size}"] = round(speed, 2)
     if args.worker not in ("roberta_large", "distilbert"):
         predictions = []
@@ -94,12 +112,30 @@ def worker(args: argparse.Namespace) -> dict:
 
 
 def run_worker(name: str, threads: int, args: argparse.Namespace) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     command = [
-        sys.executable, str(Path(__file__).resolve()), "--worker", name, "--threads", str(threads),
-        "--student", args.student, "--teacher", args.teacher, "--seconds", str(args.seconds),
-        "--sst-texts", str(args.sst_texts), "--long-texts", str(args.long_texts),
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        name,
+        "--threads",
+        str(threads),
+        "--student",
+        args.student,
+        "--teacher",
+        args.teacher,
+        "--seconds",
+        str(args.seconds),
+        "--sst-texts",
+        str(args.sst_texts),
+        "--long-texts",
+        str(args.long_texts),
     ]
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
@@ -113,21 +149,40 @@ def _fmt(x: float | None) -> str:
     return f"{x:,.0f}" if x >= 100 else f"{x:,.1f}" if x >= 1 else f"{x:.2f}"
 
 
-def report(results: list[dict], run_results: dict, args: argparse.Namespace, machine: str) -> str:
+def student_line(args: argparse.Namespace, run: DistillationResults | None) -> str:
+    """Which student this report measured."""
+    if run is None:
+        return f"Student measured: `{args.student}` (no distillation results given)."
+    stage = Stage(run.student_stage).display_name
+    return (
+        f"Student measured: `{args.student}`, the {stage} student of that run ({run.eval_split} accuracy "
+        f"{100 * run.student.accuracy:.2f}, {100 * run.retention:.1f} % of the teacher)."
+    )
+
+
+def report(results: list[dict], run: DistillationResults | None, args: argparse.Namespace, machine: str) -> str:
     threads = sorted({r["threads"] for r in results})
     lines = [
-        "# Benchmark results", "",
+        "# Benchmark results",
+        "",
         f"Generated {datetime.date.today().isoformat()} by `python benchmarks/run.py"
         f"{' --run-dir ' + args.run_dir if args.run_dir else ''}` on: {machine}.",
-        "", "Throughput is texts per second **with tokenization** (model alone in parentheses where it can be "
+        student_line(args, run),
+        "",
+        "Throughput is texts per second **with tokenization** (model alone in parentheses where it can be "
         "separated); SST-2 = the 872 dev sentences, long = IMDB test reviews cut to 300 words. Transformers "
         "run at batch 32 (the paper's batch size) instead of 256: on a CPU a bigger batch does not make them "
         "faster and one batch of 256 long reviews takes minutes. Random-weight models are the paper's reference "
-        "shapes; their speed does not depend on the weights.", "",
+        "shapes; their speed does not depend on the weights.",
+        "",
     ]
     for t in threads:
-        lines += [f"## Throughput, {t} thread{'s' if t > 1 else ''}", "",
-                  "| model | SST-2, batch 1 | SST-2, batch 256/32 | long, batch 1 | long, batch 256/32 |", "|---|---|---|---|---|"]
+        lines += [
+            f"## Throughput, {t} thread{'s' if t > 1 else ''}",
+            "",
+            "| model | SST-2, batch 1 | SST-2, batch 256/32 | long, batch 1 | long, batch 256/32 |",
+            "|---|---|---|---|---|",
+        ]
         for r in (r for r in results if r["threads"] == t):
             cells = []
             for key in ("sst2_b1", "sst2_b{}", "long_b1", "long_b{}"):
@@ -141,24 +196,33 @@ def report(results: list[dict], run_results: dict, args: argparse.Namespace, mac
         lines.append("")
     best = max(threads)
     by_name = {r["name"]: r for r in results if r["threads"] == best}
-    lines += ["## Accuracy (SST-2 dev) and cost", "",
-              "| model | accuracy | disk (MB) | RAM after load (MB) | peak RSS (MB) | load (s) | training (s) | note |",
-              "|---|---|---|---|---|---|---|---|"]
-    for stage, label in (("scratch", "student, from scratch (gold labels only)"), ("kd", "student, KD"), ("finetune", "student, KD+FT")):
-        if stage in run_results:
-            train = run_results.get("timings_s", {}).get(f"train_{stage}")
-            lines.append(f"| {label} | {100 * run_results[stage]['accuracy']:.2f} | | | | | {_fmt(train)} | from `{args.run_dir}/results.json` |")
+    lines += [
+        "## Accuracy (SST-2 dev) and cost",
+        "",
+        "| model | accuracy | disk (MB) | RAM after load (MB) | peak RSS (MB) | load (s) | training (s) | note |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for stage in STAGES:
+        if run is not None and stage.value in run.stages:
+            train = run.timings_s.get(f"train_{stage.value}")
+            accuracy = run.stages[stage.value].accuracy
+            lines.append(
+                f"| student, {stage.display_name} | {100 * accuracy:.2f} | | | | | {_fmt(train)} | from `{args.run_dir}/results.json` |"
+            )
     for r in by_name.values():
         acc = f"{100 * r['accuracy']:.2f}" if "accuracy" in r else "–"
-        lines.append(f"| {r['name']} | {acc} | {_fmt(r['disk_mb'])} | {_fmt(r['ram_mb'])} | {_fmt(r['peak_rss_mb'])} | "
-                     f"{r['load_s']:.2f} | {_fmt(r['train_s'])} | {r['note']} |")
+        lines.append(
+            f"| {r['name']} | {acc} | {_fmt(r['disk_mb'])} | {_fmt(r['ram_mb'])} | {_fmt(r['peak_rss_mb'])} | "
+            f"{r['load_s']:.2f} | {_fmt(r['train_s'])} | {r['note']} |"
+        )
     lines.append("")
-    lines += targets(by_name, run_results)
+    lines += targets(by_name, run)
     return "\n".join(lines)
 
 
-def targets(by_name: dict, run_results: dict) -> list[str]:
+def targets(by_name: dict, run: DistillationResults | None) -> list[str]:
     """The issue's targets, each with the measured figures and whether it is met."""
+
     def get(prefix: str) -> dict | None:
         return next((r for name, r in by_name.items() if name.startswith(prefix)), None)
 
@@ -172,42 +236,58 @@ def targets(by_name: dict, run_results: dict) -> list[str]:
 
     if student and teacher:
         ratio = best(student, "sst2") / best(teacher, "sst2")
-        lines.append(f"| student ≥ 100× teacher (SST-2, best batch) | {ratio:,.0f}× | {'yes' if ratio >= 100 else 'no'} |")
+        lines.append(
+            f"| student ≥ 100× teacher (SST-2, best batch) | {ratio:,.0f}× | {'yes' if ratio >= 100 else 'no'} |"
+        )
     if student and large:
         ratio = best(student, "sst2") / best(large, "sst2")
         ratio_long = best(student, "long") / best(large, "long")
         ok = ratio >= 1000 and ratio_long >= 1000
-        lines.append(f"| student ≥ 1000× RoBERTa-Large-shaped | SST-2 {ratio:,.0f}×, long {ratio_long:,.0f}× | {'yes' if ok else 'no'} |")
+        lines.append(
+            f"| student ≥ 1000× RoBERTa-Large-shaped | SST-2 {ratio:,.0f}×, long {ratio_long:,.0f}× | {'yes' if ok else 'no'} |"
+        )
     if student:
         speed = best(student, "sst2")
         lines.append(f"| ≥ 20,000 texts/s on SST-2 sentences | {speed:,.0f} | {'yes' if speed >= 20000 else 'no'} |")
     if student and stock and fast:
         for r in (stock, fast):
             share = best(r, "sst2") / best(student, "sst2")
-            lines.append(f"| {r['name']} ≥ 50% of direct API | {100 * share:.0f}% | {'yes' if share >= 0.5 else 'no'} |")
-    accuracy = run_results.get("student", {}).get("accuracy") or (student or {}).get("accuracy")
+            lines.append(
+                f"| {r['name']} ≥ 50% of direct API | {100 * share:.0f}% | {'yes' if share >= 0.5 else 'no'} |"
+            )
+    accuracy = run.student.accuracy if run is not None else (student or {}).get("accuracy")
     for r in (ft, tfidf):
         if r and accuracy is not None:
-            lines.append(f"| student beats {r['name']} | {100 * accuracy:.2f} vs {100 * r['accuracy']:.2f} | "
-                         f"{'yes' if accuracy > r['accuracy'] else 'no'} |")
+            lines.append(
+                f"| student beats {r['name']} | {100 * accuracy:.2f} vs {100 * r['accuracy']:.2f} | "
+                f"{'yes' if accuracy > r['accuracy'] else 'no'} |"
+            )
     return lines + [""]
 
 
-def plot(results: list[dict], run_results: dict, out: Path) -> None:
-    from hf_sparse_distill.plotting import speed_accuracy_plot
+def plot(results: list[dict], run: DistillationResults | None, out: Path) -> None:
+    from hf_sparse_distill.hub.plotting import speed_accuracy_plot
 
     threads = max(r["threads"] for r in results)
     points = []
     for r in results:
-        if r["threads"] == threads and "accuracy" in r and r["name"] in (
-            "student (direct API)", "teacher MiniLM-L6 (float32)", "fastText (bigrams)", "TF-IDF + logistic regression"
+        if (
+            r["threads"] == threads
+            and "accuracy" in r
+            and r["name"]
+            in (
+                "student (direct API)",
+                "teacher MiniLM-L6 (float32)",
+                "fastText (bigrams)",
+                "TF-IDF + logistic regression",
+            )
         ):
             speed = max(v for k, v in r["throughput"].items() if k.startswith("sst2"))
             points.append((r["name"], speed, r["accuracy"]))
     student = next((r for r in results if r["threads"] == threads and r["name"] == "student (direct API)"), None)
-    if student and "scratch" in run_results:
+    if student and run is not None and "scratch" in run.stages:
         speed = max(v for k, v in student["throughput"].items() if k.startswith("sst2"))
-        points.append(("DAN from scratch", speed, run_results["scratch"]["accuracy"]))
+        points.append(("DAN from scratch", speed, run.stages["scratch"].accuracy))
     if points:
         speed_accuracy_plot(points, out / "speed_accuracy.png", f"SST-2 dev, {threads} CPU thread(s)")
 
@@ -239,7 +319,7 @@ def main() -> None:
         if not args.run_dir:
             parser.error("give --run-dir or --student")
         args.student = str(Path(args.run_dir) / "student")
-    run_results = json.loads((Path(args.run_dir) / "results.json").read_text()) if args.run_dir else {}
+    run = DistillationResults.load(Path(args.run_dir) / "results.json") if args.run_dir else None
     names = args.only.split(",") if args.only else CONTESTANTS
     results = []
     for threads in [int(t) for t in args.threads.split(",")]:
@@ -251,11 +331,20 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     machine = machine_description().split(", torch")[0] + f", torch {__import__('torch').__version__}"
-    text = report(results, run_results, args, machine)
+    text = report(results, run, args, machine)
     (out / "RESULTS.md").write_text(text + "\n")
-    (out / "results.json").write_text(json.dumps({"machine": machine, "date": datetime.date.today().isoformat(),
-                                                  "results": results, "run": run_results}, indent=2))
-    plot(results, run_results, out)
+    (out / "results.json").write_text(
+        json.dumps(
+            {
+                "machine": machine,
+                "date": datetime.date.today().isoformat(),
+                "results": results,
+                "run": run.to_dict() if run else {},
+            },
+            indent=2,
+        )
+    )
+    plot(results, run, out)
     print(text)
 
 

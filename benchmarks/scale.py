@@ -27,9 +27,17 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 
-FULL_CORPUS = ["sst2/train.jsonl", "sst/train_phrases.jsonl", "mr/all.jsonl", "subj/all.jsonl",
-               "amazon_multidomain/all.jsonl", "yelp/dev.jsonl", "imdb/train.jsonl.gz", "imdb/test.jsonl.gz",
-               "imdb/unsup.jsonl.gz"]
+FULL_CORPUS = [
+    "sst2/train.jsonl",
+    "sst/train_phrases.jsonl",
+    "mr/all.jsonl",
+    "subj/all.jsonl",
+    "amazon_multidomain/all.jsonl",
+    "yelp/dev.jsonl",
+    "imdb/train.jsonl.gz",
+    "imdb/test.jsonl.gz",
+    "imdb/unsup.jsonl.gz",
+]
 
 
 def corpus_texts(files: list[str]) -> list[str]:
@@ -46,7 +54,7 @@ def corpus_texts(files: list[str]) -> list[str]:
 
 def vocabulary(size: int, cache: Path, files: list[str] = FULL_CORPUS) -> list[str]:
     """The `size` most frequent n-grams of the shared corpora (computed once for the largest size asked)."""
-    from hf_sparse_distill.vocab import build_vocabulary
+    from hf_sparse_distill.distillation.vocab import build_vocabulary
 
     counted = sorted(cache.glob("ngrams_top*.txt"), key=lambda p: int(p.stem.split("top")[1]))
     usable = [p for p in counted if int(p.stem.split("top")[1]) >= size]
@@ -73,8 +81,13 @@ def worker(vocab_size: int, dim: int, cache: Path, seconds: float, files: list[s
     result = {"vocab_size": len(ngrams), "embed_dim": dim}
     start = time.perf_counter()
     tokenizer = SparseDANTokenizer.from_ngrams(ngrams)
-    config = SparseDANConfig(vocab_size=tokenizer.vocab_size, embed_dim=dim, hidden_dims=[dim],
-                             id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1})
+    config = SparseDANConfig(
+        vocab_size=tokenizer.vocab_size,
+        embed_dim=dim,
+        hidden_dims=[dim],
+        id2label={0: "negative", 1: "positive"},
+        label2id={"negative": 0, "positive": 1},
+    )
     model = SparseDANForSequenceClassification(config).eval()
     result["build_s"] = round(time.perf_counter() - start, 2)
     result["parameters"] = sum(p.numel() for p in model.parameters())
@@ -104,7 +117,9 @@ def worker(vocab_size: int, dim: int, cache: Path, seconds: float, files: list[s
         result["direct_long_b256"] = round(throughput(direct, long, 256, min_seconds=seconds), 1)
         result["tokenizer_sst2_b256"] = round(throughput(tokenizer.encode_bags, dev, 256, min_seconds=seconds), 1)
         classifier = pipeline("text-classification", model=model, tokenizer=tokenizer, device="cpu")
-        result["pipeline_sst2_b64"] = round(throughput(lambda t: classifier(t, batch_size=64), dev, 64, min_seconds=seconds), 1)
+        result["pipeline_sst2_b64"] = round(
+            throughput(lambda t: classifier(t, batch_size=64), dev, 64, min_seconds=seconds), 1
+        )
         result["ram_after_load_mb"] = round(rss_mb() - before, 1)
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return result
@@ -136,8 +151,17 @@ def main() -> None:
     for vocab_size, dim in configs:
         print(f"scaling: {vocab_size} n-grams x {dim}", file=sys.stderr, flush=True)
         env = {**os.environ, "OMP_NUM_THREADS": "2", "HF_HUB_OFFLINE": "1"}
-        command = [sys.executable, str(Path(__file__).resolve()), "--worker", str(vocab_size), str(dim),
-                   "--cache", str(cache), "--seconds", str(args.seconds)] + (["--smoke"] if args.smoke else [])
+        command = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--worker",
+            str(vocab_size),
+            str(dim),
+            "--cache",
+            str(cache),
+            "--seconds",
+            str(args.seconds),
+        ] + (["--smoke"] if args.smoke else [])
         done = subprocess.run(command, capture_output=True, text=True, env=env)
         if done.returncode != 0:
             raise RuntimeError(f"worker {vocab_size}x{dim} failed:\n{done.stderr[-3000:]}")
@@ -147,10 +171,12 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     lines = [
-        "# Scaling of the student", "",
+        "# Scaling of the student",
+        "",
         f"`python benchmarks/scale.py`, {time.strftime('%Y-%m-%d')}, {machine_description()}. Random weights, real "
         "vocabularies (top n-grams of the shared corpora); throughput includes tokenization (SST-2 dev sentences, "
-        "IMDB reviews cut to 300 words); RAM = resident memory added by loading model + tokenizer.", "",
+        "IMDB reviews cut to 300 words); RAM = resident memory added by loading model + tokenizer.",
+        "",
         "| n-grams | dim | parameters | build (s) | save (s) | load model (s) | load tokenizer (s) | disk (MB) | RAM (MB) | peak RSS (MB) | SST-2 texts/s (b256) | long texts/s (b256) | tokenizer only, SST-2 | stock pipeline, SST-2 (b64) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]

@@ -48,13 +48,19 @@ def worker(method: str, size: int, imdb_reviews: int, workers: int, out_file: st
 
         vocabulary = CountVectorizer(ngram_range=(1, 4), max_features=size).fit(corpus).get_feature_names_out().tolist()
     else:
-        from hf_sparse_distill.vocab import build_vocabulary
+        from hf_sparse_distill.distillation.vocab import build_vocabulary
 
         vocabulary = build_vocabulary(corpus, size, num_workers=workers, show_progress=False)
     seconds = time.perf_counter() - start
     Path(out_file).write_text("\n".join(vocabulary))
-    return {"method": method, "seconds": round(seconds, 2), "peak_rss_mb": round(peak_rss_mb(), 1),
-            "texts": len(corpus), "size": len(vocabulary), "workers": workers if method != "countvectorizer" else 1}
+    return {
+        "method": method,
+        "seconds": round(seconds, 2),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "texts": len(corpus),
+        "size": len(vocabulary),
+        "workers": workers if method != "countvectorizer" else 1,
+    }
 
 
 def main() -> None:
@@ -68,7 +74,9 @@ def main() -> None:
     parser.add_argument("--list-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.size, args.imdb_reviews, args.workers, args.list_file, args.max_texts)))
+        print(
+            json.dumps(worker(args.worker, args.size, args.imdb_reviews, args.workers, args.list_file, args.max_texts))
+        )
         return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -76,8 +84,20 @@ def main() -> None:
     runs = [("hf-sparse-distill", args.workers), ("hf-sparse-distill", 1), ("countvectorizer", 1)]
     for method, workers in runs:
         list_file = out / f".vocab-{method}-{workers}.txt"
-        command = [sys.executable, __file__, "--worker", method, "--size", str(args.size), "--imdb-reviews",
-                   str(args.imdb_reviews), "--workers", str(workers), "--list-file", str(list_file)]
+        command = [
+            sys.executable,
+            __file__,
+            "--worker",
+            method,
+            "--size",
+            str(args.size),
+            "--imdb-reviews",
+            str(args.imdb_reviews),
+            "--workers",
+            str(workers),
+            "--list-file",
+            str(list_file),
+        ]
         command += ["--max-texts", str(args.max_texts)] if args.max_texts else []
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
@@ -90,21 +110,30 @@ def main() -> None:
     from measure import machine_description
 
     lines = [
-        "# N-gram vocabulary: streaming counter vs CountVectorizer", "",
+        "# N-gram vocabulary: streaming counter vs CountVectorizer",
+        "",
         f"`python benchmarks/vocab_speed.py --size {args.size} --imdb-reviews {args.imdb_reviews}`, "
         f"{time.strftime('%Y-%m-%d')}, {machine_description()}. Top-{args.size:,} 1-4-grams of {rows[0]['texts']:,} texts "
-        "(SST-2 train, SST train phrases, MR, SUBJ, IMDB unlabeled reviews).", "",
-        "| method | processes | seconds | peak RSS (MB) | n-grams |", "|---|---|---|---|---|",
+        "(SST-2 train, SST train phrases, MR, SUBJ, IMDB unlabeled reviews).",
+        "",
+        "| method | processes | seconds | peak RSS (MB) | n-grams |",
+        "|---|---|---|---|---|",
     ]
-    lines += [f"| {r['method']} | {r['workers']} | {r['seconds']} | {r['peak_rss_mb']:,} | {r['size']:,} |" for r in rows]
-    lines += ["", f"Vocabulary shared with CountVectorizer: {len(ours & theirs):,} of {len(theirs):,} n-grams"
-              f"{' (identical sets)' if ours == theirs else ''}. CountVectorizer orders equal counts arbitrarily "
-              "(unstable argsort), so n-grams tied with the K-th count may differ; `tests/test_vocab.py` checks "
-              f"equality wherever the K-th count is not tied. 1 process and {args.workers} give "
-              f"{'the same' if same_across_workers else 'DIFFERENT'} vocabulary."]
+    lines += [
+        f"| {r['method']} | {r['workers']} | {r['seconds']} | {r['peak_rss_mb']:,} | {r['size']:,} |" for r in rows
+    ]
+    lines += [
+        "",
+        f"Vocabulary shared with CountVectorizer: {len(ours & theirs):,} of {len(theirs):,} n-grams"
+        f"{' (identical sets)' if ours == theirs else ''}. CountVectorizer orders equal counts arbitrarily "
+        "(unstable argsort), so n-grams tied with the K-th count may differ; `tests/test_vocab.py` checks "
+        f"equality wherever the K-th count is not tied. 1 process and {args.workers} give "
+        f"{'the same' if same_across_workers else 'DIFFERENT'} vocabulary.",
+    ]
     (out / "VOCAB.md").write_text("\n".join(lines) + "\n")
-    (out / "vocab.json").write_text(json.dumps({"rows": rows, "shared": len(ours & theirs),
-                                                "same_across_workers": same_across_workers}, indent=2))
+    (out / "vocab.json").write_text(
+        json.dumps({"rows": rows, "shared": len(ours & theirs), "same_across_workers": same_across_workers}, indent=2)
+    )
     print("\n".join(lines))
 
 

@@ -7,6 +7,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import random
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -40,8 +41,32 @@ CORPUS = [
 def random_texts(n: int, seed: int = 0) -> list[str]:
     """Varied texts: vocabulary words mixed with case, punctuation, digits, accents, other scripts and emoji."""
     rng = random.Random(seed)
-    extras = ["!!!", "?", "--", "...", "42", "3.14", "x", "I", "Élan", "naïve", "café", "日本語", "Привет", "مرحبا",
-              "😀", "🎉🎉", "don't", "e-mail", "snake_case", "UPPER", "MiXeD", "\t", "\n", "  "]
+    extras = [
+        "!!!",
+        "?",
+        "--",
+        "...",
+        "42",
+        "3.14",
+        "x",
+        "I",
+        "Élan",
+        "naïve",
+        "café",
+        "日本語",
+        "Привет",
+        "مرحبا",
+        "😀",
+        "🎉🎉",
+        "don't",
+        "e-mail",
+        "snake_case",
+        "UPPER",
+        "MiXeD",
+        "\t",
+        "\n",
+        "  ",
+    ]
     texts = []
     for _ in range(n):
         tokens = [rng.choice(WORDS if rng.random() < 0.75 else extras) for _ in range(rng.randint(0, 30))]
@@ -107,7 +132,11 @@ assert not leaked, leaked
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     result = subprocess.run(
         [sys.executable, "-c", BLOCK_PACKAGE + textwrap.dedent(script) + check],
-        capture_output=True, text=True, env=full_env, timeout=timeout, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
     if result.returncode != 0:
         raise AssertionError(f"subprocess failed ({result.returncode}):\n{result.stderr[-4000:]}")
@@ -135,8 +164,14 @@ def build_tiny_teacher(folder: Path, seed: int = 0) -> Path:
     tokenizer = BertTokenizer(str(folder / "vocab.txt"), model_max_length=128)
     torch.manual_seed(seed)
     config = BertConfig(
-        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=128, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1},
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        id2label={0: "negative", 1: "positive"},
+        label2id={"negative": 0, "positive": 1},
     )
     BertForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -147,3 +182,20 @@ def build_tiny_teacher(folder: Path, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def tiny_teacher(tmp_path_factory) -> Path:
     return build_tiny_teacher(tmp_path_factory.mktemp("teacher") / "tiny-bert")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def two_cpu_processes(*program: str) -> tuple[list[str], dict[str, str]]:
+    """Command and environment that start `program` (a script path, or `-m module ...`) as 2 synchronised CPU
+    processes: `ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu`, the one combination that does so."""
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(free_port()), *program,
+    ]  # fmt: skip
+    return command, {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}

@@ -15,8 +15,13 @@ pytestmark = pytest.mark.skipif(not (SHARED / "data").is_dir(), reason="needs th
 
 def run(script: str, *arguments: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HFSD_SHARED": str(SHARED), "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *arguments],
-                          capture_output=True, text=True, env=env, timeout=900)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *arguments],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     return done
 
@@ -25,9 +30,17 @@ def test_benchmark_smoke(saved_student, tmp_path):
     run("run.py", "--smoke", "--student", str(saved_student), "--out", str(tmp_path))
     results = json.loads((tmp_path / "results.json").read_text())
     names = {r["name"] for r in results["results"]}
-    assert {"student (direct API)", "student (stock pipeline)", "student (batched pipeline)",
-            "student (remote code, stock pipeline)", "teacher MiniLM-L6 (float32)", "roberta-large-shaped",
-            "distilbert-shaped", "fastText (bigrams)", "TF-IDF + logistic regression"} == names
+    assert {
+        "student (direct API)",
+        "student (stock pipeline)",
+        "student (batched pipeline)",
+        "student (remote code, stock pipeline)",
+        "teacher MiniLM-L6 (float32)",
+        "roberta-large-shaped",
+        "distilbert-shaped",
+        "fastText (bigrams)",
+        "TF-IDF + logistic regression",
+    } == names
     for r in results["results"]:
         assert all(v > 0 for v in r["throughput"].values()) and len(r["throughput"]) == 4
     teacher = next(r for r in results["results"] if r["name"].startswith("teacher"))

@@ -4,15 +4,18 @@ import json
 
 import pytest
 
-from hf_sparse_distill.data import (
+from hf_sparse_distill.distillation.data import (
     TextSet,
     build_kd_corpus,
+    dedup_key,
     load_source,
-    normalise,
     split_clauses,
     split_sentences,
 )
-from hf_sparse_distill.recipe import DatasetSource
+from hf_sparse_distill.distillation.recipe import DatasetSource, VocabConfig
+from hf_sparse_distill.results import DataReport
+
+SST2_PATTERN = r"(?u)n't|\b\w+\b|[!?]"
 
 
 def write_jsonl(path, rows):
@@ -50,7 +53,13 @@ def test_clear_errors(tmp_path):
 
 def test_sentence_splitting(tmp_path):
     review = "I loved it. The acting was great!<br /><br />But the end? Weak... 3.5 stars out of 5."
-    assert split_sentences(review) == ["I loved it.", "The acting was great!", "But the end?", "Weak...", "3.5 stars out of 5."]
+    assert split_sentences(review) == [
+        "I loved it.",
+        "The acting was great!",
+        "But the end?",
+        "Weak...",
+        "3.5 stars out of 5.",
+    ]
     path = write_jsonl(tmp_path / "r.jsonl", [{"text": review}] * 3)
     data = load_source(DatasetSource(path=path, label_column=None, split_sentences=True, min_words=2, max_rows=4))
     assert data.texts == ["I loved it.", "The acting was great!", "But the end?", "3.5 stars out of 5."]
@@ -58,7 +67,11 @@ def test_sentence_splitting(tmp_path):
 
 def test_clause_splitting(tmp_path):
     assert split_clauses("Slow at first, but the last act (with its score) works; see it.") == [
-        "Slow at first", "the last act", "with its score", "works", "see it."
+        "Slow at first",
+        "the last act",
+        "with its score",
+        "works",
+        "see it.",
     ]
     assert split_clauses("While it lasts -- fun.") == ["it lasts", "fun."]
     assert split_clauses("A plain sentence without a break.") == []  # no sub-clause: the sentence itself is not kept
@@ -76,16 +89,48 @@ def test_kd_corpus_removes_evaluation_texts_and_duplicates():
     dev = TextSet(["It's a GREAT film!"], [1])
     test = TextSet(["truly awful"], [0])
     unlabeled = [
-        TextSet(["it's a great film", "fresh text here", "A GOOD movie!", "Fresh text here.", "truly, awful", "!!", "new one"]),
+        TextSet(
+            [
+                "it's a great film",
+                "fresh text here",
+                "A GOOD movie!",
+                "Fresh text here.",
+                "truly, awful",
+                "!!",
+                "new one",
+            ]
+        ),
     ]
-    corpus = build_kd_corpus(train, unlabeled, [dev, test])
+    corpus = build_kd_corpus(train, unlabeled, [dev, test], dedup_key(VocabConfig()))
     assert corpus.texts == ["a good movie", "a bad movie", "fresh text here", "new one"]
     assert corpus.labels == [1, 0, -1, -1] and corpus.num_train == 2
-    assert corpus.report == {
-        "train": 2, "unlabeled_read": 7, "unlabeled_removed_eval_overlap": 2, "unlabeled_removed_duplicate": 2,
-        "unlabeled_removed_empty": 1, "unlabeled_kept": 2, "kd_total": 4,
-    }
-    assert normalise("It's a GREAT film!") == normalise("it s a great film") == "it great film"
+    assert corpus.report == DataReport(
+        train=2,
+        unlabeled_read=7,
+        unlabeled_removed_eval_overlap=2,
+        unlabeled_removed_duplicate=2,
+        unlabeled_removed_empty=1,
+        unlabeled_kept=2,
+        kd_total=4,
+    )
+    key = dedup_key(VocabConfig())  # CountVectorizer's default analysis: 2+ word characters, no punctuation
+    assert key("It's a GREAT film!") == key("it s a great film") == "it great film"
+
+
+def test_dedup_key_follows_the_recipe_word_pattern():
+    """Under the SST-2 recipe's pattern "!" and "?" and one-letter words are words: texts that differ by them give
+    the student different n-grams and are both kept; the default pattern would merge them."""
+    sst2 = dedup_key(VocabConfig(token_pattern=SST2_PATTERN))
+    assert sst2("great!") != sst2("great?") and sst2("a film") != sst2("film")
+    assert sst2("Does n't work !") == sst2("does  n't work!")
+    default = dedup_key(VocabConfig())
+    assert default("great!") == default("great?")
+    train = TextSet(["fine"], [1])
+    unlabeled = [TextSet(["great!", "great?", "GREAT !"])]
+    corpus = build_kd_corpus(train, unlabeled, [], sst2)
+    assert corpus.texts == ["fine", "great!", "great?"] and corpus.report.unlabeled_removed_duplicate == 1
+    case_kept = dedup_key(VocabConfig(lowercase=False))
+    assert case_kept("Great film") != case_kept("great film")
 
 
 def test_hub_dataset_ids_go_to_load_dataset(monkeypatch):
@@ -99,7 +144,7 @@ def test_hub_dataset_ids_go_to_load_dataset(monkeypatch):
         calls.append((path, name, data_files, split, revision))
         return datasets.Dataset.from_dict({"sentence": ["good", "bad"], "label": [1, 0], "idx": [0, 1]})
 
-    monkeypatch.setattr("hf_sparse_distill.data.datasets.load_dataset", fake_load_dataset)
+    monkeypatch.setattr("hf_sparse_distill.distillation.data.datasets.load_dataset", fake_load_dataset)
     data = load_source(
         DatasetSource(path="nyu-mll/glue", name="sst2", split="validation", revision="abc", text_column="sentence")
     )

@@ -4,15 +4,14 @@ a 2-process `accelerate launch` of the same recipe trains and evaluates too."""
 
 import json
 import os
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS, random_texts, run_without_package
+from conftest import CORPUS, random_texts, run_without_package, two_cpu_processes
 
 from hf_sparse_distill.cli import main
+from hf_sparse_distill.results import DistillationResults
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> str:
@@ -60,21 +59,28 @@ scratch: {{enabled: true, epochs: 1, batch_size: 16}}
 def test_distill_end_to_end_and_remote_code(tiny_recipe, tmp_path, capsys):
     assert main(["distill", str(tiny_recipe)]) == 0
     printed = capsys.readouterr().out
-    assert "| teacher |" in printed and "DAN (KD)" in printed and "DAN (KD+FT)" in printed and "from scratch" in printed
+    assert (
+        "| teacher (torch.float32) |" in printed
+        and "DAN (KD)" in printed
+        and "DAN (KD+FT)" in printed
+        and "from scratch" in printed
+    )
     run = tmp_path / "run"
-    results = json.loads((run / "results.json").read_text())
-    assert results["data"]["unlabeled_removed_eval_overlap"] >= 1
-    assert results["data"]["augmented_generated"] > 0
+    results = DistillationResults.load(run / "results.json")
+    assert results.data.unlabeled_removed_eval_overlap >= 1
+    assert results.data.augmented_generated > 0
     for stage in ("kd", "finetune", "scratch"):
-        assert 0.0 <= results[stage]["accuracy"] <= 1.0 and (run / stage / "best" / "model.safetensors").exists()
-    assert results["student"]["source"] in ("kd", "finetune")
-    assert set(results["timings_s"]) >= {"data", "vocab", "label_kd", "train_kd", "total"}
+        assert 0.0 <= results.stages[stage].accuracy <= 1.0 and (run / stage / "best" / "model.safetensors").exists()
+    assert results.student_stage in ("kd", "finetune") and results.student_dir == str(run / "student")
+    assert set(results.timings_s) >= {"data", "vocab", "label_kd", "train_kd", "total"}
     student = run / "student"
-    assert {"config.json", "model.safetensors", "ngram_vocab.json", "modeling_sparse_dan.py"} <= {p.name for p in student.iterdir()}
+    assert {"config.json", "model.safetensors", "ngram_vocab.json", "modeling_sparse_dan.py"} <= {
+        p.name for p in student.iterdir()
+    }
 
     # a second run reuses everything (no teacher call, no training)
     assert main(["distill", str(tiny_recipe)]) == 0
-    assert json.loads((run / "results.json").read_text())["student"] == results["student"]
+    assert DistillationResults.load(run / "results.json").student == results.student
     assert "teacher labelling" not in capsys.readouterr().err
 
     # the saved student, without the package, predicts what the package predicts
@@ -94,7 +100,7 @@ print(json.dumps(pipeline("text-classification", model={str(student)!r}, trust_r
     # evaluate command on the dev file
     assert main(["evaluate", str(student), "--data", os.environ["TINY_DATA"] + "/dev.jsonl"]) == 0
     metrics = json.loads(capsys.readouterr().out)
-    assert metrics["accuracy"] == pytest.approx(results["student"]["accuracy"])
+    assert metrics["accuracy"] == pytest.approx(results.student.accuracy)
 
 
 def test_step_commands_and_resume(tiny_recipe, tmp_path, capsys, caplog):
@@ -123,22 +129,41 @@ def test_step_commands_and_resume(tiny_recipe, tmp_path, capsys, caplog):
     assert resumed["history"] == state["history"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_process_distill(tiny_recipe, tmp_path):
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", str(free_port()), "-m", "hf_sparse_distill.cli", "distill", str(tiny_recipe),
+    command, env = two_cpu_processes(
+        "-m", "hf_sparse_distill.cli", "distill", str(tiny_recipe),
         "--set", "finetune.enabled=false", "--set", "scratch.enabled=false",
-    ]
+    )  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
     results_file = tmp_path / "run" / "results.json"
     assert results_file.exists(), result.stderr[-4000:]
-    results = json.loads(results_file.read_text())
-    assert results["kd"]["accuracy"] > 0 and (tmp_path / "run" / "student" / "model.safetensors").exists()
+    results = DistillationResults.load(results_file)
+    assert results.stages["kd"].accuracy > 0 and (tmp_path / "run" / "student" / "model.safetensors").exists()
+
+
+def test_python_entry_point_is_the_cli_run(tiny_recipe, tmp_path, capsys):
+    """`hf_sparse_distill.distill(...)` with the recipe's settings as arguments gives the CLI's results."""
+    from hf_sparse_distill import distill
+
+    assert main(["distill", str(tiny_recipe), "--stages", "kd", "--set", "augment.enabled=false"]) == 0
+    cli = DistillationResults.load(tmp_path / "run" / "results.json")
+    data = os.environ["TINY_DATA"]
+    results = distill(
+        teacher={"model": os.environ["TINY_TEACHER"], "batch_size": 16, "chunk_size": 64},
+        train=f"{data}/train.jsonl",
+        dev=f"{data}/dev.jsonl",
+        unlabeled=[
+            f"{data}/reviews.jsonl",
+            {"path": f"{data}/reviews.jsonl", "label_column": None, "split_sentences": True},
+        ],
+        output_dir=str(tmp_path / "python"),
+        task="tiny-sentiment",
+        stages=["kd"],
+        speed_seconds=0.2,
+        vocab={"size": 3000, "num_workers": 1},
+        student={"embed_dim": 16, "hidden_dims": [16]},
+        kd={"epochs": 2, "batch_size": 32, "learning_rate": 1e-2, "embedding_learning_rate": 5e-2, "eval_steps": 5},
+    )
+    assert isinstance(results, DistillationResults) and results.student_dir == str(tmp_path / "python" / "student")
+    assert (tmp_path / "python" / "student" / "model.safetensors").exists()
+    assert results.stages == cli.stages and results.data == cli.data and results.teacher.metrics == cli.teacher.metrics

@@ -3,32 +3,24 @@ combination that starts synchronised CPU processes) ends with identical weights 
 1-process run on the same global batches."""
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import torch
+from conftest import two_cpu_processes
 from safetensors.torch import load_file
 
 WORKER = Path(__file__).parent / "distributed_worker.py"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_match_one(tmp_path):
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    single = subprocess.run([sys.executable, str(WORKER), str(tmp_path / "one")], capture_output=True, text=True, env=env, timeout=600)
+    single = subprocess.run(
+        [sys.executable, str(WORKER), str(tmp_path / "one")], capture_output=True, text=True, env=env, timeout=600
+    )
     assert single.returncode == 0, single.stderr[-3000:]
-    launch = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", str(free_port()), str(WORKER), str(tmp_path / "two"),
-    ]
+    launch, env = two_cpu_processes(str(WORKER), str(tmp_path / "two"))
     double = subprocess.run(launch, capture_output=True, text=True, env=env, timeout=600)
     rank0_file, rank1_file = tmp_path / "two" / "rank0_of2.safetensors", tmp_path / "two" / "rank1_of2.safetensors"
     # gloo may abort at interpreter exit after all work is written: judge by the outputs, not the exit code

@@ -15,8 +15,9 @@ from safetensors import safe_open
 from hf_sparse_distill import SparseDANForSequenceClassification
 from hf_sparse_distill.cli import main
 from hf_sparse_distill.hub import push_student, save_for_hub
+from hf_sparse_distill.results import DataReport, DistillationResults, Metrics, SpeedResult, TeacherResult
 
-RESULTS = {
+RESULTS_V0_1 = {  # the untyped results.json of version 0.1
     "task": "sst2",
     "teacher": {"accuracy": 0.8968, "macro_f1": 0.8966, "num_examples": 872},
     "kd": {"accuracy": 0.8601, "macro_f1": 0.8600, "num_examples": 872},
@@ -24,19 +25,48 @@ RESULTS = {
     "student": {"source": "finetune", "accuracy": 0.8716, "macro_f1": 0.8715, "num_examples": 872},
     "data": {"train": 67349, "unlabeled_kept": 300000, "unlabeled_removed_eval_overlap": 12, "kd_total": 367349},
     "avg_ngrams_dev": 41.5,
-    "speed": {"machine": "test CPU", "student_texts_per_s": 25000.0, "student_batch_size": 256,
-              "teacher_texts_per_s": 180.0, "teacher_batch_size": 64, "teacher_dtype": "torch.float32", "speedup": 138.9},
+    "speed": {
+        "machine": "test CPU",
+        "texts": "sst2 dev (872 texts)",
+        "student_texts_per_s": 25000.0,
+        "student_batch_size": 256,
+        "teacher_texts_per_s": 180.0,
+        "teacher_batch_size": 64,
+        "teacher_dtype": "torch.float32",
+        "speedup": 138.9,
+    },
 }
+RESULTS = DistillationResults(
+    task="sst2",
+    eval_split="dev",
+    teacher=TeacherResult("philschmid/roberta-large-sst2", "torch.float32", Metrics(0.8968, 0.8966, 872)),
+    stages={"kd": Metrics(0.8601, 0.8600, 872, step=900), "finetune": Metrics(0.8716, 0.8715, 872, step=300)},
+    student_stage="finetune",
+    student_dir="run/student",
+    data=DataReport(train=67349, unlabeled_kept=300000, unlabeled_removed_eval_overlap=12, kd_total=367349),
+    avg_ngrams=41.5,
+    speed=SpeedResult("test CPU", "sst2 dev (872 texts)", 25000.0, 256, 180.0, 64, "torch.float32"),
+)
 RECIPE = {
-    "task": "sst2", "license": "apache-2.0", "language": "en", "dataset_ids": ["stanfordnlp/sst2"],
+    "task": "sst2",
+    "license": "apache-2.0",
+    "language": "en",
+    "dataset_ids": ["stanfordnlp/sst2"],
     "teacher": {"model": "philschmid/roberta-large-sst2"},
     "vocab": {"size": 1000000, "lowercase": True, "token_pattern": "(?u)n't|\\b\\w+\\b|[!?]"},
     "kd": {"epochs": 3, "batch_size": 256, "learning_rate": 1e-3, "embedding_learning_rate": 0.05, "temperature": 1.0},
     "finetune": {"epochs": 2, "batch_size": 64, "learning_rate": 1e-4},
 }
 EXPECTED_FILES = [
-    "README.md", "config.json", "configuration_sparse_dan.py", "model.safetensors", "modeling_sparse_dan.py",
-    "ngram_vocab.json", "speed_accuracy.png", "tokenization_sparse_dan.py", "tokenizer_config.json",
+    "README.md",
+    "config.json",
+    "configuration_sparse_dan.py",
+    "model.safetensors",
+    "modeling_sparse_dan.py",
+    "ngram_vocab.json",
+    "speed_accuracy.png",
+    "tokenization_sparse_dan.py",
+    "tokenizer_config.json",
 ]
 
 
@@ -45,7 +75,7 @@ def run_dir(tmp_path, saved_student):
     """A finished distillation run: student/ plus results.json and recipe.json beside it."""
     run = tmp_path / "run"
     shutil.copytree(saved_student, run / "student")
-    (run / "results.json").write_text(json.dumps(RESULTS))
+    RESULTS.save(run / "results.json")
     (run / "recipe.json").write_text(json.dumps(RECIPE))
     return run
 
@@ -70,19 +100,21 @@ def fake_hub(tmp_path):
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(op.path_or_fileobj, target)
         return CommitInfo(
-            commit_url=f"https://huggingface.co/{repo_id}/commit/{'a' * 40}", commit_message=kwargs.get("commit_message", ""),
-            commit_description="", oid="a" * 40,
+            commit_url=f"https://huggingface.co/{repo_id}/commit/{'a' * 40}",
+            commit_message=kwargs.get("commit_message", ""),
+            commit_description="",
+            oid="a" * 40,
         )
 
     def validate_yaml(self, content, **kwargs):  # the Hub's server-side card check; the card is parsed locally
         calls.setdefault("validate_yaml", []).append(content)
 
-    with mock.patch.object(HfApi, "_validate_yaml", validate_yaml), mock.patch.object(
-        HfApi, "create_repo", create_repo
-    ), mock.patch.object(
-        HfApi, "create_branch", create_branch
-    ), mock.patch.object(HfApi, "create_commit", create_commit), mock.patch.object(
-        huggingface_hub.hf_api, "is_xet_available", lambda: False
+    with (
+        mock.patch.object(HfApi, "_validate_yaml", validate_yaml),
+        mock.patch.object(HfApi, "create_repo", create_repo),
+        mock.patch.object(HfApi, "create_branch", create_branch),
+        mock.patch.object(HfApi, "create_commit", create_commit),
+        mock.patch.object(huggingface_hub.hf_api, "is_xet_available", lambda: False),
     ):
         yield calls, uploaded
 
@@ -111,6 +143,14 @@ def test_push_is_one_commit_with_the_expected_files_and_card(run_dir, fake_hub):
     assert "trust_remote_code=True" in text and "acme/sst2-dan" in text and "Limitations" in text
     assert "ye-etal-2022-sparse" in text and "speed_accuracy.png" in text
     assert "lower-cased, words matching `(?u)n't\\|\\b\\w+\\b\\|[!?]`" in text
+
+
+def test_results_of_version_0_1_give_the_same_card(run_dir, tmp_path):
+    """A run made by version 0.1 (untyped results.json) is still published with the same card."""
+    typed = save_for_hub(run_dir / "student", tmp_path / "typed", "acme/sst2-dan")
+    (run_dir / "results.json").write_text(json.dumps(RESULTS_V0_1))
+    legacy = save_for_hub(run_dir / "student", tmp_path / "legacy", "acme/sst2-dan")
+    assert (legacy / "README.md").read_text() == (typed / "README.md").read_text()
 
 
 def test_push_to_a_branch(run_dir, fake_hub):
@@ -176,4 +216,6 @@ print(json.dumps(classifier({texts!r}, top_k=None)))
 
     local = pipeline("text-classification", model=model, tokenizer=tokenizer)(texts, top_k=None)
     for got, expected in zip(remote, local):
-        assert {r["label"]: pytest.approx(r["score"], abs=1e-6) for r in expected} == {r["label"]: r["score"] for r in got}
+        assert {r["label"]: pytest.approx(r["score"], abs=1e-6) for r in expected} == {
+            r["label"]: r["score"] for r in got
+        }

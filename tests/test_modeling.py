@@ -140,8 +140,13 @@ def test_own_initialisation(tokenizer):
 def test_save_pretrained_round_trip(saved_student, model, tokenizer):
     files = sorted(p.name for p in saved_student.iterdir())
     assert files == [
-        "config.json", "configuration_sparse_dan.py", "model.safetensors", "modeling_sparse_dan.py",
-        "ngram_vocab.json", "tokenization_sparse_dan.py", "tokenizer_config.json",
+        "config.json",
+        "configuration_sparse_dan.py",
+        "model.safetensors",
+        "modeling_sparse_dan.py",
+        "ngram_vocab.json",
+        "tokenization_sparse_dan.py",
+        "tokenizer_config.json",
     ]
     config = json.loads((saved_student / "config.json").read_text())
     assert config["auto_map"] == {

@@ -6,8 +6,8 @@ import pytest
 import torch
 from conftest import make_model
 
-from hf_sparse_distill.losses import distillation_loss, mixed_loss
-from hf_sparse_distill.optim import MixedSparseAdamW, linear_warmup_decay, param_groups
+from hf_sparse_distill.distillation.losses import distillation_loss, mixed_loss
+from hf_sparse_distill.distillation.optim import MixedSparseAdamW, linear_warmup_decay, param_groups
 
 
 def run_steps(model, tokenizer, optimizers, steps=5):
@@ -29,17 +29,25 @@ def test_matches_torch_sparse_adam_plus_adamw(tokenizer):
         model.get_input_embeddings().sparse = True
     table = reference.get_input_embeddings().weight
     dense = [p for p in reference.parameters() if p is not table]
-    run_steps(reference, tokenizer, [
-        torch.optim.SparseAdam([table], lr=1e-2, betas=(0.9, 0.98), eps=1e-6),
-        torch.optim.AdamW(dense, lr=1e-2, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01),
-    ])
+    run_steps(
+        reference,
+        tokenizer,
+        [
+            torch.optim.SparseAdam([table], lr=1e-2, betas=(0.9, 0.98), eps=1e-6),
+            torch.optim.AdamW(dense, lr=1e-2, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01),
+        ],
+    )
     groups = param_groups(ours, weight_decay=0.01)
     for group in groups[1:]:
         group["weight_decay"] = 0.01  # torch's AdamW above decays biases too
     run_steps(ours, tokenizer, [MixedSparseAdamW(groups, lr=1e-2, betas=(0.9, 0.98), eps=1e-6)])
     for (name, a), b in zip(reference.named_parameters(), ours.parameters()):
         torch.testing.assert_close(a, b, msg=name)
-    untouched = set(range(table.shape[0])) - set(tokenizer.encode_bags(["the movie is good bad film I love this movie awful acting and boring plot"])["input_ids"].tolist())
+    untouched = set(range(table.shape[0])) - set(
+        tokenizer.encode_bags(["the movie is good bad film I love this movie awful acting and boring plot"])[
+            "input_ids"
+        ].tolist()
+    )
     rows = torch.tensor(sorted(untouched))
     torch.testing.assert_close(ours.get_input_embeddings().weight[rows], table[rows])  # lazy: unused rows never move
 
@@ -104,7 +112,9 @@ def test_mixed_loss_ignores_unlabeled_rows():
     labels = torch.tensor([1, -1, 0])
     ce = torch.nn.functional.cross_entropy(student[[0, 2]], labels[[0, 2]])
     kd = distillation_loss(student, teacher)
-    assert mixed_loss(student, teacher, labels, alpha=0.3).item() == pytest.approx((0.3 * kd + 0.7 * ce).item(), rel=1e-6)
+    assert mixed_loss(student, teacher, labels, alpha=0.3).item() == pytest.approx(
+        (0.3 * kd + 0.7 * ce).item(), rel=1e-6
+    )
     assert mixed_loss(student, None, torch.tensor([-1, -1, -1]), alpha=0.0).item() == 0.0
     with pytest.raises(ValueError, match="teacher"):
         mixed_loss(student, None, labels, alpha=0.5)

@@ -5,13 +5,17 @@ from conftest import random_texts
 from test_odd_inputs import ODD_TEXTS
 from transformers import pipeline
 
-from hf_sparse_distill.pipeline import SparseDANClassificationPipeline
+from hf_sparse_distill import SparseDANClassificationPipeline
 
 
-@pytest.mark.parametrize("options", [{}, {"top_k": None}, {"top_k": 1}, {"function_to_apply": "sigmoid"}, {"truncation": True}])
+@pytest.mark.parametrize(
+    "options", [{}, {"top_k": None}, {"top_k": 1}, {"function_to_apply": "sigmoid"}, {"truncation": True}]
+)
 def test_same_outputs_as_the_stock_pipeline(model, tokenizer, options):
     stock = pipeline("text-classification", model=model, tokenizer=tokenizer)
-    fast = pipeline("text-classification", model=model, tokenizer=tokenizer, pipeline_class=SparseDANClassificationPipeline)
+    fast = pipeline(
+        "text-classification", model=model, tokenizer=tokenizer, pipeline_class=SparseDANClassificationPipeline
+    )
     assert isinstance(fast, SparseDANClassificationPipeline)
     texts = random_texts(40, seed=8) + ODD_TEXTS[:-1]
     expected = stock(texts, batch_size=4, **options)
@@ -32,7 +36,9 @@ def test_default_scores_follow_the_problem_type_like_the_stock_pipeline(model, t
     model.config.problem_type = problem_type
     texts = random_texts(30, seed=9)
     stock = pipeline("text-classification", model=model, tokenizer=tokenizer)(texts, batch_size=4)
-    fast = pipeline("text-classification", model=model, tokenizer=tokenizer, pipeline_class=SparseDANClassificationPipeline)
+    fast = pipeline(
+        "text-classification", model=model, tokenizer=tokenizer, pipeline_class=SparseDANClassificationPipeline
+    )
     for x, y in zip(fast(texts, batch_size=8), stock, strict=True):
         assert x["label"] == y["label"] and x["score"] == pytest.approx(y["score"], abs=1e-6)
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from hf_sparse_distill.recipe import Recipe, RecipeError, expand_env, load_recipe
+from hf_sparse_distill.distillation.recipe import Recipe, RecipeError, expand_env, load_recipe
 
 MINIMAL = """
 task: demo

@@ -75,7 +75,7 @@ except ValueError as error:
 
 def test_package_installed_needs_no_trust_remote_code(saved_student, model, tokenizer):
     classifier = pipeline("text-classification", model=str(saved_student))
-    assert type(classifier.model).__module__ == "hf_sparse_distill.modeling_sparse_dan"
+    assert type(classifier.model).__module__ == "hf_sparse_distill.models.sparse_dan.modeling_sparse_dan"
     local = pipeline("text-classification", model=model, tokenizer=tokenizer)
     got, expected = classifier(TEXTS), local(TEXTS)
     assert [r["label"] for r in got] == [r["label"] for r in expected]

@@ -11,8 +11,8 @@ import torch
 from conftest import random_texts
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from hf_sparse_distill.recipe import TeacherConfig
-from hf_sparse_distill.teacher import Teacher
+from hf_sparse_distill.distillation.recipe import TeacherConfig
+from hf_sparse_distill.distillation.teacher import Teacher
 
 
 def test_logits_equal_one_by_one_inference(tiny_teacher, tmp_path):
@@ -22,7 +22,9 @@ def test_logits_equal_one_by_one_inference(tiny_teacher, tmp_path):
     model = AutoModelForSequenceClassification.from_pretrained(tiny_teacher).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_teacher)
     with torch.inference_mode():
-        expected = np.stack([model(**tokenizer(t, truncation=True, return_tensors="pt")).logits[0].numpy() for t in texts])
+        expected = np.stack(
+            [model(**tokenizer(t, truncation=True, return_tensors="pt")).logits[0].numpy() for t in texts]
+        )
     np.testing.assert_allclose(logits, expected, atol=1e-5)
     assert logits.dtype == np.float32 and logits.shape == (len(texts), 2)
     assert teacher.id2label == {0: "negative", 1: "positive"}
@@ -32,7 +34,9 @@ def test_cache_is_keyed_by_teacher_settings_and_chunk_texts(tiny_teacher, tmp_pa
     teacher = Teacher(TeacherConfig(model=str(tiny_teacher), chunk_size=8))
     first = teacher.label(["good movie", "bad film"], tmp_path, show_progress=False)
     teacher.label(["good movie", "bad film!"], tmp_path, show_progress=False)
-    Teacher(TeacherConfig(model=str(tiny_teacher), chunk_size=8, max_length=4)).label(["good movie"], tmp_path, show_progress=False)
+    Teacher(TeacherConfig(model=str(tiny_teacher), chunk_size=8, max_length=4)).label(
+        ["good movie"], tmp_path, show_progress=False
+    )
     folders = sorted((tmp_path / "teacher_logits").iterdir())
     assert len(folders) == 2  # one per teacher settings
     assert max(len(list(f.glob("chunk-*.safetensors"))) for f in folders) == 2  # one per distinct chunk
@@ -68,8 +72,8 @@ def test_a_corpus_that_grows_reuses_its_chunks(tiny_teacher, tmp_path):
 
 LABEL_SCRIPT = """
 import json, sys
-from hf_sparse_distill.recipe import TeacherConfig
-from hf_sparse_distill.teacher import Teacher
+from hf_sparse_distill.distillation.recipe import TeacherConfig
+from hf_sparse_distill.distillation.teacher import Teacher
 texts = json.load(open(sys.argv[1]))
 logits = Teacher(TeacherConfig(model=sys.argv[2], batch_size=16, chunk_size=50)).label(texts, sys.argv[3])
 print("rows", len(logits))

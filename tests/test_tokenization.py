@@ -13,9 +13,11 @@ from hf_sparse_distill import SparseDANTokenizer
 
 
 def counts_by_vectorizer(vectorizer: CountVectorizer, texts: list[str]) -> list[Counter]:
-    matrix = CountVectorizer(
-        ngram_range=(1, 4), token_pattern=vectorizer.token_pattern, vocabulary=vectorizer.vocabulary_
-    ).transform(texts).tocsr()
+    matrix = (
+        CountVectorizer(ngram_range=(1, 4), token_pattern=vectorizer.token_pattern, vocabulary=vectorizer.vocabulary_)
+        .transform(texts)
+        .tocsr()
+    )
     rows = []
     for i in range(len(texts)):
         row = matrix.getrow(i)

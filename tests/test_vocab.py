@@ -6,7 +6,7 @@ import pytest
 from conftest import CORPUS, random_texts
 from sklearn.feature_extraction.text import CountVectorizer
 
-from hf_sparse_distill.vocab import Analyzer, build_vocabulary, count_top_ngrams
+from hf_sparse_distill.distillation.vocab import Analyzer, build_vocabulary, count_top_ngrams
 
 TEXTS = CORPUS * 3 + random_texts(600, seed=21)
 
@@ -51,7 +51,10 @@ def test_order_and_ties_are_deterministic(reference_counts):
 
 def test_min_count_and_custom_analysis():
     texts = ["Good good GOOD movie", "good film"]
-    assert dict(count_top_ngrams(texts, 100, min_count=2, num_workers=1, show_progress=False)) == {"good": 4, "good good": 2}
+    assert dict(count_top_ngrams(texts, 100, min_count=2, num_workers=1, show_progress=False)) == {
+        "good": 4,
+        "good good": 2,
+    }
     analyzer = Analyzer(ngram_range=(2, 2), lowercase=False)
     assert build_vocabulary(texts, 2, analyzer, num_workers=1, show_progress=False) == ["GOOD movie", "Good good"]
 

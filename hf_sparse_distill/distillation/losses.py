@@ -7,7 +7,10 @@ from torch.nn import functional as F
 
 
 def distillation_loss(
-    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0, problem_type: str | None = None
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float = 1.0,
+    problem_type: str | None = None,
 ) -> torch.Tensor:
     """Mean over the batch of KL(teacher ‖ student) on temperature-softened distributions, times T².
 

@@ -7,16 +7,22 @@ expanded in every string, so `${HFSD_SHARED:-../shared}/data/sst2/train.jsonl` w
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
+import inspect
 import os
 import re
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ..models.sparse_dan import SparseDANConfig
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -88,19 +94,28 @@ class VocabConfig:
     num_partitions: int = 16
 
 
-@dataclass
-class StudentConfig:
-    """Shape of the DAN student (see `SparseDANConfig`)."""
+# Student settings are `SparseDANConfig`'s constructor arguments, declared there once: the recipe's `student` section
+# takes the same names and defaults, minus what the vocabulary decides.
+_SET_BY_VOCABULARY = ("vocab_size", "ngram_range", "pad_token_id")
 
-    embed_dim: int = 1000
-    hidden_dims: list[int] = field(default_factory=lambda: [1000])
-    activation: str = "tanh"
-    pooling: str = "mean"
-    feature_dropout: float = 0.1
-    classifier_dropout: float = 0.1
-    max_ngrams: int = 2048
-    embedding_init_std: float = 0.1
-    initializer_range: float = 0.02
+
+def _student_fields() -> list[tuple[str, Any, Any]]:
+    hints = typing.get_type_hints(SparseDANConfig.__init__)
+    out = []
+    for name, parameter in inspect.signature(SparseDANConfig.__init__).parameters.items():
+        if name == "self" or name in _SET_BY_VOCABULARY or parameter.kind is parameter.VAR_KEYWORD:
+            continue
+        hint, default = hints[name], parameter.default
+        if isinstance(default, (list, tuple)):  # sequences are lists in YAML
+            hint, default = list[int], field(default_factory=functools.partial(list, default))
+        out.append((name, hint, default))
+    return out
+
+
+StudentConfig = dataclasses.make_dataclass("StudentConfig", _student_fields())
+StudentConfig.__module__ = __name__
+StudentConfig.__doc__ = """Shape of the DAN student: the arguments of `SparseDANConfig` (same names, same defaults) except
+`vocab_size`, `ngram_range` and `pad_token_id`, which come from the vocabulary."""
 
 
 @dataclass
@@ -180,6 +195,7 @@ class Recipe:
         return Path(self.cache_dir) if self.cache_dir else Path(self.output_dir) / "cache"
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data (what `recipe.json` holds)."""
         return dataclasses.asdict(self)
 
 
@@ -242,7 +258,9 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
             return float(value)  # PyYAML reads `1e-3` (no dot) as a string
         except ValueError:
             raise RecipeError(f"{where}: expected a number, got {value!r}") from None
-    if hint is Any or (isinstance(hint, type) and isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
+    if hint is Any or (
+        isinstance(hint, type) and isinstance(value, hint) and not (hint is int and isinstance(value, bool))
+    ):
         return value
     raise RecipeError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
 
@@ -261,10 +279,37 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     node[leaf] = yaml.safe_load(raw)
 
 
-def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
-    """Read a YAML recipe, apply `section.field=value` overrides, expand environment variables, validate."""
-    with open(path, encoding="utf-8") as f:
-        data = yaml.safe_load(f) or {}
+def recipe_path(name_or_path: str | os.PathLike) -> Path:
+    """The YAML file of a recipe: a path to a file, or the name of a recipe shipped with the package
+    (`sst2_shared` → `hf_sparse_distill/recipes/sst2_shared.yaml`)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = resources.files("hf_sparse_distill.recipes")
+    candidate = shipped / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
+    if len(path.parts) == 1 and candidate.is_file():
+        return Path(str(candidate))
+    names = sorted(entry.name.removesuffix(".yaml") for entry in shipped.iterdir() if entry.name.endswith(".yaml"))
+    raise FileNotFoundError(
+        f"no recipe file {str(name_or_path)!r} and no shipped recipe of that name; shipped: {names}"
+    )
+
+
+def recipe_from_dict(
+    data: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), where: str = "recipe"
+) -> Recipe:
+    """Build a recipe from plain data (as read from YAML), after `section.field=value` overrides; environment
+    variables are expanded and every field is checked."""
+    data = copy.deepcopy(data)
     for assignment in overrides:
         apply_override(data, assignment)
-    return _build(Recipe, data, Path(path).name)
+    return _build(Recipe, data, where)
+
+
+def load_recipe(name_or_path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read a YAML recipe (a path, or the name of a shipped recipe), apply `section.field=value` overrides, expand
+    environment variables, validate."""
+    path = recipe_path(name_or_path)
+    with open(path, encoding="utf-8") as f:
+        data = yaml.safe_load(f) or {}
+    return recipe_from_dict(data, overrides, path.name)

@@ -12,18 +12,26 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import json
 import os
+import shutil
 import tempfile
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .tokenization_sparse_dan import DEFAULT_TOKEN_PATTERN, word_ngrams, word_splitter
+from ..models.sparse_dan.tokenization_sparse_dan import (
+    DEFAULT_TOKEN_PATTERN,
+    SparseDANTokenizer,
+    word_ngrams,
+    word_splitter,
+)
+from .recipe import VocabConfig
 
 
 @dataclass(frozen=True)
@@ -127,6 +135,7 @@ def count_top_ngrams(
         chunk_size: Texts per counting task.
         work_dir: Where the temporary count files go (default: the system temporary directory).
         total: Number of texts, for the progress bar only.
+        show_progress: Show progress bars.
     """
     workers = num_workers if num_workers is not None else (os.cpu_count() or 1)
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="hfsd-vocab-") as tmp:
@@ -143,7 +152,9 @@ def count_top_ngrams(
             tops = list(
                 tqdm(
                     _run_bounded(executor, merges, limit=max(workers, 1)),
-                    total=num_partitions, desc="merging partitions", disable=not show_progress,
+                    total=num_partitions,
+                    desc="merging partitions",
+                    disable=not show_progress,
                 )
             )
         finally:
@@ -153,9 +164,51 @@ def count_top_ngrams(
         return [(ngram, -neg) for neg, ngram in best]
 
 
-def build_vocabulary(
-    texts: Iterable[str], size: int, analyzer: Analyzer = Analyzer(), **kwargs
-) -> list[str]:
+def build_vocabulary(texts: Iterable[str], size: int, analyzer: Analyzer = Analyzer(), **kwargs) -> list[str]:
     """The `size` most frequent n-grams (see `count_top_ngrams`), most frequent first: tokenizer id order."""
     return [ngram for ngram, _ in count_top_ngrams(texts, size, analyzer, **kwargs)]
 
+
+VOCAB_SETTINGS = "vocab_settings.json"
+
+
+def vocabulary_settings(vocab: VocabConfig, corpus_fingerprint: str, max_ngrams: int) -> dict:
+    """What determines a tokenizer built by `build_tokenizer` (recorded next to it; a change means a rebuild)."""
+    settings = {**asdict(vocab), "corpus": corpus_fingerprint, "max_ngrams": max_ngrams}
+    for runtime_only in ("num_workers", "num_partitions"):
+        settings.pop(runtime_only)
+    return settings
+
+
+def build_tokenizer(
+    texts: Sequence[str], vocab: VocabConfig, max_ngrams: int, folder: Path, settings: dict
+) -> SparseDANTokenizer:
+    """Count the top n-grams of `texts` as `vocab` says and save the tokenizer to `folder` (replacing what was
+    there), with `settings` in `vocab_settings.json`."""
+    analyzer = Analyzer(tuple(vocab.ngram_range), vocab.lowercase, vocab.token_pattern)
+    ngrams = build_vocabulary(
+        texts,
+        vocab.size,
+        analyzer,
+        min_count=vocab.min_count,
+        num_workers=vocab.num_workers,
+        num_partitions=vocab.num_partitions,
+        total=len(texts),
+    )
+    tokenizer = SparseDANTokenizer.from_ngrams(
+        ngrams,
+        ngram_range=vocab.ngram_range,
+        lowercase=vocab.lowercase,
+        token_pattern=vocab.token_pattern,
+        model_max_length=max_ngrams,
+    )
+    shutil.rmtree(folder, ignore_errors=True)
+    tokenizer.save_pretrained(folder)
+    (folder / VOCAB_SETTINGS).write_text(json.dumps(settings, indent=2))
+    return tokenizer
+
+
+def saved_tokenizer_settings(folder: Path) -> dict | None:
+    """The settings a tokenizer in `folder` was built with (`None` if there is none)."""
+    path = folder / VOCAB_SETTINGS
+    return json.loads(path.read_text()) if path.exists() else None

@@ -74,14 +74,17 @@ class Teacher:
 
     @property
     def id2label(self) -> dict[int, str]:
+        """The teacher's label names by class id."""
         return {int(k): v for k, v in self.model_config.id2label.items()}
 
     @property
     def num_labels(self) -> int:
+        """Number of classes (outputs) of the teacher."""
         return self.model_config.num_labels
 
     @property
     def dtype(self) -> torch.dtype:
+        """The dtype the teacher runs in (`teacher.dtype` of the recipe; `auto`: float16 on GPU, float32 on CPU)."""
         if self.config.dtype == "auto":
             return torch.float16 if self.state.device.type == "cuda" else torch.float32
         if self.config.dtype not in _DTYPES:
@@ -155,7 +158,11 @@ class Teacher:
         if todo:
             logger.info("teacher: %d of %d chunks to compute in %s", len(todo), len(paths), folder)
             with tqdm(
-                total=len(texts), initial=done_rows, desc="teacher labelling", unit="texts", dynamic_ncols=True,
+                total=len(texts),
+                initial=done_rows,
+                desc="teacher labelling",
+                unit="texts",
+                dynamic_ncols=True,
                 disable=not (show_progress and self.state.is_main_process),
             ) as bar:
                 for i in mine:

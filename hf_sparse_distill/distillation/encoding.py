@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .tokenization_sparse_dan import SparseDANTokenizer
+from ..models.sparse_dan.tokenization_sparse_dan import SparseDANTokenizer
 
 
 @dataclass

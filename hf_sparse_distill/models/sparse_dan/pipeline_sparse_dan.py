@@ -22,6 +22,7 @@ class SparseDANClassificationPipeline(TextClassificationPipeline):
     tokenizer options other than `truncation` / `max_length` go through the stock code path."""
 
     def __call__(self, inputs, **kwargs):
+        """Classify `inputs` as the stock pipeline does; a list of texts goes through the batched path."""
         batch_size = kwargs.pop("batch_size", None) or self._batch_size or DEFAULT_BATCH_SIZE
         kwargs.pop("num_workers", None)
         is_text_list = isinstance(inputs, (list, tuple)) and inputs and all(isinstance(t, str) for t in inputs)

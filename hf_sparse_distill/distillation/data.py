@@ -1,24 +1,25 @@
-"""Text data for distillation: read splits through `datasets`, split reviews into sentences, and assemble the
-KD corpus (train ∪ unlabeled) with evaluation texts removed from the unlabeled part."""
+"""Text data for distillation: read splits through `datasets`, split reviews into sentences or clauses, and
+assemble the KD corpus (train ∪ unlabeled) with evaluation texts removed from the unlabeled part."""
 
 from __future__ import annotations
 
 import glob
 import logging
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import datasets
 
-from .recipe import DataConfig, DatasetSource
-from .tokenization_sparse_dan import DEFAULT_TOKEN_PATTERN
+from ..models.sparse_dan.tokenization_sparse_dan import word_splitter
+from ..results import DataReport
+from .augment import augment_texts
+from .recipe import AugmentConfig, DataConfig, DatasetSource, VocabConfig
 
 logger = logging.getLogger(__name__)
 
 _BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|<br\s*/?>|\n+")
-_NORMALISE = re.compile(DEFAULT_TOKEN_PATTERN)
 _CLAUSE_BREAK = re.compile(r"\s*(?:[,;:()]|--|\b(?:but|though|although|while)\b)\s*", re.IGNORECASE)
 
 
@@ -40,13 +41,15 @@ class KDCorpus:
     texts: list[str]
     labels: list[int]
     num_train: int
-    report: dict[str, int] = field(default_factory=dict)
+    report: DataReport
 
 
-def normalise(text: str) -> str:
-    """Comparison key for de-duplication: the lower-cased words of `CountVectorizer`'s analysis.
-    Two texts with the same key give the student exactly the same unigrams."""
-    return " ".join(_NORMALISE.findall(text.lower()))
+def dedup_key(vocab: VocabConfig) -> Callable[[str], str]:
+    """Comparison key for de-duplication: the words of a text as the recipe's tokenizer analyses it (its
+    `lowercase` and `token_pattern`), joined by spaces. Two texts with the same key give the student exactly the
+    same n-grams; a text with an empty key gives it none."""
+    words = word_splitter(vocab.lowercase, vocab.token_pattern)
+    return lambda text: " ".join(words(text))
 
 
 def split_sentences(text: str) -> list[str]:
@@ -82,9 +85,7 @@ def load_source(source: DatasetSource, label2id: dict[str, int] | None = None) -
             source.path, source.name, data_files=source.data_files, split=source.split, revision=source.revision
         )
     if source.text_column not in dataset.column_names:
-        raise ValueError(
-            f"{source.path}: no text column {source.text_column!r}; columns are {dataset.column_names}"
-        )
+        raise ValueError(f"{source.path}: no text column {source.text_column!r}; columns are {dataset.column_names}")
     has_labels = source.label_column is not None and source.label_column in dataset.column_names
     split = source.split_sentences or source.split_clauses  # then max_rows counts sentences / clauses, not rows
     if source.max_rows is not None and not split:
@@ -127,50 +128,84 @@ def _sentences(texts: Iterable[str], source: DatasetSource) -> list[str]:
 
 
 def build_kd_corpus(
-    train: TextSet, unlabeled: Sequence[TextSet], evaluation: Sequence[TextSet], include_train: bool = True
+    train: TextSet,
+    unlabeled: Sequence[TextSet],
+    evaluation: Sequence[TextSet],
+    key: Callable[[str], str],
+    include_train: bool = True,
 ) -> KDCorpus:
-    """Concatenate the train set and the unlabeled texts, dropping unlabeled texts that (after `normalise`)
-    equal an evaluation text, a train text, or an earlier unlabeled text, or that have no word at all.
+    """Concatenate the train set and the unlabeled texts, dropping unlabeled texts whose `key` (see `dedup_key`)
+    equals an evaluation text's, a train text's or an earlier unlabeled text's, or is empty (no word at all).
 
     Texts that match an evaluation text must go: otherwise the student trains on the teacher's answers to the
     evaluation set. The counts removed are in `report`.
     """
-    held_out = {normalise(t) for split in evaluation for t in split.texts}
-    seen = {normalise(t) for t in train.texts} if include_train else set()
-    report = {"train": len(train) if include_train else 0, "unlabeled_read": 0}
-    report.update(unlabeled_removed_eval_overlap=0, unlabeled_removed_duplicate=0, unlabeled_removed_empty=0)
+    held_out = {key(t) for split in evaluation for t in split.texts}
+    seen = {key(t) for t in train.texts} if include_train else set()
+    report = DataReport(train=len(train) if include_train else 0)
     texts = list(train.texts) if include_train else []
     labels = list(train.labels) if include_train and train.labels is not None else [-1] * len(texts)
     for part in unlabeled:
-        report["unlabeled_read"] += len(part)
+        report.unlabeled_read += len(part)
         for text in part.texts:
-            key = normalise(text)
-            if not key:
-                report["unlabeled_removed_empty"] += 1
-            elif key in held_out:
-                report["unlabeled_removed_eval_overlap"] += 1
-            elif key in seen:
-                report["unlabeled_removed_duplicate"] += 1
+            text_key = key(text)
+            if not text_key:
+                report.unlabeled_removed_empty += 1
+            elif text_key in held_out:
+                report.unlabeled_removed_eval_overlap += 1
+            elif text_key in seen:
+                report.unlabeled_removed_duplicate += 1
             else:
-                seen.add(key)
+                seen.add(text_key)
                 texts.append(text)
                 labels.append(-1)
-    report["unlabeled_kept"] = len(texts) - report["train"]
-    report["kd_total"] = len(texts)
+    report.unlabeled_kept = len(texts) - report.train
+    report.kd_total = len(texts)
     logger.info("KD corpus: %s", report)
-    return KDCorpus(texts=texts, labels=labels, num_train=report["train"], report=report)
+    return KDCorpus(texts=texts, labels=labels, num_train=report.train, report=report)
 
 
-def load_splits(config: DataConfig, label2id: dict[str, int] | None = None) -> dict[str, TextSet | list[TextSet]]:
-    """Read every split a recipe names: `train`, `dev`, optional `test`, and the list `unlabeled`."""
-    splits: dict[str, TextSet | list[TextSet]] = {
-        "train": load_source(config.train, label2id),
-        "dev": load_source(config.dev, label2id),
-    }
-    if config.test is not None:
-        splits["test"] = load_source(config.test, label2id)
-    splits["unlabeled"] = [load_source(source, label2id) for source in config.unlabeled]
-    for name in ("train", "dev"):
-        if splits[name].labels is None:
+@dataclass
+class PreparedData:
+    """The KD corpus (train first, then unlabeled) and the labeled splits."""
+
+    corpus: KDCorpus
+    train: TextSet
+    dev: TextSet
+    test: TextSet | None
+
+    @property
+    def evaluation(self) -> dict[str, TextSet]:
+        """The labeled splits no unlabeled text may equal: dev and (if given) test."""
+        return {"dev": self.dev, **({"test": self.test} if self.test is not None else {})}
+
+
+def prepare_data(
+    config: DataConfig, vocab: VocabConfig, augment: AugmentConfig, label2id: dict[str, int]
+) -> PreparedData:
+    """Read every split a recipe names and assemble the KD corpus.
+
+    Args:
+        config: The recipe's data section (train, dev, optional test, unlabeled sources).
+        vocab: The recipe's vocabulary section; its word analysis is the de-duplication key.
+        augment: Teacher-labelled augmentation of the train texts (added to the unlabeled texts when enabled).
+        label2id: The teacher's labels: label names in the data are mapped with it, ids must be below its size.
+    """
+    train, dev = load_source(config.train, label2id), load_source(config.dev, label2id)
+    test = load_source(config.test, label2id) if config.test is not None else None
+    unlabeled = [load_source(source, label2id) for source in config.unlabeled]
+    for name, split in {"train": train, "dev": dev, "test": test}.items():
+        if split is None:
+            continue
+        if split.labels is None:
             raise ValueError(f"the {name} split has no label column")
-    return splits
+        if max(split.labels, default=0) >= len(label2id):
+            raise ValueError(f"{name} has label {max(split.labels)} but the teacher has {len(label2id)} labels")
+    augmented = TextSet(augment_texts(train.texts, augment)) if augment.enabled else None
+    evaluation = [dev] + ([test] if test is not None else [])
+    corpus = build_kd_corpus(
+        train, unlabeled + ([augmented] if augmented else []), evaluation, dedup_key(vocab), config.include_train_in_kd
+    )
+    if augmented is not None:
+        corpus.report.augmented_generated = len(augmented)
+    return PreparedData(corpus, train, dev, test)

@@ -155,8 +155,7 @@ class NgramMatcher:
 
 
 class SparseDANTokenizer(PreTrainedTokenizer):
-    r"""
-    Tokenizer of the sparse DAN: maps a text to the ids of its in-vocabulary word n-grams.
+    r"""Tokenizer of the sparse DAN: maps a text to the ids of its in-vocabulary word n-grams.
 
     Args:
         vocab_file (`str`, *optional*):
@@ -239,9 +238,11 @@ class SparseDANTokenizer(PreTrainedTokenizer):
 
     @property
     def vocab_size(self) -> int:
+        """Number of ids (n-grams and special tokens)."""
         return len(self.vocab)
 
     def get_vocab(self) -> dict[str, int]:
+        """The n-gram → id mapping (a copy)."""
         return dict(self.vocab)
 
     def _tokenize(self, text: str, **kwargs) -> list[str]:
@@ -276,7 +277,8 @@ class SparseDANTokenizer(PreTrainedTokenizer):
 
         Args:
             texts: One text or a sequence of texts.
-            truncation: Keep at most `max_length` (default `model_max_length`) n-grams per text.
+            truncation: Keep at most `max_length` n-grams per text.
+            max_length: The limit of `truncation` (default: `model_max_length`).
             return_tensors: `"pt"`, `"np"` or `None` (Python lists).
         """
         texts = self._check_texts(texts)
@@ -408,6 +410,7 @@ class SparseDANTokenizer(PreTrainedTokenizer):
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
     def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str]:
+        """Write the vocabulary (JSON, ids in order) atomically; return its path."""
         prefix = f"{filename_prefix}-" if filename_prefix else ""
         path = os.path.join(save_directory, prefix + VOCAB_FILES_NAMES["vocab_file"])
         ordered = dict(sorted(self.vocab.items(), key=lambda item: item[1]))

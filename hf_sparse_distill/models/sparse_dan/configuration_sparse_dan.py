@@ -11,8 +11,7 @@ ACTIVATIONS = ("tanh", "relu", "gelu")
 
 
 class SparseDANConfig(PretrainedConfig):
-    r"""
-    Configuration of a [`SparseDANModel`] / [`SparseDANForSequenceClassification`]: a bag of n-gram
+    r"""Configuration of a [`SparseDANModel`] / [`SparseDANForSequenceClassification`]: a bag of n-gram
     embeddings, pooled, followed by a small MLP (Ye et al., 2022, "Sparse Distillation").
 
     Args:
@@ -47,7 +46,6 @@ class SparseDANConfig(PretrainedConfig):
     `"regression"`) behave as in every transformers classifier.
 
     Example:
-
     ```python
     >>> from hf_sparse_distill import SparseDANConfig, SparseDANForSequenceClassification
     >>> config = SparseDANConfig(vocab_size=50_001, embed_dim=256, id2label={0: "negative", 1: "positive"})
@@ -56,6 +54,8 @@ class SparseDANConfig(PretrainedConfig):
     """
 
     model_type = "sparse_dan"
+    # generic tools (PEFT, sentence-transformers, ONNX exporters) read the embedding width as `hidden_size`
+    attribute_map = {"hidden_size": "embed_dim"}
 
     def __init__(
         self,

@@ -28,6 +28,7 @@ class MixedSparseAdamW(torch.optim.AdamW):
 
     @torch.no_grad()
     def step(self, closure=None):
+        """One update: SparseAdam on the rows that got a gradient (sparse groups), AdamW on the rest."""
         loss = None
         if closure is not None:
             with torch.enable_grad():

@@ -53,9 +53,7 @@ def bags_from_padded(
     return input_ids[keep], offsets
 
 
-def drop_features(
-    input_ids: torch.Tensor, offsets: torch.Tensor, rate: float
-) -> tuple[torch.Tensor, torch.Tensor]:
+def drop_features(input_ids: torch.Tensor, offsets: torch.Tensor, rate: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Remove each n-gram occurrence with probability `rate` (feature dropout), keeping bag boundaries."""
     keep = torch.rand(input_ids.shape, device=input_ids.device) >= rate
     lengths = torch.diff(offsets, append=offsets.new_tensor([input_ids.numel()]))
@@ -77,9 +75,11 @@ class SparseDANModel(SparseDANPreTrainedModel):
         self.post_init()
 
     def get_input_embeddings(self) -> nn.EmbeddingBag:
+        """The n-gram embedding table."""
         return self.embeddings
 
     def set_input_embeddings(self, value: nn.EmbeddingBag) -> None:
+        """Replace the n-gram embedding table."""
         self.embeddings = value
 
     def forward(
@@ -90,16 +90,15 @@ class SparseDANModel(SparseDANPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPooling | tuple[torch.Tensor]:
-        r"""
-        Args:
-            input_ids (`torch.LongTensor`):
-                Either padded n-gram ids of shape `[batch, length]` (what the tokenizer returns with
-                `padding=True`), or, together with `offsets`, the flat 1-D concatenation of every text's ids
-                (like `nn.EmbeddingBag`; what `SparseDANTokenizer.encode_bags` returns).
-            attention_mask (`torch.LongTensor` of shape `[batch, length]`, *optional*):
-                1 for real n-grams, 0 for padding. Without it, ids equal to `pad_token_id` are padding.
-            offsets (`torch.LongTensor` of shape `[batch]`, *optional*):
-                Start of each text in the flat `input_ids`. A text with no n-gram (empty bag) gets a zero vector.
+        r"""Args:
+        input_ids (`torch.LongTensor`):
+            Either padded n-gram ids of shape `[batch, length]` (what the tokenizer returns with
+            `padding=True`), or, together with `offsets`, the flat 1-D concatenation of every text's ids
+            (like `nn.EmbeddingBag`; what `SparseDANTokenizer.encode_bags` returns).
+        attention_mask (`torch.LongTensor` of shape `[batch, length]`, *optional*):
+            1 for real n-grams, 0 for padding. Without it, ids equal to `pad_token_id` are padding.
+        offsets (`torch.LongTensor` of shape `[batch]`, *optional*):
+            Start of each text in the flat `input_ids`. A text with no n-gram (empty bag) gets a zero vector.
         """
         if input_ids is None:
             raise ValueError("input_ids is required")
@@ -144,9 +143,11 @@ class SparseDANForSequenceClassification(SparseDANPreTrainedModel):
         self.post_init()
 
     def get_input_embeddings(self) -> nn.EmbeddingBag:
+        """The n-gram embedding table."""
         return self.dan.embeddings
 
     def set_input_embeddings(self, value: nn.EmbeddingBag) -> None:
+        """Replace the n-gram embedding table."""
         self.dan.embeddings = value
 
     def forward(
@@ -158,12 +159,11 @@ class SparseDANForSequenceClassification(SparseDANPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> SequenceClassifierOutput | tuple[torch.Tensor, ...]:
-        r"""
-        Args:
-            input_ids, attention_mask, offsets: see [`SparseDANModel.forward`].
-            labels (`torch.Tensor`, *optional*):
-                Class ids `[batch]` for single-label classification, multi-hot `[batch, num_labels]` for
-                multi-label classification, or targets for regression (`num_labels == 1`).
+        r"""Args:
+        input_ids, attention_mask, offsets: see [`SparseDANModel.forward`].
+        labels (`torch.Tensor`, *optional*):
+            Class ids `[batch]` for single-label classification, multi-hot `[batch, num_labels]` for
+            multi-label classification, or targets for regression (`num_labels == 1`).
         """
         pooled = self.dan(input_ids, attention_mask=attention_mask, offsets=offsets, return_dict=False)[0]
         logits = self.classifier(pooled)
@@ -180,7 +180,10 @@ class SparseDANForSequenceClassification(SparseDANPreTrainedModel):
         names the base [`SparseDANModel`], so `AutoModel.from_pretrained(..., trust_remote_code=True)` works."""
         if self._auto_class is not None:
             module = SparseDANModel.__module__.rsplit(".", 1)[-1]
-            self.config.auto_map = {"AutoModel": f"{module}.SparseDANModel", **(getattr(self.config, "auto_map", None) or {})}
+            self.config.auto_map = {
+                "AutoModel": f"{module}.SparseDANModel",
+                **(getattr(self.config, "auto_map", None) or {}),
+            }
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,261 @@
+"""The sparse distillation pipeline, step by step (each step is also a CLI command):
+
+1. data: read train / dev / test / unlabeled, remove evaluation texts from the unlabeled corpus;
+2. vocab: top-K n-grams of train ∪ unlabeled → the student's tokenizer;
+3. label: teacher logits for the KD corpus and the dev set (cached, resumable);
+4. train: KD on teacher logits, then optional fine-tuning on gold labels (and the from-scratch baseline);
+5. the best student is saved with its tokenizer, code and results.
+
+Every step reuses what an earlier (possibly interrupted) run left in `output_dir`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import PartialState
+
+from ..models.sparse_dan import SparseDANConfig, SparseDANForSequenceClassification, SparseDANTokenizer
+from ..results import CANDIDATE_STAGES, STAGES, DistillationResults, Metrics, SpeedResult, Stage, TeacherResult
+from ..speed import compare_speed
+from .checkpoints import BEST, EVAL_RESULTS
+from .data import PreparedData, prepare_data
+from .distributed import process_state
+from .encoding import encode_texts
+from .evaluate import classification_metrics
+from .recipe import Recipe, StageConfig
+from .teacher import Teacher, corpus_fingerprint
+from .train import EvalData, StageData, StageSummary, StageTrainer, stage_finished
+from .vocab import build_tokenizer, saved_tokenizer_settings, vocabulary_settings
+
+logger = logging.getLogger(__name__)
+
+STUDENT_DIR = "student"
+RESULTS_FILE = "results.json"
+RECIPE_FILE = "recipe.json"
+DATA_REPORT_FILE = "data_report.json"
+
+
+class Distiller:
+    """Runs the steps of a recipe, each reusing what is already in `recipe.output_dir`.
+
+    Args:
+        recipe: What to distil, from which data, into what student.
+        state: The accelerate process state (defaults to the current one).
+    """
+
+    def __init__(self, recipe: Recipe, state: PartialState | None = None):
+        self.recipe = recipe
+        self.state = state or process_state()
+        self.output_dir = Path(recipe.output_dir)
+        self.timings: dict[str, float] = {}
+        self._teacher: Teacher | None = None
+        self._data: PreparedData | None = None
+        self._tokenizer: SparseDANTokenizer | None = None
+        self._logits: dict[str, np.ndarray] = {}
+        self._eval: EvalData | None = None
+
+    @property
+    def teacher(self) -> Teacher:
+        """The recipe's teacher (its weights are loaded on first use)."""
+        if self._teacher is None:
+            self._teacher = Teacher(self.recipe.teacher, self.state)
+        return self._teacher
+
+    def _timed(self, name: str, start: float) -> None:
+        self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 2)
+
+    # 1. data
+    def data(self) -> PreparedData:
+        """The KD corpus and the labeled splits (read once; the corpus report is written to `data_report.json`)."""
+        if self._data is None:
+            start = time.perf_counter()
+            label2id = {name: i for i, name in self.teacher.id2label.items()}
+            recipe = self.recipe
+            with self.state.main_process_first():
+                self._data = prepare_data(recipe.data, recipe.vocab, recipe.augment, label2id)
+            if self.state.is_main_process:
+                self.output_dir.mkdir(parents=True, exist_ok=True)
+                (self.output_dir / DATA_REPORT_FILE).write_text(json.dumps(asdict(self._data.corpus.report), indent=2))
+            self._timed("data", start)
+        return self._data
+
+    # 2. vocabulary
+    def tokenizer(self) -> SparseDANTokenizer:
+        """The student's tokenizer, built from the KD corpus unless `tokenizer/` already holds one built with the
+        same settings from the same texts."""
+        if self._tokenizer is None:
+            folder = self.output_dir / "tokenizer"
+            texts = self.data().corpus.texts
+            settings = vocabulary_settings(self.recipe.vocab, corpus_fingerprint(texts), self.recipe.student.max_ngrams)
+            if self.state.is_main_process and saved_tokenizer_settings(folder) != settings:
+                start = time.perf_counter()
+                build_tokenizer(texts, self.recipe.vocab, self.recipe.student.max_ngrams, folder, settings)
+                self._timed("vocab", start)
+            self.state.wait_for_everyone()
+            self._tokenizer = SparseDANTokenizer.from_pretrained(folder)
+        return self._tokenizer
+
+    # 3. teacher labels
+    def teacher_logits(self, split: str) -> np.ndarray:
+        """Teacher logits of `"kd"` (the KD corpus) or of a labeled evaluation split (`"dev"`, `"test"`)."""
+        if split not in self._logits:
+            start = time.perf_counter()
+            data = self.data()
+            if split == "kd":
+                texts = data.corpus.texts
+            elif split in data.evaluation:
+                texts = data.evaluation[split].texts
+            else:
+                raise ValueError(f"no split {split!r} to label; splits: kd, {', '.join(data.evaluation)}")
+            self._logits[split] = self.teacher.label(texts, self.recipe.cache_path)
+            self._timed(f"label_{split}", start)
+        return self._logits[split]
+
+    def teacher_result(self) -> TeacherResult:
+        """The teacher's metrics on the dev split."""
+        metrics = classification_metrics(self.teacher_logits("dev"), self.data().dev.labels, self.teacher.id2label)
+        return TeacherResult(self.recipe.teacher.model, str(self.teacher.dtype), metrics)
+
+    # 4. training
+    def _eval_data(self) -> EvalData:
+        """The dev set, encoded once, with its gold labels and the teacher's logits."""
+        if self._eval is None:
+            dev = self.data().dev
+            encoded = encode_texts(self.tokenizer(), dev.texts, self.recipe.student.max_ngrams, show_progress=False)
+            self._eval = EvalData(encoded, np.asarray(dev.labels), self.teacher_logits("dev"))
+        return self._eval
+
+    def new_student(self) -> SparseDANForSequenceClassification:
+        """A freshly initialised student (seeded by the recipe) of the recipe's shape over the tokenizer's vocabulary."""
+        id2label = self.teacher.id2label
+        config = SparseDANConfig(
+            **asdict(self.recipe.student),
+            vocab_size=self.tokenizer().vocab_size,
+            ngram_range=self.recipe.vocab.ngram_range,
+            pad_token_id=self.tokenizer().pad_token_id,
+            id2label=id2label,
+            label2id={name: i for i, name in id2label.items()},
+            problem_type=getattr(self.teacher.model_config, "problem_type", None),
+        )
+        torch.manual_seed(self.recipe.seed)
+        return SparseDANForSequenceClassification(config)
+
+    def stage_config(self, stage: Stage | str) -> StageConfig:
+        """The recipe's settings of `stage`."""
+        return getattr(self.recipe, Stage(stage).value)
+
+    def stage_dir(self, stage: Stage | str) -> Path:
+        """Where `stage` keeps its checkpoints, kept student and summary."""
+        return self.output_dir / Stage(stage).value
+
+    def _stage_inputs(self, stage: Stage) -> tuple[StageData, SparseDANForSequenceClassification]:
+        """What `stage` trains on and the model it starts from."""
+        data, config = self.data(), self.stage_config(stage)
+        if stage is Stage.KD:
+            texts, labels, logits = data.corpus.texts, np.asarray(data.corpus.labels), self.teacher_logits("kd")
+            model = self.new_student()
+        else:
+            texts, labels, logits = data.train.texts, np.asarray(data.train.labels), None
+            if config.alpha > 0:
+                if data.corpus.num_train != len(texts):
+                    raise ValueError(f"{stage.value} with alpha > 0 needs the train set inside the KD corpus")
+                logits = self.teacher_logits("kd")[: data.corpus.num_train]
+            if stage is Stage.FINETUNE:
+                kd_best = self.stage_dir(Stage.KD) / BEST
+                if not kd_best.exists():
+                    raise FileNotFoundError(f"fine-tuning starts from the KD student, but {kd_best} does not exist")
+                model = SparseDANForSequenceClassification.from_pretrained(kd_best)
+            else:
+                model = self.new_student()
+        encoded = encode_texts(self.tokenizer(), texts, self.recipe.student.max_ngrams, desc=f"encoding {stage.value}")
+        return StageData(encoded, logits, labels), model
+
+    def train(self, stage: Stage | str, resume: bool = True) -> StageSummary:
+        """Run `stage`: `"kd"` (a new student on teacher logits), `"finetune"` (the KD student on gold labels) or
+        `"scratch"` (the paper's baseline: a new student on gold labels only). A finished stage is not rerun."""
+        stage = Stage(stage)
+        stage_dir = self.stage_dir(stage)
+        if stage_finished(stage_dir):
+            logger.info("stage %s already finished in %s", stage.value, stage_dir)
+            return StageSummary.load(stage_dir / "trainer_state.json")
+        data, model = self._stage_inputs(stage)
+        start = time.perf_counter()
+        recipe = self.recipe
+        trainer = StageTrainer(
+            model,
+            self.tokenizer(),
+            data,
+            self._eval_data(),
+            self.stage_config(stage),
+            stage_dir,
+            mixed_precision=recipe.mixed_precision,
+            report_to=recipe.report_to,
+            seed=recipe.seed,
+        )
+        summary = trainer.train(resume=resume)
+        self._timed(f"train_{stage.value}", start)
+        return summary
+
+    # 5. everything
+    def run(self, stages: tuple[Stage | str, ...] | None = None) -> DistillationResults:
+        """All steps; `stages` defaults to the enabled ones among scratch (baseline), KD and fine-tuning.
+        The student kept is the better of KD and KD+FT on dev. Returns (and saves) the results."""
+        start = time.perf_counter()
+        stages = tuple(Stage(s) for s in stages) if stages else tuple(s for s in STAGES if self.stage_config(s).enabled)
+        candidates = [s for s in CANDIDATE_STAGES if s in stages]
+        if not candidates:
+            raise ValueError("nothing to distil: enable the kd stage (and optionally finetune)")
+        data = self.data()
+        self.tokenizer()
+        self.teacher_logits("kd")
+        teacher = self.teacher_result()
+        metrics: dict[str, Metrics] = {}
+        for stage in stages:
+            self.train(stage)
+            metrics[stage.value] = Metrics.from_dict(
+                json.loads((self.stage_dir(stage) / BEST / EVAL_RESULTS).read_text())
+            )
+        chosen = max(candidates, key=lambda s: metrics[s.value].accuracy)
+        self._timed("total", start)
+        results = DistillationResults(
+            task=self.recipe.task,
+            eval_split="dev",
+            teacher=teacher,
+            stages=metrics,
+            student_stage=chosen.value,
+            student_dir=str(self.output_dir / STUDENT_DIR),
+            data=data.corpus.report,
+            vocab_size=self.tokenizer().vocab_size,
+            avg_ngrams=float(self._eval_data().encoded.lengths.mean()),
+            timings_s=self.timings,
+        )
+        if self.state.is_main_process:
+            results.speed = self._measure_speed(self.stage_dir(chosen) / BEST)
+            (self.output_dir / RECIPE_FILE).write_text(json.dumps(self.recipe.to_dict(), indent=2))
+            target = self.output_dir / STUDENT_DIR
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(self.stage_dir(chosen) / BEST, target)
+            results.save(self.output_dir / RESULTS_FILE)
+        self.state.wait_for_everyone()
+        return results
+
+    def _measure_speed(self, student_dir: Path) -> SpeedResult:
+        """Student (batch 256) and teacher (batch `teacher.batch_size`) throughput on the dev texts."""
+        texts = self.data().dev.texts
+        return compare_speed(
+            student_dir,
+            self.teacher.predict,
+            texts,
+            self.recipe.teacher.batch_size,
+            str(self.teacher.dtype),
+            f"{self.recipe.task} dev ({len(texts)} texts)",
+            min_seconds=self.recipe.speed_seconds,
+        )

@@ -1,0 +1,328 @@
+"""One training stage of the student with `accelerate`: KD (teacher logits), fine-tuning (gold labels), or both.
+
+Works on one CPU, one GPU, or several processes under `accelerate launch`. In the multi-process case the
+embedding table is kept out of DDP and its sparse gradient is averaged by `distributed.average_sparse_gradient`
+(dense collectives only, so NCCL and gloo both work); the global batch is split between processes, so a run on
+N processes follows the same trajectory as a run on one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration
+from tqdm.auto import tqdm
+
+from ..models.sparse_dan.modeling_sparse_dan import SparseDANForSequenceClassification
+from ..models.sparse_dan.tokenization_sparse_dan import SparseDANTokenizer
+from ..results import Metrics
+from .checkpoints import BEST, checkpoint_step, latest_checkpoint, prune_checkpoints, publish_checkpoint, save_best
+from .distributed import average_sparse_gradient, broadcast_parameter, exclude_from_ddp
+from .encoding import EncodedTexts
+from .evaluate import classification_metrics, predict_logits
+from .losses import mixed_loss
+from .optim import MixedSparseAdamW, linear_warmup_decay, param_groups
+from .recipe import StageConfig
+
+logger = logging.getLogger(__name__)
+
+TRAINER_STATE = "trainer_state.json"
+
+
+@dataclass
+class StageData:
+    """Training texts with their teacher logits (for KD) and/or gold labels (-1 where there is none)."""
+
+    encoded: EncodedTexts
+    teacher_logits: np.ndarray | None = None
+    labels: np.ndarray | None = None
+
+
+@dataclass
+class EvalData:
+    """Evaluation texts with gold labels and, optionally, the teacher's logits (for agreement)."""
+
+    encoded: EncodedTexts
+    labels: np.ndarray
+    teacher_logits: np.ndarray | None = None
+
+
+@dataclass
+class StageSummary:
+    """How a stage went: its schedule, every evaluation, and the best one (whose student is in `best/`)."""
+
+    total_steps: int
+    best_step: int = -1
+    history: list[Metrics] = field(default_factory=list)
+
+    @property
+    def best_metrics(self) -> Metrics | None:
+        """Metrics of the kept checkpoint (`None` before the first evaluation)."""
+        return next((m for m in self.history if m.step == self.best_step), None)
+
+    @property
+    def best_accuracy(self) -> float:
+        """Accuracy of the kept checkpoint (-1 before the first evaluation)."""
+        best = self.best_metrics
+        return best.accuracy if best is not None else -1.0
+
+    def save(self, path: Path) -> None:
+        """Write it as JSON (`trainer_state.json`: in a checkpoint, and in the stage folder once it is finished)."""
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> StageSummary:
+        """Read what `save` wrote."""
+        state = json.loads(path.read_text())
+        history = [Metrics.from_dict(m) for m in state["history"]]
+        return cls(total_steps=state["total_steps"], best_step=state["best_step"], history=history)
+
+
+class ShuffledBatches(torch.utils.data.Sampler):
+    """Global batches of a seeded permutation, re-drawn each epoch (`use_epoch`): the same for any number of
+    processes (accelerate then hands each process its slice of every batch). The method is deliberately not
+    called `set_epoch`: accelerate would reset it to its own per-dataloader iteration count, which differs
+    between a resumed, a single-process and a multi-process run."""
+
+    def __init__(self, size: int, batch_size: int, seed: int):
+        self.size, self.batch_size, self.seed, self.epoch = size, batch_size, seed, 0
+
+    def use_epoch(self, epoch: int) -> None:
+        """Draw the permutation of `epoch` next time the sampler is iterated."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(self.size / self.batch_size)
+
+    def __iter__(self):
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
+        for start in range(0, self.size, self.batch_size):
+            yield order[start : start + self.batch_size].tolist()
+
+
+class _Indices(torch.utils.data.Dataset):
+    """Row numbers `0 .. size-1`: the collator gathers the rows themselves from the flat arrays."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+
+class BagCollator:
+    """Builds a batch (flat ids, offsets, teacher logits, labels) from a list of row indices."""
+
+    def __init__(self, data: StageData):
+        self.data = data
+
+    def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        """The batch of rows `indices`."""
+        rows = np.asarray(indices, dtype=np.int64)
+        input_ids, offsets = self.data.encoded.batch(rows)
+        batch = {"input_ids": input_ids, "offsets": offsets}
+        if self.data.teacher_logits is not None:
+            batch["teacher_logits"] = torch.from_numpy(self.data.teacher_logits[rows])
+        if self.data.labels is not None:
+            batch["labels"] = torch.from_numpy(self.data.labels[rows])
+        return batch
+
+
+@dataclass
+class Schedule:
+    """Steps of a stage: how many in all, per epoch, between evaluations and between checkpoints."""
+
+    steps_per_epoch: int
+    total_steps: int
+    eval_steps: int
+    save_steps: int
+
+    @classmethod
+    def of(cls, stage: StageConfig, num_texts: int) -> Schedule:
+        """The schedule of `stage` over `num_texts` training texts."""
+        if num_texts == 0:
+            raise ValueError("the stage has no training text")
+        steps_per_epoch = math.ceil(num_texts / stage.batch_size)
+        total_steps = stage.max_steps or max(1, math.ceil(stage.epochs * steps_per_epoch))
+        eval_steps = stage.eval_steps or max(1, total_steps // 10)
+        return cls(steps_per_epoch, total_steps, eval_steps, stage.save_steps or eval_steps)
+
+
+class StageTrainer:
+    """Trains `model` for one stage, evaluating on `dev` and keeping the best checkpoint in `stage_dir/best`.
+
+    Args:
+        model: The student to train (its weights are updated in place).
+        tokenizer: Saved next to every kept student.
+        data: Training texts, encoded, with teacher logits and/or gold labels.
+        dev: Evaluation texts, encoded, with gold labels (and teacher logits for agreement).
+        stage: Optimisation settings (`batch_size` is the global batch, over all processes).
+        stage_dir: Where checkpoints, `best/` and `trainer_state.json` go.
+        mixed_precision: `"no"`, `"bf16"` or `"fp16"` (autocast of the head; the table stays float32).
+        report_to: accelerate trackers to log to (`"tensorboard"`, `"wandb"`, ...), besides the JSON history.
+        seed: Seed of the batch order.
+    """
+
+    def __init__(
+        self,
+        model: SparseDANForSequenceClassification,
+        tokenizer: SparseDANTokenizer,
+        data: StageData,
+        dev: EvalData,
+        stage: StageConfig,
+        stage_dir: str | Path,
+        mixed_precision: str = "no",
+        report_to: list[str] | tuple[str, ...] = (),
+        seed: int = 0,
+    ):
+        self.model, self.tokenizer, self.data, self.dev, self.stage = model, tokenizer, data, dev, stage
+        self.stage_dir = Path(stage_dir)
+        self.report_to = list(report_to)
+        self.accelerator = Accelerator(
+            mixed_precision=mixed_precision,
+            dataloader_config=DataLoaderConfiguration(split_batches=True),
+            log_with=self.report_to or None,
+            project_dir=str(self.stage_dir),
+        )
+        if stage.batch_size % self.accelerator.num_processes:
+            raise ValueError(
+                f"batch_size {stage.batch_size} must be divisible by {self.accelerator.num_processes} processes"
+            )
+        self.schedule = Schedule.of(stage, len(data.encoded))
+        self.summary = StageSummary(total_steps=self.schedule.total_steps)
+        self.step = 0
+        self.sampler = ShuffledBatches(len(data.encoded), stage.batch_size, seed)
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """Optimizer, schedule and data loader, wrapped by accelerate; the table is synchronised by hand."""
+        stage, model = self.stage, self.model
+        self.table = model.get_input_embeddings()
+        self.table.sparse = model.config.pooling != "max"  # EmbeddingBag has no sparse gradient for max pooling
+        loader = torch.utils.data.DataLoader(
+            _Indices(len(self.data.encoded)), batch_sampler=self.sampler, collate_fn=BagCollator(self.data)
+        )
+        groups = param_groups(model, stage.weight_decay, stage.embedding_learning_rate)
+        optimizer = MixedSparseAdamW(groups, lr=stage.learning_rate, betas=tuple(stage.betas), eps=stage.eps)
+        scheduler = linear_warmup_decay(optimizer, self.schedule.total_steps, stage.warmup_ratio)
+        self.dense_params = [p for group in optimizer.param_groups if not group["sparse"] for p in group["params"]]
+        self.distributed = self.accelerator.num_processes > 1
+        if self.distributed:
+            exclude_from_ddp(model, self.table.weight)
+        self.wrapped, self.optimizer, self.loader, self.scheduler = self.accelerator.prepare(
+            model, optimizer, loader, scheduler
+        )
+        if self.distributed:
+            broadcast_parameter(self.table.weight)
+        self.problem_type = model.config.problem_type or "single_label_classification"
+
+    def train(self, resume: bool = True) -> StageSummary:
+        """Run the stage to its last step (continuing from the newest checkpoint if `resume`); return the summary,
+        also written to `stage_dir/trainer_state.json`."""
+        accelerator = self.accelerator
+        if self.report_to:
+            config = {k: v for k, v in asdict(self.stage).items() if v is not None}
+            accelerator.init_trackers(self.stage_dir.name, config=config)
+        checkpoint = latest_checkpoint(self.stage_dir) if resume else None
+        if checkpoint is not None:
+            accelerator.load_state(str(checkpoint))
+            self.summary = StageSummary.load(checkpoint / TRAINER_STATE)
+            self.step = checkpoint_step(checkpoint)
+            logger.info("resumed %s from %s (step %d)", self.stage_dir.name, checkpoint, self.step)
+        self.bar = tqdm(
+            total=self.schedule.total_steps,
+            initial=self.step,
+            desc=f"training {self.stage_dir.name}",
+            unit="step",
+            disable=not accelerator.is_local_main_process,
+            dynamic_ncols=True,
+        )
+        first_epoch, skip = divmod(self.step, self.schedule.steps_per_epoch)
+        last_epoch = math.ceil(self.schedule.total_steps / self.schedule.steps_per_epoch)
+        for epoch in range(first_epoch, last_epoch):
+            self.sampler.use_epoch(epoch)
+            batches = accelerator.skip_first_batches(self.loader, skip) if skip else self.loader
+            skip = 0
+            for batch in batches:
+                self._train_step(batch)
+                if self.step % self.schedule.eval_steps == 0 or self.step == self.schedule.total_steps:
+                    self._evaluate()
+                if self.step == self.schedule.total_steps:
+                    break
+                if self.step % self.schedule.save_steps == 0:
+                    self._save_checkpoint()
+        self.bar.close()
+        if accelerator.is_main_process:
+            self.summary.save(self.stage_dir / TRAINER_STATE)
+        for tracker in accelerator.trackers:
+            tracker.finish()
+        accelerator.wait_for_everyone()
+        return self.summary
+
+    def _train_step(self, batch: dict[str, torch.Tensor]) -> None:
+        self.wrapped.train()
+        logits = self.wrapped(input_ids=batch["input_ids"], offsets=batch["offsets"]).logits
+        loss = mixed_loss(
+            logits,
+            batch.get("teacher_logits"),
+            batch.get("labels"),
+            self.stage.alpha,
+            self.stage.temperature,
+            self.problem_type,
+        )
+        self.accelerator.backward(loss)
+        if self.distributed:
+            average_sparse_gradient(self.table.weight)
+        if self.stage.max_grad_norm:
+            self.accelerator.clip_grad_norm_(self.dense_params, self.stage.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.bar.update(1)
+        if self.step % 10 == 0:
+            best = f" best={self.summary.best_accuracy:.4f}" if self.summary.best_step >= 0 else ""
+            self.bar.set_postfix_str(f"loss={loss.item():.4f}{best}")
+            self.accelerator.log(
+                {"train/loss": loss.item(), "train/lr": self.scheduler.get_last_lr()[0]}, step=self.step
+            )
+
+    def _evaluate(self) -> None:
+        """Evaluate on dev (main process); a new best is written to `best/` with its tokenizer and metrics."""
+        accelerator = self.accelerator
+        if accelerator.is_main_process:
+            model = accelerator.unwrap_model(self.wrapped)
+            logits = predict_logits(model, self.dev.encoded, self.stage.eval_batch_size)
+            metrics = classification_metrics(logits, self.dev.labels, model.config.id2label, self.dev.teacher_logits)
+            metrics.step = self.step
+            self.summary.history.append(metrics)
+            if metrics.accuracy > self.summary.best_accuracy:
+                self.summary.best_step = self.step
+                save_best(model, self.tokenizer, self.stage_dir, metrics)
+            accelerator.log({f"dev/{k}": v for k, v in asdict(metrics).items() if isinstance(v, float)}, step=self.step)
+            self.bar.set_postfix(dev_acc=f"{metrics.accuracy:.4f}", best=f"{self.summary.best_accuracy:.4f}")
+        accelerator.wait_for_everyone()
+
+    def _save_checkpoint(self) -> None:
+        """Everything needed to resume at this step, written atomically (see `checkpoints.publish_checkpoint`)."""
+        with publish_checkpoint(self.stage_dir, self.step, self.accelerator) as folder:
+            self.accelerator.save_state(str(folder))
+            if self.accelerator.is_main_process:
+                self.summary.save(folder / TRAINER_STATE)
+        if self.accelerator.is_main_process:
+            prune_checkpoints(self.stage_dir, self.stage.save_total_limit)
+        self.accelerator.wait_for_everyone()
+
+
+def stage_finished(stage_dir: Path) -> bool:
+    """Whether `stage_dir` holds a finished stage (its summary and its kept student)."""
+    return (stage_dir / TRAINER_STATE).exists() and (stage_dir / BEST).exists()

@@ -1,0 +1,230 @@
+"""The model card of a student: one typed dataclass holds what the card shows (as setfit's `SetFitModelCardData`);
+its metadata becomes the card's YAML header, the rest fills the template in `model_cards/template.md`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import CardData, EvalResult, ModelCard, ModelCardData
+
+from ..models.sparse_dan import SparseDANForSequenceClassification
+from ..models.sparse_dan.tokenization_sparse_dan import DEFAULT_TOKEN_PATTERN
+from ..results import CANDIDATE_STAGES, STAGES, DistillationResults
+
+TAGS = ["sparse-distillation", "dan", "custom_code", "text-classification", "hf-sparse-distill"]
+EXAMPLE_TEXT = "A gripping, beautifully acted film."
+# Hyper-parameters of each training stage shown on the card, in this order.
+STAGE_SETTINGS = (
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "embedding_learning_rate",
+    "temperature",
+    "alpha",
+    "weight_decay",
+    "warmup_ratio",
+)
+
+
+def _human(n: float) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return f"{n:.0f}"
+
+
+def teacher_hub_id(recipe: dict[str, Any]) -> str | None:
+    """The teacher's Hub id: the recipe's `teacher.hub_id`, else `teacher.model` when it looks like a Hub id and is
+    not a local folder."""
+    teacher = recipe.get("teacher", {})
+    if teacher.get("hub_id"):
+        return teacher["hub_id"]
+    model = teacher.get("model")
+    return model if model and not Path(model).exists() and model.count("/") == 1 else None
+
+
+@dataclass
+class SparseDANModelCardData(CardData):
+    """Everything the model card of a student shows.
+
+    Args:
+        repo_id: The student's Hub repository (`org/name`).
+        model_facts: Shape and size of the student, from `model_facts`.
+        results: The distillation run's results (accuracy table, speed), when the student comes from a run.
+        recipe: The run's recipe (`recipe.json`): teacher, data set ids, license, language, word pattern, settings.
+        fp16_embeddings: Whether the uploaded table is stored in float16.
+        plot_file: File name of the speed-vs-accuracy plot uploaded with the card, if any.
+    """
+
+    repo_id: str
+    model_facts: dict[str, Any]
+    results: DistillationResults | None = None
+    recipe: dict[str, Any] = field(default_factory=dict)
+    fp16_embeddings: bool = False
+    plot_file: str | None = None
+
+    @property
+    def model_name(self) -> str:
+        """The repository name, the card's title."""
+        return self.repo_id.split("/")[-1]
+
+    @property
+    def task(self) -> str:
+        """The task's name (from the results or the recipe)."""
+        return (self.results.task if self.results else None) or self.recipe.get("task") or "text classification"
+
+    def metadata(self) -> ModelCardData:
+        """The YAML header: base model = teacher, datasets, tags and the student's metrics as `model-index`."""
+        datasets = self.recipe.get("dataset_ids") or None
+        eval_results = []
+        if self.results is not None:
+            dataset_id = datasets[0] if datasets else self.task
+            student = self.results.student
+            for value, metric_type, name, config in (
+                (student.accuracy, "accuracy", "Accuracy", None),
+                (student.macro_f1, "f1", "Macro F1", "macro"),
+            ):
+                eval_results.append(
+                    EvalResult(
+                        task_type="text-classification",
+                        dataset_type=dataset_id,
+                        dataset_name=dataset_id,
+                        dataset_split="validation",
+                        metric_type=metric_type,
+                        metric_name=name,
+                        metric_value=round(value, 4),
+                        metric_config=config,
+                    )
+                )
+        return ModelCardData(
+            language=self.recipe.get("language"),
+            license=self.recipe.get("license"),
+            library_name="transformers",
+            pipeline_tag="text-classification",
+            tags=TAGS,
+            base_model=teacher_hub_id(self.recipe),
+            datasets=datasets,
+            model_name=self.model_name,
+            eval_results=eval_results or None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The metadata as a dict (what `CardData.to_yaml` writes into the header)."""
+        return self.metadata().to_dict()
+
+    def template_variables(self) -> dict[str, Any]:
+        """The values the card template uses, every number taken from `results` or from the model itself."""
+        facts, results, recipe = self.model_facts, self.results, self.recipe
+        teacher_id = teacher_hub_id(recipe)
+        teacher_name = teacher_id or Path(recipe.get("teacher", {}).get("model", "teacher")).name
+        if teacher_id:
+            teacher_text = f"[{teacher_id}](https://huggingface.co/{teacher_id})"
+        elif recipe.get("teacher"):
+            teacher_text = f"`{teacher_name}`, a fine-tuned transformer loaded from a local folder (not on the Hub)"
+        else:
+            teacher_text = "a fine-tuned transformer"
+        rows, speed = [], None
+        if results is not None:
+            rows.append({"name": f"teacher ({teacher_name})", "metrics": results.teacher.metrics})
+            for stage in STAGES:
+                if stage.value in results.stages:
+                    chosen = " ← this model" if results.student_stage == stage.value else ""
+                    rows.append({"name": stage.display_name + chosen, "metrics": results.stages[stage.value]})
+            speed = results.speed
+        avg_ngrams = results.avg_ngrams if results else None
+        dense = facts["dense_params"]
+        return dict(
+            model_name=self.model_name,
+            repo_id=self.repo_id,
+            task_description=self.task,
+            vocab_size_text=_human(facts["vocab_size"] - 1),
+            ngram_range=facts["ngram_range"],
+            teacher_text=teacher_text,
+            total_params_text=_human(facts["sparse_params"] + dense),
+            sparse_params_text=_human(facts["sparse_params"]),
+            dense_params_text=_human(dense),
+            active_params_text=_human(avg_ngrams * facts["embed_dim"] + dense) if avg_ngrams else "n/a",
+            avg_ngrams_text=f"{avg_ngrams:.1f}" if avg_ngrams else "n/a",
+            speedup_text=f"{speed.speedup:,.0f}× faster" if speed else "much faster",
+            pooling=facts["pooling"],
+            head_text=" → ".join(f"{d} ({facts['activation']})" for d in facts["hidden_dims"]) or "linear",
+            num_labels=facts["num_labels"],
+            embed_dim=facts["embed_dim"],
+            max_ngrams=facts["max_ngrams"],
+            tokenization_text=self._tokenization_text(),
+            fp16_embeddings=self.fp16_embeddings,
+            eval_split_text=f"the {self.task} {results.eval_split if results else 'dev'} split",
+            eval_size=results.student.num_examples if results else "?",
+            result_rows=rows,
+            teacher_accuracy=results.teacher.metrics.accuracy if results else 1.0,
+            speed=speed,
+            plot_file=self.plot_file,
+            example_text=EXAMPLE_TEXT,
+            training_text=self._training_text(),
+            hyperparameters=self._hyperparameters(),
+        )
+
+    def _tokenization_text(self) -> str:
+        vocab = self.recipe.get("vocab", {})
+        pattern = vocab.get("token_pattern", DEFAULT_TOKEN_PATTERN)
+        cell_pattern = pattern.replace("|", "\\|")  # a bare | would split the markdown table cell
+        words = (
+            "words of 2+ word characters" if pattern == DEFAULT_TOKEN_PATTERN else f"words matching `{cell_pattern}`"
+        )
+        return ("lower-cased, " if vocab.get("lowercase", True) else "case kept, ") + words
+
+    def _training_text(self) -> str:
+        if self.results is None:
+            return "See the distillation recipe for the data and settings."
+        data = self.results.data
+        return (
+            f"Teacher logits on {data.kd_total:,} texts ({data.train:,} labeled train texts and "
+            f"{data.unlabeled_kept:,} unlabeled texts, after removing {data.unlabeled_removed_eval_overlap:,} "
+            "unlabeled texts equal to evaluation texts); the student learns the teacher's output distribution "
+            "(KL divergence), then is optionally fine-tuned on the gold labels."
+        )
+
+    def _hyperparameters(self) -> list[tuple[str, Any]]:
+        trained = [s.value for s in CANDIDATE_STAGES if self.results and s.value in self.results.stages]
+        rows = [
+            (f"{stage}.{key}", self.recipe.get(stage, {})[key])
+            for stage in trained
+            for key in STAGE_SETTINGS
+            if self.recipe.get(stage, {}).get(key) is not None
+        ]
+        return rows + [
+            ("feature dropout", self.model_facts["feature_dropout"]),
+            ("classifier dropout", self.model_facts["classifier_dropout"]),
+            ("optimizer", "SparseAdam (table, no weight decay) + AdamW (head), one linear warm-up/decay schedule"),
+        ]
+
+
+def model_facts(model: SparseDANForSequenceClassification) -> dict[str, Any]:
+    """Shape and parameter counts of a student, as the card shows them."""
+    config = model.config
+    sparse = model.get_input_embeddings().weight.numel()
+    return {
+        "vocab_size": config.vocab_size,
+        "ngram_range": list(config.ngram_range),
+        "embed_dim": config.embed_dim,
+        "hidden_dims": list(config.hidden_dims),
+        "activation": config.activation,
+        "pooling": config.pooling,
+        "num_labels": config.num_labels,
+        "max_ngrams": config.max_ngrams,
+        "feature_dropout": config.feature_dropout,
+        "classifier_dropout": config.classifier_dropout,
+        "sparse_params": sparse,
+        "dense_params": sum(p.numel() for p in model.parameters()) - sparse,
+    }
+
+
+def build_model_card(card_data: SparseDANModelCardData) -> ModelCard:
+    """Render the card: the YAML header from the metadata, the body from the template in `model_cards/`."""
+    template = files("hf_sparse_distill.model_cards") / "template.md"
+    return ModelCard.from_template(
+        card_data, template_str=template.read_text(encoding="utf-8"), **card_data.template_variables()
+    )

@@ -1,0 +1,101 @@
+"""Publishing a student: one folder (weights, tokenizer, remote code, model card, plot) uploaded in one commit.
+
+`transformers`' own `push_to_hub` replaces README.md with a generic card, so the folder is assembled here and sent
+with `HfApi.upload_folder`, as model2vec and sentence-transformers do.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+from huggingface_hub import HfApi
+
+from ..models.sparse_dan import SparseDANForSequenceClassification, SparseDANTokenizer
+from ..results import DistillationResults
+from .card import SparseDANModelCardData, build_model_card, model_facts
+from .plotting import speed_accuracy_plot
+
+logger = logging.getLogger(__name__)
+
+PLOT_FILE = "speed_accuracy.png"
+
+
+def save_for_hub(
+    model_dir: str | Path,
+    folder: str | Path,
+    repo_id: str,
+    results_path: str | Path | None = None,
+    fp16_embeddings: bool = False,
+    max_shard_size: str = "2GB",
+) -> Path:
+    """Write everything a Hub repository of the student holds into `folder`: safetensors weights (sharded above
+    `max_shard_size`; embedding table in float16 if asked), tokenizer, the three code files, README.md and the
+    speed-vs-accuracy plot. `results_path` defaults to `results.json` beside `model_dir` (a distillation run)."""
+    model_dir, folder = Path(model_dir), Path(folder)
+    results_path = Path(results_path) if results_path else model_dir.parent / "results.json"
+    results = DistillationResults.load(results_path) if results_path.exists() else None
+    recipe_path = results_path.parent / "recipe.json"
+    recipe = json.loads(recipe_path.read_text()) if recipe_path.exists() else {}
+    model = SparseDANForSequenceClassification.from_pretrained(model_dir)
+    tokenizer = SparseDANTokenizer.from_pretrained(model_dir)
+    facts = model_facts(model)
+    if fp16_embeddings:
+        model.get_input_embeddings().half()
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, max_shard_size=max_shard_size)
+    if fp16_embeddings:
+        # save_pretrained records the first weight's dtype (the table's float16) as the model dtype, which
+        # would load the head in float16 too: the model computes in float32, only the table is stored smaller.
+        config_file = folder / "config.json"
+        config = json.loads(config_file.read_text())
+        config["dtype"] = "float32"
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    tokenizer.save_pretrained(folder)
+    plot_file = None
+    if results is not None and results.speed is not None:
+        points = [
+            ("teacher", results.speed.teacher_texts_per_s, results.teacher.metrics.accuracy),
+            ("this student", results.speed.student_texts_per_s, results.student.accuracy),
+        ]
+        title = f"{results.task}: accuracy vs speed ({results.eval_split})"
+        speed_accuracy_plot(points, folder / PLOT_FILE, title=title)
+        plot_file = PLOT_FILE
+    card_data = SparseDANModelCardData(repo_id, facts, results, recipe, fp16_embeddings, plot_file)
+    build_model_card(card_data).save(folder / "README.md")
+    return folder
+
+
+def push_student(
+    model_dir: str | Path,
+    repo_id: str,
+    private: bool = False,
+    revision: str | None = None,
+    token: str | None = None,
+    commit_message: str = "Upload sparse DAN student",
+    fp16_embeddings: bool = False,
+    results_path: str | Path | None = None,
+    max_shard_size: str = "2GB",
+) -> str:
+    """Create (or reuse) the Hub repository `repo_id` and upload the student with its card in one commit.
+
+    The token comes from `token`, else the usual places (`HF_TOKEN`, the stored `hf auth login`). Returns the
+    URL of the commit.
+    """
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    if revision:
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="hfsd-push-") as tmp:
+        folder = save_for_hub(model_dir, tmp, repo_id, results_path, fp16_embeddings, max_shard_size)
+        info = api.upload_folder(
+            folder_path=str(folder),
+            repo_id=repo_id,
+            repo_type="model",
+            revision=revision,
+            commit_message=commit_message,
+        )
+    logger.info("pushed %s to %s", model_dir, repo_id)
+    return str(getattr(info, "commit_url", info))

@@ -1,0 +1,1 @@
+"""Model architectures that ship to the Hub next to their weights (one subpackage per model type)."""

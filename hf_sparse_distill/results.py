@@ -1,0 +1,236 @@
+"""The results of a distillation run (`results.json`): one typed schema, written by `distill` and read by the model
+card, the CLI and the benchmarks.
+
+Stage names and their display names are defined here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+
+class Stage(str, Enum):
+    """A training stage of the student."""
+
+    SCRATCH = "scratch"
+    KD = "kd"
+    FINETUNE = "finetune"
+
+    @property
+    def display_name(self) -> str:
+        """How tables and model cards name the student of this stage (the paper's names)."""
+        return {"scratch": "DAN (from scratch)", "kd": "DAN (KD)", "finetune": "DAN (KD+FT)"}[self.value]
+
+    @property
+    def description(self) -> str:
+        """One line on what the stage trains on."""
+        return {
+            "scratch": "a new student on the gold labels only (the paper's baseline)",
+            "kd": "a new student on the teacher's logits (knowledge distillation)",
+            "finetune": "the KD student fine-tuned on the gold labels",
+        }[self.value]
+
+
+STAGES: tuple[Stage, ...] = (Stage.SCRATCH, Stage.KD, Stage.FINETUNE)
+"""All stages, in the order `distill` runs them."""
+CANDIDATE_STAGES: tuple[Stage, ...] = (Stage.KD, Stage.FINETUNE)
+"""The stages whose student can be kept (the from-scratch student is only a baseline)."""
+
+
+@dataclass
+class Metrics:
+    """Classification metrics of one model on one labeled split.
+
+    Args:
+        accuracy: Share of texts whose predicted class is the gold class.
+        macro_f1: Unweighted mean of the per-class F1 scores.
+        num_examples: Texts in the split.
+        per_class_f1: F1 of each class, by label name.
+        teacher_agreement: Share of texts where the model predicts what the teacher predicts (students only).
+        step: Training step of the checkpoint that was measured (students only).
+    """
+
+    accuracy: float
+    macro_f1: float
+    num_examples: int
+    per_class_f1: dict[str, float] = field(default_factory=dict)
+    teacher_agreement: float | None = None
+    step: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Metrics:
+        """Read metrics written by `to_dict` (or by version 0.1, whose per-class scores were `f1_<label>` keys)."""
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        per_class = dict(values.pop("per_class_f1", {}) or {})
+        per_class.update({key[3:]: value for key, value in data.items() if key.startswith("f1_")})
+        return cls(per_class_f1=per_class, **values)
+
+
+@dataclass
+class DataReport:
+    """What went into the KD corpus (counts of texts)."""
+
+    train: int = 0
+    unlabeled_read: int = 0
+    unlabeled_removed_eval_overlap: int = 0
+    unlabeled_removed_duplicate: int = 0
+    unlabeled_removed_empty: int = 0
+    unlabeled_kept: int = 0
+    kd_total: int = 0
+    augmented_generated: int = 0
+
+
+@dataclass
+class SpeedResult:
+    """Throughput of the student and the teacher on the same texts, same machine, same run (tokenization
+    included)."""
+
+    machine: str
+    texts: str
+    student_texts_per_s: float
+    student_batch_size: int
+    teacher_texts_per_s: float
+    teacher_batch_size: int
+    teacher_dtype: str
+
+    @property
+    def speedup(self) -> float:
+        """How many times faster the student is than the teacher."""
+        return self.student_texts_per_s / self.teacher_texts_per_s
+
+
+@dataclass
+class TeacherResult:
+    """The teacher and its metrics on the evaluation split."""
+
+    model: str
+    dtype: str
+    metrics: Metrics
+
+
+@dataclass
+class DistillationResults:
+    """Everything a distillation run measured; saved as `results.json` next to the student.
+
+    Args:
+        task: The recipe's task name.
+        eval_split: Name of the labeled split every metric below was measured on.
+        teacher: The teacher and its metrics.
+        stages: Metrics of the best checkpoint of each stage that ran, by stage name.
+        student_stage: The stage whose student was kept (`kd` or `finetune`).
+        student_dir: Folder of the kept student.
+        data: Composition of the KD corpus.
+        vocab_size: Rows of the student's embedding table (n-grams plus padding).
+        avg_ngrams: Mean number of in-vocabulary n-gram occurrences per evaluation text.
+        speed: Student and teacher throughput, when measured.
+        timings_s: Wall time of each step of the run, in seconds.
+    """
+
+    task: str
+    eval_split: str
+    teacher: TeacherResult
+    stages: dict[str, Metrics]
+    student_stage: str
+    student_dir: str
+    data: DataReport = field(default_factory=DataReport)
+    vocab_size: int = 0
+    avg_ngrams: float = 0.0
+    speed: SpeedResult | None = None
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def student(self) -> Metrics:
+        """Metrics of the kept student."""
+        return self.stages[self.student_stage]
+
+    @property
+    def retention(self) -> float:
+        """The kept student's accuracy as a share of the teacher's."""
+        return self.student.accuracy / self.teacher.metrics.accuracy
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data (derived figures included for readers that do not use this class)."""
+        data = asdict(self)
+        data["retention"] = self.retention
+        if self.speed is not None:
+            data["speed"]["speedup"] = self.speed.speedup
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DistillationResults:
+        """Read what `to_dict` wrote; the untyped layout of version 0.1 (stages at the top level) is read too."""
+        if "stages" not in data:
+            return cls._from_v0_1(data)
+        speed = data.get("speed")
+        return cls(
+            task=data["task"],
+            eval_split=data["eval_split"],
+            teacher=TeacherResult(
+                data["teacher"]["model"], data["teacher"]["dtype"], Metrics.from_dict(data["teacher"]["metrics"])
+            ),
+            stages={name: Metrics.from_dict(metrics) for name, metrics in data["stages"].items()},
+            student_stage=data["student_stage"],
+            student_dir=data["student_dir"],
+            data=DataReport(**data.get("data", {})),
+            vocab_size=data.get("vocab_size", 0),
+            avg_ngrams=data.get("avg_ngrams", 0.0),
+            speed=_speed(speed),
+            timings_s=data.get("timings_s", {}),
+        )
+
+    @classmethod
+    def _from_v0_1(cls, data: dict[str, Any]) -> DistillationResults:
+        teacher = dict(data["teacher"])
+        return cls(
+            task=data["task"],
+            eval_split="dev",
+            teacher=TeacherResult(
+                teacher.pop("model", "teacher"), teacher.pop("dtype", "?"), Metrics.from_dict(teacher)
+            ),
+            stages={stage.value: Metrics.from_dict(data[stage.value]) for stage in STAGES if stage.value in data},
+            student_stage=data["student"]["source"],
+            student_dir="student",
+            data=DataReport(**data.get("data", {})),
+            vocab_size=data.get("vocab_size", 0),
+            avg_ngrams=data.get("avg_ngrams_dev", 0.0),
+            speed=_speed(data.get("speed")),
+            timings_s=data.get("timings_s", {}),
+        )
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write `results.json` atomically."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> DistillationResults:
+        """Read a `results.json`."""
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+    def table(self) -> str:
+        """Markdown table: the teacher and each trained student on the evaluation split."""
+        rows = [(f"teacher ({self.teacher.dtype})", self.teacher.metrics)]
+        rows += [(stage.display_name, self.stages[stage.value]) for stage in STAGES if stage.value in self.stages]
+        teacher_accuracy = self.teacher.metrics.accuracy
+        lines = [f"| model ({self.eval_split}) | accuracy | macro-F1 | % of teacher |", "|---|---|---|---|"]
+        for name, metrics in rows:
+            lines.append(
+                f"| {name} | {metrics.accuracy:.4f} | {metrics.macro_f1:.4f} | "
+                f"{100 * metrics.accuracy / teacher_accuracy:.1f}% |"
+            )
+        return "\n".join(lines)
+
+
+def _speed(data: dict[str, Any] | None) -> SpeedResult | None:
+    if not data:
+        return None
+    known = {f.name for f in fields(SpeedResult)}
+    return SpeedResult(**{key: value for key, value in data.items() if key in known})
