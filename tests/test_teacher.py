@@ -1,4 +1,5 @@
-"""Teacher labelling: batched logits equal unbatched ones; the chunked cache resumes after a real kill."""
+"""Teacher labelling: batched logits equal unbatched ones; the per-text cache serves any corpus holding a text,
+resumes after a real kill and sets damaged shards aside."""
 
 import os
 import signal
@@ -30,18 +31,22 @@ def test_logits_equal_one_by_one_inference(tiny_teacher, tmp_path):
     assert teacher.id2label == {0: "negative", 1: "positive"}
 
 
-def test_cache_is_keyed_by_teacher_settings_and_chunk_texts(tiny_teacher, tmp_path):
+def shards(cache):
+    return sorted(cache.glob("teacher_logits/*/shard-*.safetensors"))
+
+
+def test_cache_is_keyed_by_teacher_settings_and_texts(tiny_teacher, tmp_path):
     teacher = Teacher(TeacherConfig(model=str(tiny_teacher), chunk_size=8))
     first = teacher.label(["good movie", "bad film"], tmp_path, show_progress=False)
-    teacher.label(["good movie", "bad film!"], tmp_path, show_progress=False)
+    teacher.label(["bad film!", "good movie", "bad film"], tmp_path, show_progress=False)  # one new text
     Teacher(TeacherConfig(model=str(tiny_teacher), chunk_size=8, max_length=4)).label(
         ["good movie"], tmp_path, show_progress=False
     )
     folders = sorted((tmp_path / "teacher_logits").iterdir())
     assert len(folders) == 2  # one per teacher settings
-    assert max(len(list(f.glob("chunk-*.safetensors"))) for f in folders) == 2  # one per distinct chunk
-    again = teacher.label(["good movie", "bad film"], tmp_path, show_progress=False)
-    np.testing.assert_array_equal(first, again)
+    assert sorted(len(list(f.glob("shard-*.safetensors"))) for f in folders) == [1, 2]  # 2 texts, then the new one
+    again = teacher.label(["bad film", "good movie", "good movie"], tmp_path, show_progress=False)
+    np.testing.assert_array_equal(again, first[[1, 0, 0]])
 
 
 def test_a_local_teacher_is_known_by_its_content_not_its_path(tiny_teacher, tmp_path):
@@ -58,16 +63,33 @@ def test_a_local_teacher_is_known_by_its_content_not_its_path(tiny_teacher, tmp_
     assert len(list((tmp_path / "cache" / "teacher_logits").iterdir())) == 2
 
 
-def test_a_corpus_that_grows_reuses_its_chunks(tiny_teacher, tmp_path):
-    texts = random_texts(20, seed=6)
+def test_another_mix_of_texts_labels_only_the_new_ones(tiny_teacher, tmp_path):
+    texts = random_texts(40, seed=6)
     teacher = Teacher(TeacherConfig(model=str(tiny_teacher), chunk_size=8))
-    teacher.label(texts[:16], tmp_path, show_progress=False)
-    folder = next((tmp_path / "teacher_logits").iterdir())
-    before = {p.name: p.stat().st_mtime_ns for p in folder.glob("chunk-*")}
-    grown = teacher.label(texts, tmp_path, show_progress=False)
-    after = {p.name: p.stat().st_mtime_ns for p in folder.glob("chunk-*")}
-    assert len(before) == 2 and len(after) == 3 and all(after[name] == t for name, t in before.items())
-    np.testing.assert_array_equal(grown, teacher.label(texts, tmp_path / "fresh", show_progress=False))
+    teacher.label(texts[:24], tmp_path, show_progress=False)
+    before = {p.name: p.stat().st_mtime_ns for p in shards(tmp_path)}
+    mixed = texts[30:] + texts[10:20] + texts[:5]  # reordered, some dropped, 10 new
+    logits = teacher.label(mixed, tmp_path, show_progress=False)
+    after = {p.name: p.stat().st_mtime_ns for p in shards(tmp_path)}
+    assert len(before) == 3 and len(after) == 5 and all(after[name] == t for name, t in before.items())
+    np.testing.assert_allclose(logits, teacher.label(mixed, tmp_path / "fresh", show_progress=False), atol=1e-6)
+
+
+def test_damaged_shards_are_set_aside_and_relabelled(tiny_teacher, tmp_path, caplog):
+    texts = random_texts(24, seed=8)
+    teacher = Teacher(TeacherConfig(model=str(tiny_teacher), chunk_size=8))
+    expected = teacher.label(texts, tmp_path, show_progress=False)
+    flipped, truncated = shards(tmp_path)[:2]
+    data = bytearray(flipped.read_bytes())
+    data[-3] ^= 0xFF  # a flipped byte inside the logits
+    flipped.write_bytes(bytes(data))
+    truncated.write_bytes(truncated.read_bytes()[:-10])
+    with caplog.at_level("WARNING"):
+        logits = teacher.label(texts, tmp_path, show_progress=False)
+    np.testing.assert_array_equal(logits, expected)
+    for path in (flipped, truncated):
+        assert str(path) in caplog.text and path.with_suffix(".corrupt").exists()
+    assert len(shards(tmp_path)) == 3
 
 
 LABEL_SCRIPT = """
@@ -92,20 +114,20 @@ def test_killed_labelling_resumes_without_loss_or_duplication(tiny_teacher, tmp_
     deadline = time.time() + 240
     chunks = []
     while time.time() < deadline and len(chunks) < 5:
-        chunks = list(cache.glob("teacher_logits/*/chunk*.safetensors"))
+        chunks = shards(cache)
         time.sleep(0.05)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    written = {p.name: p.stat().st_mtime_ns for p in cache.glob("teacher_logits/*/chunk*.safetensors")}
-    n_chunks = -(-len(texts) // 50)
+    written = {p.name: p.stat().st_mtime_ns for p in shards(cache)}
+    n_chunks = -(-len(set(texts)) // 50)  # each distinct text is labelled once
     assert 5 <= len(written) < n_chunks, "the run should have been killed part-way"
 
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     folder = next(cache.glob("teacher_logits/*"))
-    assert {p.name: p.stat().st_mtime_ns for p in folder.glob("chunk*.safetensors") if p.name in written} == written
-    assert len(list(folder.glob("chunk*.safetensors"))) == n_chunks
-    assert not list(folder.glob("*.tmp*"))
+    assert {p.name: p.stat().st_mtime_ns for p in shards(cache) if p.name in written} == written
+    assert len(shards(cache)) == n_chunks
+    assert not list(folder.glob("*.tmp"))
 
     teacher = Teacher(TeacherConfig(model=str(tiny_teacher), batch_size=16, chunk_size=50))
     logits = teacher.label(texts, cache, show_progress=False)

@@ -4,6 +4,7 @@ assemble the KD corpus (train ∪ unlabeled) with evaluation texts removed from 
 from __future__ import annotations
 
 import glob
+import hashlib
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -42,6 +43,16 @@ class KDCorpus:
     labels: list[int]
     num_train: int
     report: DataReport
+
+
+def corpus_fingerprint(texts: Sequence[str]) -> str:
+    """SHA-256 over the texts and their order (hex)."""
+    digest = hashlib.sha256()
+    for text in texts:
+        encoded = text.encode("utf-8")
+        digest.update(len(encoded).to_bytes(8, "little"))
+        digest.update(encoded)
+    return digest.hexdigest()
 
 
 def dedup_key(vocab: VocabConfig) -> Callable[[str], str]:

@@ -26,12 +26,12 @@ from ..models.sparse_dan import SparseDANConfig, SparseDANForSequenceClassificat
 from ..results import CANDIDATE_STAGES, STAGES, DistillationResults, Metrics, SpeedResult, Stage, TeacherResult
 from ..speed import compare_speed
 from .checkpoints import BEST, EVAL_RESULTS
-from .data import PreparedData, prepare_data
+from .data import PreparedData, corpus_fingerprint, prepare_data
 from .distributed import process_state
 from .encoding import encode_texts
 from .evaluate import classification_metrics
 from .recipe import Recipe, StageConfig
-from .teacher import Teacher, corpus_fingerprint
+from .teacher import Teacher
 from .train import EvalData, StageData, StageSummary, StageTrainer, stage_finished
 from .vocab import build_tokenizer, saved_tokenizer_settings, vocabulary_settings
 

@@ -1,10 +1,9 @@
 """Teacher labelling: run any fine-tuned `AutoModelForSequenceClassification` over a corpus and keep its logits.
 
-The corpus is cut into fixed-size chunks; each chunk's logits are written to disk (safetensors, atomically) in a
-folder keyed by the teacher, its exact revision and the settings, under a name derived from the chunk's texts.
-A run that is interrupted resumes from the chunks already complete (no row lost or computed twice), and a
-corpus that only grows at the end (more unlabeled text, augmentation) reuses every unchanged chunk. Under
-`accelerate launch` the chunks are shared out between the processes.
+The logits are cached text by text (`logit_cache`) in a folder keyed by the teacher, its exact revision and the
+settings that change its outputs: only texts the teacher has not seen are labelled, an interrupted run resumes
+from the shards already written, and under `accelerate launch` the shards to compute are shared out between the
+processes.
 """
 
 from __future__ import annotations
@@ -20,26 +19,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import PartialState
-from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from .distributed import process_state
+from .logit_cache import LogitCache, identity_folder_name
 from .recipe import TeacherConfig
 
 logger = logging.getLogger(__name__)
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def corpus_fingerprint(texts: Sequence[str]) -> str:
-    """SHA-256 over the texts and their order (hex)."""
-    digest = hashlib.sha256()
-    for text in texts:
-        encoded = text.encode("utf-8")
-        digest.update(len(encoded).to_bytes(8, "little"))
-        digest.update(encoded)
-    return digest.hexdigest()
 
 
 def _local_signature(folder: Path) -> list[tuple[str, str]]:
@@ -61,7 +50,7 @@ class Teacher:
     Args:
         config: Which model (Hub id + revision, or a local folder) and how to run it (`max_length`,
             `batch_size`, `dtype`: `"auto"` = float16 on GPU and float32 on CPU, or `"float32"`, `"bfloat16"`,
-            `"float16"`; `chunk_size`: rows per cache file).
+            `"float16"`; `chunk_size`: texts per cache shard).
         state: The accelerate process state (defaults to the current one): each process labels its share.
     """
 
@@ -109,7 +98,6 @@ class Teacher:
             "resolved": resolved,
             "max_length": self.config.max_length,
             "dtype": str(self.dtype),
-            "chunk_size": self.config.chunk_size,
         }
 
     def _load(self) -> None:
@@ -136,45 +124,34 @@ class Teacher:
         return logits
 
     def label(self, texts: Sequence[str], cache_dir: str | os.PathLike, show_progress: bool = True) -> np.ndarray:
-        """Logits for every text, `[len(texts), num_labels]` float32, computed once and cached on disk.
+        """Logits for every text, `[len(texts), num_labels]` float32, computed once per distinct text and cached on
+        disk (see `logit_cache`).
 
-        Chunk `i` holds rows `[i * chunk_size, (i + 1) * chunk_size)`. Chunks already on disk (same teacher,
-        settings and texts) are reused, the others are split between processes; every process returns the full
-        array.
+        Texts without cached logits are labelled shortest first, `chunk_size` per shard; under several processes
+        the shards are shared out, and every process returns the full array.
         """
         identity = self.identity()
-        key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
-        folder = Path(cache_dir) / "teacher_logits" / key
-        chunk_size = self.config.chunk_size
-        starts = range(0, len(texts), chunk_size)
+        cache = LogitCache(Path(cache_dir) / "teacher_logits" / identity_folder_name(identity), self.num_labels)
         if self.state.is_main_process:
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "identity.json").write_text(json.dumps(identity, indent=2, sort_keys=True))
+            cache.folder.mkdir(parents=True, exist_ok=True)
+            (cache.folder / "identity.json").write_text(json.dumps(identity, indent=2, sort_keys=True))
         self.state.wait_for_everyone()
-        paths = [folder / f"chunk-{corpus_fingerprint(texts[i : i + chunk_size])[:32]}.safetensors" for i in starts]
-        todo = [i for i, path in enumerate(paths) if not path.exists()]
-        mine = todo[self.state.process_index :: self.state.num_processes]
-        done_rows = len(texts) - sum(min(chunk_size, len(texts) - i * chunk_size) for i in todo)
-        if todo:
-            logger.info("teacher: %d of %d chunks to compute in %s", len(todo), len(paths), folder)
+        todo = cache.missing(texts)
+        self.state.wait_for_everyone()  # every process has the same plan before any shard is added
+        chunk_size = self.config.chunk_size
+        chunks = [todo[i : i + chunk_size] for i in range(0, len(todo), chunk_size)]
+        if chunks:
+            logger.info("teacher: %d of %d texts to label in %s", len(todo), len(texts), cache.folder)
             with tqdm(
-                total=len(texts),
-                initial=done_rows,
-                desc="teacher labelling",
-                unit="texts",
-                dynamic_ncols=True,
+                total=len(todo), desc="teacher labelling", unit="texts", dynamic_ncols=True,
                 disable=not (show_progress and self.state.is_main_process),
-            ) as bar:
-                for i in mine:
-                    chunk = list(texts[i * chunk_size : (i + 1) * chunk_size])
-                    logits = self.predict(chunk)
-                    tmp = paths[i].with_suffix(f".tmp{self.state.process_index}")
-                    save_file({"logits": logits}, str(tmp))
-                    os.replace(tmp, paths[i])
+            ) as bar:  # fmt: skip
+                for chunk in chunks[self.state.process_index :: self.state.num_processes]:
+                    batch = [texts[i] for i in chunk]
+                    cache.add(batch, self.predict(batch))
                     bar.update(len(chunk) * self.state.num_processes)
         else:
-            logger.info("teacher: all %d rows already labelled in %s", len(texts), folder)
+            logger.info("teacher: all %d texts already labelled in %s", len(texts), cache.folder)
         self.state.wait_for_everyone()
-        if not paths:
-            return np.zeros((0, self.num_labels), dtype=np.float32)
-        return np.concatenate([load_file(str(path))["logits"] for path in paths])
+        cache.reload()
+        return cache.lookup(texts)
