@@ -74,9 +74,12 @@ class Metrics:
 
 @dataclass
 class DataReport:
-    """What went into the KD corpus (counts of texts)."""
+    """What went into the KD corpus (counts of texts). `unlabeled_removed_eval_overlap` counts the unlabeled texts
+    equal to a dev, test or selection text, or (with `select_drop_subtexts`) found only inside selection texts."""
 
     train: int = 0
+    selection: int = 0
+    train_removed_for_selection: int = 0
     unlabeled_read: int = 0
     unlabeled_removed_eval_overlap: int = 0
     unlabeled_removed_duplicate: int = 0
@@ -118,24 +121,31 @@ class TeacherResult:
 class DistillationResults:
     """Everything a distillation run measured; saved as `results.json` next to the student.
 
+    Every choice of the run (the checkpoint of each stage, the stage kept) was made on the selection split; the
+    reported metrics are measured on the report split, which no choice looked at.
+
     Args:
         task: The recipe's task name.
-        eval_split: Name of the labeled split every metric below was measured on.
-        teacher: The teacher and its metrics.
-        stages: Metrics of the best checkpoint of each stage that ran, by stage name.
-        student_stage: The stage whose student was kept (`kd` or `finetune`).
+        report_split: Name of the labeled split the reported metrics (`teacher.metrics`, `stages`) are measured on.
+        selection_split: What the selection split is (where every choice was made).
+        teacher: The teacher and its metrics on the report split.
+        stages: Metrics on the report split of the kept checkpoint of each stage that ran, by stage name.
+        selection: Metrics on the selection split of the teacher (`"teacher"`) and of each stage's kept checkpoint.
+        student_stage: The stage whose student was kept (`kd` or `finetune`: the better one on the selection split).
         student_dir: Folder of the kept student.
         data: Composition of the KD corpus.
         vocab_size: Rows of the student's embedding table (n-grams plus padding).
-        avg_ngrams: Mean number of in-vocabulary n-gram occurrences per evaluation text.
+        avg_ngrams: Mean number of in-vocabulary n-gram occurrences per text of the report split.
         speed: Student and teacher throughput, when measured.
         timings_s: Wall time of each step of the run, in seconds.
     """
 
     task: str
-    eval_split: str
+    report_split: str
+    selection_split: str
     teacher: TeacherResult
     stages: dict[str, Metrics]
+    selection: dict[str, Metrics]
     student_stage: str
     student_dir: str
     data: DataReport = field(default_factory=DataReport)
@@ -170,11 +180,13 @@ class DistillationResults:
         speed = data.get("speed")
         return cls(
             task=data["task"],
-            eval_split=data["eval_split"],
+            report_split=data["report_split"],
+            selection_split=data["selection_split"],
             teacher=TeacherResult(
                 data["teacher"]["model"], data["teacher"]["dtype"], Metrics.from_dict(data["teacher"]["metrics"])
             ),
             stages={name: Metrics.from_dict(metrics) for name, metrics in data["stages"].items()},
+            selection={name: Metrics.from_dict(metrics) for name, metrics in data["selection"].items()},
             student_stage=data["student_stage"],
             student_dir=data["student_dir"],
             data=DataReport(**data.get("data", {})),
@@ -187,13 +199,16 @@ class DistillationResults:
     @classmethod
     def _from_v0_1(cls, data: dict[str, Any]) -> DistillationResults:
         teacher = dict(data["teacher"])
+        model, dtype = teacher.pop("model", "teacher"), teacher.pop("dtype", "?")
+        teacher_metrics = Metrics.from_dict(teacher)
+        stages = {stage.value: Metrics.from_dict(data[stage.value]) for stage in STAGES if stage.value in data}
         return cls(
             task=data["task"],
-            eval_split="dev",
-            teacher=TeacherResult(
-                teacher.pop("model", "teacher"), teacher.pop("dtype", "?"), Metrics.from_dict(teacher)
-            ),
-            stages={stage.value: Metrics.from_dict(data[stage.value]) for stage in STAGES if stage.value in data},
+            report_split="dev",
+            selection_split="dev (version 0.1 chose on the split it reports)",
+            teacher=TeacherResult(model, dtype, teacher_metrics),
+            stages=stages,
+            selection={"teacher": teacher_metrics, **stages},
             student_stage=data["student"]["source"],
             student_dir="student",
             data=DataReport(**data.get("data", {})),
@@ -216,16 +231,19 @@ class DistillationResults:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
     def table(self) -> str:
-        """Markdown table: the teacher and each trained student on the evaluation split."""
+        """Markdown table: the teacher and each trained student on the report split."""
         rows = [(f"teacher ({self.teacher.dtype})", self.teacher.metrics)]
         rows += [(stage.display_name, self.stages[stage.value]) for stage in STAGES if stage.value in self.stages]
         teacher_accuracy = self.teacher.metrics.accuracy
-        lines = [f"| model ({self.eval_split}) | accuracy | macro-F1 | % of teacher |", "|---|---|---|---|"]
+        lines = [f"| model ({self.report_split}) | accuracy | macro-F1 | % of teacher |", "|---|---|---|---|"]
         for name, metrics in rows:
             lines.append(
                 f"| {name} | {metrics.accuracy:.4f} | {metrics.macro_f1:.4f} | "
                 f"{100 * metrics.accuracy / teacher_accuracy:.1f}% |"
             )
+        lines.append(
+            f"\nCheckpoints and the kept stage were chosen on {self.selection_split}; {self.report_split} was not used."
+        )
         return "\n".join(lines)
 
 

@@ -9,10 +9,11 @@ from hf_sparse_distill.distillation.data import (
     build_kd_corpus,
     dedup_key,
     load_source,
+    select_split,
     split_clauses,
     split_sentences,
 )
-from hf_sparse_distill.distillation.recipe import DatasetSource, VocabConfig
+from hf_sparse_distill.distillation.recipe import DataConfig, DatasetSource, VocabConfig
 from hf_sparse_distill.results import DataReport
 
 SST2_PATTERN = r"(?u)n't|\b\w+\b|[!?]"
@@ -150,3 +151,60 @@ def test_hub_dataset_ids_go_to_load_dataset(monkeypatch):
     )
     assert calls == [("nyu-mll/glue", "sst2", None, "validation", "abc")]
     assert data.texts == ["good", "bad"] and data.labels == [1, 0]
+
+
+def test_label_map_converts_and_drops(tmp_path):
+    rows = [{"text": f"t{i}", "label": i} for i in range(5)]
+    path = write_jsonl(tmp_path / "sst5.jsonl", rows)
+    data = load_source(DatasetSource(path=path, label_map={0: 0, 1: 0, 3: 1, 4: 1}))
+    assert data.texts == ["t0", "t1", "t3", "t4"] and data.labels == [0, 0, 1, 1]
+
+
+def test_selection_from_the_train_split_is_removed_from_it():
+    train = TextSet([f"text number {i:02d}" for i in range(50)], [i % 2 for i in range(50)])
+    config = DataConfig(train=DatasetSource(path="x"), dev=DatasetSource(path="y"), select_size=10, select_seed=3)
+    selection = select_split(config, train, dedup_key(VocabConfig()), {"neg": 0, "pos": 1})
+    assert len(selection.texts) == 10 and len(selection.train) == 40 and selection.removed_from_train == 10
+    assert not set(selection.texts.texts) & set(selection.train.texts)
+    again = select_split(config, train, dedup_key(VocabConfig()), {"neg": 0, "pos": 1})
+    assert again.texts == selection.texts  # seeded
+    other = DataConfig(train=config.train, dev=config.dev, select_size=10, select_seed=4)
+    assert select_split(other, train, dedup_key(VocabConfig()), {}).texts != selection.texts
+
+
+def test_held_out_sentences_take_the_phrases_seen_only_in_them(tmp_path):
+    """SST-style data: full sentences in one file, their phrases in the train split. Holding sentences out removes
+    the phrases found only inside them, and keeps phrases that other sentences share (as for dev sentences)."""
+    sentences = [
+        {"text": "a gripping and moving film", "label": 4},
+        {"text": "a dull and lifeless film", "label": 0},
+        {"text": "the plot is thin", "label": 2},  # neutral: dropped by the label map
+        {"text": "moving performances all round", "label": 3},
+    ]
+    path = write_jsonl(tmp_path / "sentences.jsonl", sentences)
+    phrases = TextSet(
+        ["gripping and moving", "gripping", "moving", "a dull and lifeless film", "dull", "lifeless film", "film",
+         "moving performances"],
+        [1, 1, 1, 0, 0, 0, 1, 1],
+    )  # fmt: skip
+    config = DataConfig(
+        train=DatasetSource(path="x"), dev=DatasetSource(path="y"), select_size=1, select_seed=0,
+        select=DatasetSource(path=path, label_map={0: 0, 1: 0, 3: 1, 4: 1}), select_drop_subtexts=True,
+    )  # fmt: skip
+    key = dedup_key(VocabConfig())
+    for seed in range(10):
+        config.select_seed = seed
+        selection = select_split(config, phrases, key, {})
+        held_out = selection.texts.texts[0]
+        if held_out == "a gripping and moving film":
+            # "moving" is also in "moving performances all round"; "film" in "a dull and lifeless film"
+            assert selection.train.texts == ["moving", "a dull and lifeless film", "dull", "lifeless film", "film",
+                                             "moving performances"]  # fmt: skip
+            assert selection.texts.labels == [1]
+            break
+    else:
+        raise AssertionError("no seed drew the first sentence")
+    corpus = build_kd_corpus(
+        selection.train, [TextSet(["gripping", "brand new text"])], [], key, excluded=selection.excluded_keys
+    )
+    assert corpus.texts[-1:] == ["brand new text"] and corpus.report.unlabeled_removed_eval_overlap == 1

@@ -72,6 +72,12 @@ def test_distill_end_to_end_and_remote_code(tiny_recipe, tmp_path, capsys):
     for stage in ("kd", "finetune", "scratch"):
         assert 0.0 <= results.stages[stage].accuracy <= 1.0 and (run / stage / "best" / "model.safetensors").exists()
     assert results.student_stage in ("kd", "finetune") and results.student_dir == str(run / "student")
+    # choices on the selection split (15 train texts held out), the table on untouched dev
+    assert results.report_split == "dev" and "15 texts drawn from the train split" in results.selection_split
+    assert results.data.selection == 15 and results.data.train_removed_for_selection >= 15  # with duplicates
+    kept = max(("kd", "finetune"), key=lambda s: results.selection[s].accuracy)
+    assert results.student_stage == kept and set(results.selection) == {"teacher", "kd", "finetune", "scratch"}
+    assert results.teacher.metrics.num_examples == 60 and results.selection["teacher"].num_examples == 15
     assert set(results.timings_s) >= {"data", "vocab", "label_kd", "train_kd", "total"}
     student = run / "student"
     assert {"config.json", "model.safetensors", "ngram_vocab.json", "modeling_sparse_dan.py"} <= {

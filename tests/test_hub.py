@@ -38,9 +38,15 @@ RESULTS_V0_1 = {  # the untyped results.json of version 0.1
 }
 RESULTS = DistillationResults(
     task="sst2",
-    eval_split="dev",
+    report_split="dev",
+    selection_split="dev (version 0.1 chose on the split it reports)",
     teacher=TeacherResult("philschmid/roberta-large-sst2", "torch.float32", Metrics(0.8968, 0.8966, 872)),
     stages={"kd": Metrics(0.8601, 0.8600, 872, step=900), "finetune": Metrics(0.8716, 0.8715, 872, step=300)},
+    selection={
+        "teacher": Metrics(0.8968, 0.8966, 872),
+        "kd": Metrics(0.8601, 0.8600, 872, step=900),
+        "finetune": Metrics(0.8716, 0.8715, 872, step=300),
+    },
     student_stage="finetune",
     student_dir="run/student",
     data=DataReport(train=67349, unlabeled_kept=300000, unlabeled_removed_eval_overlap=12, kd_total=367349),
@@ -143,6 +149,7 @@ def test_push_is_one_commit_with_the_expected_files_and_card(run_dir, fake_hub):
     assert "trust_remote_code=True" in text and "acme/sst2-dan" in text and "Limitations" in text
     assert "ye-etal-2022-sparse" in text and "speed_accuracy.png" in text
     assert "lower-cased, words matching `(?u)n't\\|\\b\\w+\\b\\|[!?]`" in text
+    assert "was made on dev (version 0.1 chose on the split it reports)" in text
 
 
 def test_results_of_version_0_1_give_the_same_card(run_dir, tmp_path):

@@ -20,7 +20,12 @@ def run(args: argparse.Namespace) -> int:
     """Label the KD corpus; print its size and the teacher's dev metrics."""
     steps = distiller(args)
     logits = steps.teacher_logits("kd")
-    teacher = steps.teacher_result()
+    metrics = {split: asdict(steps.teacher_metrics(split)) for split in ("select", "dev")}
     if steps.state.is_main_process:
-        print(json.dumps({"kd_rows": int(logits.shape[0]), "teacher_dev": asdict(teacher.metrics)}, indent=2))
+        print(
+            json.dumps(
+                {"kd_rows": int(logits.shape[0]), "teacher_select": metrics["select"], "teacher_dev": metrics["dev"]},
+                indent=2,
+            )
+        )
     return 0

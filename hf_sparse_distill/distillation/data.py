@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import datasets
+import numpy as np
 
 from ..models.sparse_dan.tokenization_sparse_dan import word_splitter
 from ..results import DataReport
@@ -19,6 +20,7 @@ from .recipe import AugmentConfig, DataConfig, DatasetSource, VocabConfig
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_SELECT_SIZE = 2000
 _BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|<br\s*/?>|\n+")
 _CLAUSE_BREAK = re.compile(r"\s*(?:[,;:()]|--|\b(?:but|though|although|while)\b)\s*", re.IGNORECASE)
@@ -109,6 +111,9 @@ def load_source(source: DatasetSource, label2id: dict[str, int] | None = None) -
     if split:
         texts = _sentences(texts, source)
         labels = None
+    if labels is not None and source.label_map is not None:
+        kept = [i for i, label in enumerate(labels) if label in source.label_map]
+        texts, labels = [texts[i] for i in kept], [source.label_map[labels[i]] for i in kept]
     return TextSet(texts=texts, labels=labels)
 
 
@@ -144,14 +149,16 @@ def build_kd_corpus(
     evaluation: Sequence[TextSet],
     key: Callable[[str], str],
     include_train: bool = True,
+    excluded: set[str] = frozenset(),
 ) -> KDCorpus:
     """Concatenate the train set and the unlabeled texts, dropping unlabeled texts whose `key` (see `dedup_key`)
-    equals an evaluation text's, a train text's or an earlier unlabeled text's, or is empty (no word at all).
+    equals an evaluation text's, a train text's or an earlier unlabeled text's, is in `excluded` (the selection
+    split's keys) or is empty (no word at all).
 
     Texts that match an evaluation text must go: otherwise the student trains on the teacher's answers to the
     evaluation set. The counts removed are in `report`.
     """
-    held_out = {key(t) for split in evaluation for t in split.texts}
+    held_out = {key(t) for split in evaluation for t in split.texts} | excluded
     seen = {key(t) for t in train.texts} if include_train else set()
     report = DataReport(train=len(train) if include_train else 0)
     texts = list(train.texts) if include_train else []
@@ -176,28 +183,80 @@ def build_kd_corpus(
     return KDCorpus(texts=texts, labels=labels, num_train=report.train, report=report)
 
 
+def word_runs(keys: Iterable[str], max_words: int) -> set[str]:
+    """Every run of 1 to `max_words` consecutive words of each key (words separated by single spaces)."""
+    runs = set()
+    for key in keys:
+        words = key.split(" ")
+        for start in range(len(words)):
+            for end in range(start + 1, min(len(words), start + max_words) + 1):
+                runs.add(" ".join(words[start:end]))
+    return runs
+
+
+@dataclass
+class Selection:
+    """The selection split and what it takes out of the training data.
+
+    Args:
+        texts: The selection split (labeled).
+        excluded_keys: Keys (see `dedup_key`) of the texts no training or unlabeled text may have: the selection
+            texts and, with `select_drop_subtexts`, the runs of words found only inside them.
+        train: The train split without the selection texts and the excluded texts.
+        removed_from_train: How many train texts were removed.
+    """
+
+    texts: TextSet
+    excluded_keys: set[str]
+    train: TextSet
+    removed_from_train: int
+
+
+def select_split(config: DataConfig, train: TextSet, key: Callable[[str], str], label2id: dict[str, int]) -> Selection:
+    """Draw the selection split (see `DataConfig`) and remove it from the train split."""
+    pool = load_source(config.select, label2id) if config.select is not None else train
+    if pool.labels is None:
+        raise ValueError(f"the selection split ({config.select.path}) has no label column")
+    size = config.select_size if config.select_size is not None else min(DEFAULT_SELECT_SIZE, len(pool) // 10)
+    if not 0 < size < len(pool):
+        raise ValueError(f"data.select_size must be between 1 and {len(pool) - 1} (texts to draw from), got {size}")
+    order = np.random.default_rng(config.select_seed).permutation(len(pool))
+    chosen, rest = sorted(order[:size]), order[size:]
+    selection = TextSet([pool.texts[i] for i in chosen], [pool.labels[i] for i in chosen])
+    excluded = {key(t) for t in selection.texts}
+    if config.select_drop_subtexts:
+        # a run of words found in the selection but in no other text of its source would tell the student about
+        # the selection texts only; runs shared with other texts are ordinary training data (as for dev texts)
+        longest = max((len(key(t).split()) for t in train.texts), default=0)
+        excluded |= word_runs(excluded, longest) - word_runs((key(pool.texts[i]) for i in rest), longest)
+    kept = [i for i, text in enumerate(train.texts) if key(text) not in excluded]
+    remaining = TextSet([train.texts[i] for i in kept], [train.labels[i] for i in kept])
+    return Selection(selection, excluded, remaining, len(train) - len(kept))
+
+
 @dataclass
 class PreparedData:
     """The KD corpus (train first, then unlabeled) and the labeled splits."""
 
     corpus: KDCorpus
     train: TextSet
+    select: TextSet
     dev: TextSet
     test: TextSet | None
 
     @property
     def evaluation(self) -> dict[str, TextSet]:
-        """The labeled splits no unlabeled text may equal: dev and (if given) test."""
-        return {"dev": self.dev, **({"test": self.test} if self.test is not None else {})}
+        """The labeled splits that are not trained on: select, dev and (if given) test."""
+        return {"select": self.select, "dev": self.dev, **({"test": self.test} if self.test is not None else {})}
 
 
 def prepare_data(
     config: DataConfig, vocab: VocabConfig, augment: AugmentConfig, label2id: dict[str, int]
 ) -> PreparedData:
-    """Read every split a recipe names and assemble the KD corpus.
+    """Read every split a recipe names, draw the selection split and assemble the KD corpus.
 
     Args:
-        config: The recipe's data section (train, dev, optional test, unlabeled sources).
+        config: The recipe's data section (train, dev, optional test, selection, unlabeled sources).
         vocab: The recipe's vocabulary section; its word analysis is the de-duplication key.
         augment: Teacher-labelled augmentation of the train texts (added to the unlabeled texts when enabled).
         label2id: The teacher's labels: label names in the data are mapped with it, ids must be below its size.
@@ -212,11 +271,20 @@ def prepare_data(
             raise ValueError(f"the {name} split has no label column")
         if max(split.labels, default=0) >= len(label2id):
             raise ValueError(f"{name} has label {max(split.labels)} but the teacher has {len(label2id)} labels")
-    augmented = TextSet(augment_texts(train.texts, augment)) if augment.enabled else None
+    key = dedup_key(vocab)
+    selection = select_split(config, train, key, label2id)
+    augmented = TextSet(augment_texts(selection.train.texts, augment)) if augment.enabled else None
     evaluation = [dev] + ([test] if test is not None else [])
     corpus = build_kd_corpus(
-        train, unlabeled + ([augmented] if augmented else []), evaluation, dedup_key(vocab), config.include_train_in_kd
+        selection.train,
+        unlabeled + ([augmented] if augmented else []),
+        evaluation,
+        key,
+        config.include_train_in_kd,
+        excluded=selection.excluded_keys,
     )
+    corpus.report.selection = len(selection.texts)
+    corpus.report.train_removed_for_selection = selection.removed_from_train
     if augmented is not None:
         corpus.report.augmented_generated = len(augmented)
-    return PreparedData(corpus, train, dev, test)
+    return PreparedData(corpus, selection.train, selection.texts, dev, test)

@@ -29,10 +29,10 @@ from .checkpoints import BEST, EVAL_RESULTS
 from .data import PreparedData, corpus_fingerprint, prepare_data
 from .distributed import process_state
 from .encoding import encode_texts
-from .evaluate import classification_metrics
+from .evaluate import classification_metrics, predict_logits
 from .recipe import Recipe, StageConfig
 from .teacher import Teacher
-from .train import EvalData, StageData, StageSummary, StageTrainer, stage_finished
+from .train import TRAINER_STATE, EvalData, StageData, StageSummary, StageTrainer, stage_finished
 from .vocab import build_tokenizer, saved_tokenizer_settings, vocabulary_settings
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class Distiller:
         self._data: PreparedData | None = None
         self._tokenizer: SparseDANTokenizer | None = None
         self._logits: dict[str, np.ndarray] = {}
-        self._eval: EvalData | None = None
+        self._eval: dict[str, EvalData] = {}
 
     @property
     def teacher(self) -> Teacher:
@@ -105,7 +105,8 @@ class Distiller:
 
     # 3. teacher labels
     def teacher_logits(self, split: str) -> np.ndarray:
-        """Teacher logits of `"kd"` (the KD corpus) or of a labeled evaluation split (`"dev"`, `"test"`)."""
+        """Teacher logits of `"kd"` (the KD corpus) or of a labeled split that is not trained on (`"select"`,
+        `"dev"`, `"test"`)."""
         if split not in self._logits:
             start = time.perf_counter()
             data = self.data()
@@ -119,19 +120,29 @@ class Distiller:
             self._timed(f"label_{split}", start)
         return self._logits[split]
 
-    def teacher_result(self) -> TeacherResult:
-        """The teacher's metrics on the dev split."""
-        metrics = classification_metrics(self.teacher_logits("dev"), self.data().dev.labels, self.teacher.id2label)
-        return TeacherResult(self.recipe.teacher.model, str(self.teacher.dtype), metrics)
+    def teacher_metrics(self, split: str) -> Metrics:
+        """The teacher's metrics on a labeled split (`"select"`, `"dev"`, `"test"`)."""
+        labels = self.data().evaluation[split].labels
+        return classification_metrics(self.teacher_logits(split), labels, self.teacher.id2label)
 
     # 4. training
-    def _eval_data(self) -> EvalData:
-        """The dev set, encoded once, with its gold labels and the teacher's logits."""
-        if self._eval is None:
-            dev = self.data().dev
-            encoded = encode_texts(self.tokenizer(), dev.texts, self.recipe.student.max_ngrams, show_progress=False)
-            self._eval = EvalData(encoded, np.asarray(dev.labels), self.teacher_logits("dev"))
-        return self._eval
+    def eval_data(self, split: str) -> EvalData:
+        """A labeled split (`"select"`, `"dev"`, `"test"`), encoded once, with its gold labels and the teacher's
+        logits."""
+        if split not in self._eval:
+            texts = self.data().evaluation[split]
+            encoded = encode_texts(self.tokenizer(), texts.texts, self.recipe.student.max_ngrams, show_progress=False)
+            self._eval[split] = EvalData(encoded, np.asarray(texts.labels), self.teacher_logits(split))
+        return self._eval[split]
+
+    def report_metrics(self, stage: Stage) -> Metrics:
+        """Metrics of the kept student of `stage` on the report split (dev), which no choice looked at."""
+        model = SparseDANForSequenceClassification.from_pretrained(self.stage_dir(stage) / BEST)
+        report = self.eval_data("dev")
+        logits = predict_logits(model, report.encoded, self.stage_config(stage).eval_batch_size)
+        metrics = classification_metrics(logits, report.labels, model.config.id2label, report.teacher_logits)
+        metrics.step = StageSummary.load(self.stage_dir(stage) / TRAINER_STATE).best_step
+        return metrics
 
     def new_student(self) -> SparseDANForSequenceClassification:
         """A freshly initialised student (seeded by the recipe) of the recipe's shape over the tokenizer's vocabulary."""
@@ -185,7 +196,7 @@ class Distiller:
         stage_dir = self.stage_dir(stage)
         if stage_finished(stage_dir):
             logger.info("stage %s already finished in %s", stage.value, stage_dir)
-            return StageSummary.load(stage_dir / "trainer_state.json")
+            return StageSummary.load(stage_dir / TRAINER_STATE)
         data, model = self._stage_inputs(stage)
         start = time.perf_counter()
         recipe = self.recipe
@@ -193,7 +204,7 @@ class Distiller:
             model,
             self.tokenizer(),
             data,
-            self._eval_data(),
+            self.eval_data("select"),
             self.stage_config(stage),
             stage_dir,
             mixed_precision=recipe.mixed_precision,
@@ -207,7 +218,11 @@ class Distiller:
     # 5. everything
     def run(self, stages: tuple[Stage | str, ...] | None = None) -> DistillationResults:
         """All steps; `stages` defaults to the enabled ones among scratch (baseline), KD and fine-tuning.
-        The student kept is the better of KD and KD+FT on dev. Returns (and saves) the results."""
+
+        Each stage keeps its best checkpoint on the selection split, and the student kept is the better of KD and
+        KD+FT there; then every kept student and the teacher are measured once on dev, the report split. Returns
+        (and saves) the results.
+        """
         start = time.perf_counter()
         stages = tuple(Stage(s) for s in stages) if stages else tuple(s for s in STAGES if self.stage_config(s).enabled)
         candidates = [s for s in CANDIDATE_STAGES if s in stages]
@@ -216,27 +231,28 @@ class Distiller:
         data = self.data()
         self.tokenizer()
         self.teacher_logits("kd")
-        teacher = self.teacher_result()
-        metrics: dict[str, Metrics] = {}
+        selection = {"teacher": self.teacher_metrics("select")}
         for stage in stages:
             self.train(stage)
-            metrics[stage.value] = Metrics.from_dict(
+            selection[stage.value] = Metrics.from_dict(
                 json.loads((self.stage_dir(stage) / BEST / EVAL_RESULTS).read_text())
             )
-        chosen = max(candidates, key=lambda s: metrics[s.value].accuracy)
-        self._timed("total", start)
+        chosen = max(candidates, key=lambda s: selection[s.value].accuracy)
         results = DistillationResults(
             task=self.recipe.task,
-            eval_split="dev",
-            teacher=teacher,
-            stages=metrics,
+            report_split="dev",
+            selection_split=self._selection_description(),
+            teacher=TeacherResult(self.recipe.teacher.model, str(self.teacher.dtype), self.teacher_metrics("dev")),
+            stages={stage.value: self.report_metrics(stage) for stage in stages},
+            selection=selection,
             student_stage=chosen.value,
             student_dir=str(self.output_dir / STUDENT_DIR),
             data=data.corpus.report,
             vocab_size=self.tokenizer().vocab_size,
-            avg_ngrams=float(self._eval_data().encoded.lengths.mean()),
+            avg_ngrams=float(self.eval_data("dev").encoded.lengths.mean()),
             timings_s=self.timings,
         )
+        self._timed("total", start)
         if self.state.is_main_process:
             results.speed = self._measure_speed(self.stage_dir(chosen) / BEST)
             (self.output_dir / RECIPE_FILE).write_text(json.dumps(self.recipe.to_dict(), indent=2))
@@ -246,6 +262,15 @@ class Distiller:
             results.save(self.output_dir / RESULTS_FILE)
         self.state.wait_for_everyone()
         return results
+
+    def _selection_description(self) -> str:
+        config = self.recipe.data
+        source = config.select.path if config.select is not None else "the train split"
+        subtexts = " and the word runs found only inside them" if config.select_drop_subtexts else ""
+        return (
+            f"the selection split ({len(self.data().select):,} texts drawn from {source} with seed "
+            f"{config.select_seed}, removed from the training data{subtexts})"
+        )
 
     def _measure_speed(self, student_dir: Path) -> SpeedResult:
         """Student (batch 256) and teacher (batch `teacher.batch_size`) throughput on the dev texts."""

@@ -40,6 +40,8 @@ class DatasetSource:
     `.txt`, optionally `.gz`), whose format is taken from its extension. `split_sentences` turns each text into
     its sentences, `split_clauses` into the clauses of its sentences that have several (phrase-level transfer
     text, cheap to label); `min_words` / `max_words` then bound each piece and `max_rows` counts pieces.
+    `label_map` maps the labels as read to the labels used (`{0: 0, 1: 0, 3: 1, 4: 1}` turns SST-5 into SST-2);
+    rows whose label it does not name are dropped.
     """
 
     path: str
@@ -54,17 +56,30 @@ class DatasetSource:
     split_clauses: bool = False
     min_words: int = 1
     max_words: int | None = None
+    label_map: dict[int, int] | None = None
 
 
 @dataclass
 class DataConfig:
-    """Labeled train / dev (/ test) splits and the unlabeled transfer corpus."""
+    """Labeled train / dev (/ test) splits, the selection split and the unlabeled transfer corpus.
+
+    Every choice a run makes (the checkpoint of each stage, KD or KD+FT) is made on the *selection* split, so the
+    dev split the results report stays untouched. The selection split is a seeded sample of `select_size` labeled
+    texts (default: 10 % of the texts drawn from, at most 2,000) drawn from `select` (default: from the train
+    split); the sampled texts are removed from the train split and from the unlabeled corpus. With `select_drop_subtexts`, so is every text that occurs only inside the
+    selection texts (as a run of words), e.g. the sub-phrases of held-out sentences in phrase-level data like
+    SST: the selection texts are then as new to the student as dev texts are.
+    """
 
     train: DatasetSource
     dev: DatasetSource
     test: DatasetSource | None = None
     unlabeled: list[DatasetSource] = field(default_factory=list)
     include_train_in_kd: bool = True
+    select: DatasetSource | None = None
+    select_size: int | None = None
+    select_seed: int = 0
+    select_drop_subtexts: bool = False
 
 
 @dataclass
@@ -248,6 +263,13 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         raise RecipeError(errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {hint}")
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, where)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise RecipeError(f"{where}: expected a mapping, got {value!r}")
+        key_hint, value_hint = typing.get_args(hint)
+        return {
+            _convert(key_hint, k, f"{where}.{k}"): _convert(value_hint, v, f"{where}.{k}") for k, v in value.items()
+        }
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise RecipeError(f"{where}: expected a list, got {value!r}")

@@ -158,13 +158,14 @@ class Schedule:
 
 
 class StageTrainer:
-    """Trains `model` for one stage, evaluating on `dev` and keeping the best checkpoint in `stage_dir/best`.
+    """Trains `model` for one stage, evaluating on `selection` and keeping the best checkpoint in `stage_dir/best`.
 
     Args:
         model: The student to train (its weights are updated in place).
         tokenizer: Saved next to every kept student.
         data: Training texts, encoded, with teacher logits and/or gold labels.
-        dev: Evaluation texts, encoded, with gold labels (and teacher logits for agreement).
+        selection: The selection split, encoded, with gold labels (and teacher logits for agreement): every
+            checkpoint choice is made on it.
         stage: Optimisation settings (`batch_size` is the global batch, over all processes).
         stage_dir: Where checkpoints, `best/` and `trainer_state.json` go.
         mixed_precision: `"no"`, `"bf16"` or `"fp16"` (autocast of the head; the table stays float32).
@@ -177,14 +178,14 @@ class StageTrainer:
         model: SparseDANForSequenceClassification,
         tokenizer: SparseDANTokenizer,
         data: StageData,
-        dev: EvalData,
+        selection: EvalData,
         stage: StageConfig,
         stage_dir: str | Path,
         mixed_precision: str = "no",
         report_to: list[str] | tuple[str, ...] = (),
         seed: int = 0,
     ):
-        self.model, self.tokenizer, self.data, self.dev, self.stage = model, tokenizer, data, dev, stage
+        self.model, self.tokenizer, self.data, self.selection, self.stage = model, tokenizer, data, selection, stage
         self.stage_dir = Path(stage_dir)
         self.report_to = list(report_to)
         self.accelerator = Accelerator(
@@ -297,19 +298,23 @@ class StageTrainer:
             )
 
     def _evaluate(self) -> None:
-        """Evaluate on dev (main process); a new best is written to `best/` with its tokenizer and metrics."""
+        """Evaluate on the selection split (main process); a new best is written to `best/` with its tokenizer and
+        metrics."""
         accelerator = self.accelerator
         if accelerator.is_main_process:
             model = accelerator.unwrap_model(self.wrapped)
-            logits = predict_logits(model, self.dev.encoded, self.stage.eval_batch_size)
-            metrics = classification_metrics(logits, self.dev.labels, model.config.id2label, self.dev.teacher_logits)
+            selection = self.selection
+            logits = predict_logits(model, selection.encoded, self.stage.eval_batch_size)
+            metrics = classification_metrics(logits, selection.labels, model.config.id2label, selection.teacher_logits)
             metrics.step = self.step
             self.summary.history.append(metrics)
             if metrics.accuracy > self.summary.best_accuracy:
                 self.summary.best_step = self.step
                 save_best(model, self.tokenizer, self.stage_dir, metrics)
-            accelerator.log({f"dev/{k}": v for k, v in asdict(metrics).items() if isinstance(v, float)}, step=self.step)
-            self.bar.set_postfix(dev_acc=f"{metrics.accuracy:.4f}", best=f"{self.summary.best_accuracy:.4f}")
+            accelerator.log(
+                {f"selection/{k}": v for k, v in asdict(metrics).items() if isinstance(v, float)}, step=self.step
+            )
+            self.bar.set_postfix(select_acc=f"{metrics.accuracy:.4f}", best=f"{self.summary.best_accuracy:.4f}")
         accelerator.wait_for_everyone()
 
     def _save_checkpoint(self) -> None:

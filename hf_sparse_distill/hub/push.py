@@ -60,7 +60,7 @@ def save_for_hub(
             ("teacher", results.speed.teacher_texts_per_s, results.teacher.metrics.accuracy),
             ("this student", results.speed.student_texts_per_s, results.student.accuracy),
         ]
-        title = f"{results.task}: accuracy vs speed ({results.eval_split})"
+        title = f"{results.task}: accuracy vs speed ({results.report_split})"
         speed_accuracy_plot(points, folder / PLOT_FILE, title=title)
         plot_file = PLOT_FILE
     card_data = SparseDANModelCardData(repo_id, facts, results, recipe, fp16_embeddings, plot_file)
