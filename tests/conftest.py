@@ -5,6 +5,7 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import json
 import random
 import shutil
 import socket
@@ -199,3 +200,46 @@ def two_cpu_processes(*program: str) -> tuple[list[str], dict[str, str]]:
         "--main_process_port", str(free_port()), *program,
     ]  # fmt: skip
     return command, {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+@pytest.fixture()
+def tiny_recipe(tmp_path, tiny_teacher, monkeypatch) -> Path:
+    """A complete recipe on tiny data (train 150, dev 60, 61 unlabeled reviews incl. one dev text) and the tiny teacher."""
+    texts = CORPUS + random_texts(200, seed=31)
+    rows = [{"text": t, "label": int("good" in t.lower() or "great" in t.lower())} for t in texts]
+    data = tmp_path / "data"
+    data.mkdir()
+    write_jsonl(data / "train.jsonl", rows[:150])
+    write_jsonl(data / "dev.jsonl", rows[150:])
+    reviews = [{"text": " ".join(random_texts(4, seed=100 + i))} for i in range(60)]
+    reviews.append({"text": rows[150]["text"]})  # a dev text hidden in the unlabeled corpus
+    write_jsonl(data / "reviews.jsonl", reviews)
+    monkeypatch.setenv("TINY_DATA", str(data))
+    monkeypatch.setenv("TINY_TEACHER", str(tiny_teacher))
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(
+        f"""
+task: tiny-sentiment
+speed_seconds: 0.2
+output_dir: {tmp_path / "run"}
+teacher: {{model: "${{TINY_TEACHER}}", batch_size: 16, chunk_size: 64}}
+data:
+  train: {{path: "${{TINY_DATA}}/train.jsonl"}}
+  dev: {{path: "${{TINY_DATA}}/dev.jsonl"}}
+  unlabeled:
+    - {{path: "${{TINY_DATA}}/reviews.jsonl", label_column: null}}
+    - {{path: "${{TINY_DATA}}/reviews.jsonl", label_column: null, split_sentences: true}}
+vocab: {{size: 3000, num_workers: 1}}
+student: {{embed_dim: 16, hidden_dims: [16]}}
+augment: {{enabled: true, copies_per_example: 1}}
+kd: {{epochs: 2, batch_size: 32, learning_rate: 1e-2, embedding_learning_rate: 5e-2, eval_steps: 5}}
+finetune: {{enabled: true, epochs: 1, batch_size: 16, learning_rate: 1e-3}}
+scratch: {{enabled: true, epochs: 1, batch_size: 16}}
+"""
+    )
+    return recipe

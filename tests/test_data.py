@@ -169,7 +169,7 @@ def test_selection_from_the_train_split_is_removed_from_it():
     again = select_split(config, train, dedup_key(VocabConfig()), {"neg": 0, "pos": 1})
     assert again.texts == selection.texts  # seeded
     other = DataConfig(train=config.train, dev=config.dev, select_size=10, select_seed=4)
-    assert select_split(other, train, dedup_key(VocabConfig()), {}).texts != selection.texts
+    assert select_split(other, train, dedup_key(VocabConfig()), {"neg": 0, "pos": 1}).texts != selection.texts
 
 
 def test_held_out_sentences_take_the_phrases_seen_only_in_them(tmp_path):
@@ -194,7 +194,7 @@ def test_held_out_sentences_take_the_phrases_seen_only_in_them(tmp_path):
     key = dedup_key(VocabConfig())
     for seed in range(10):
         config.select_seed = seed
-        selection = select_split(config, phrases, key, {})
+        selection = select_split(config, phrases, key, {"neg": 0, "pos": 1})
         held_out = selection.texts.texts[0]
         if held_out == "a gripping and moving film":
             # "moving" is also in "moving performances all round"; "film" in "a dull and lifeless film"

@@ -5,55 +5,12 @@ a 2-process `accelerate launch` of the same recipe trains and evaluates too."""
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
-from conftest import CORPUS, random_texts, run_without_package, two_cpu_processes
+from conftest import run_without_package, two_cpu_processes
 
 from hf_sparse_distill.cli import main
 from hf_sparse_distill.results import DistillationResults
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> str:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path)
-
-
-@pytest.fixture()
-def tiny_recipe(tmp_path, tiny_teacher, monkeypatch) -> Path:
-    texts = CORPUS + random_texts(200, seed=31)
-    rows = [{"text": t, "label": int("good" in t.lower() or "great" in t.lower())} for t in texts]
-    data = tmp_path / "data"
-    data.mkdir()
-    write_jsonl(data / "train.jsonl", rows[:150])
-    write_jsonl(data / "dev.jsonl", rows[150:])
-    reviews = [{"text": " ".join(random_texts(4, seed=100 + i))} for i in range(60)]
-    reviews.append({"text": rows[150]["text"]})  # a dev text hidden in the unlabeled corpus
-    write_jsonl(data / "reviews.jsonl", reviews)
-    monkeypatch.setenv("TINY_DATA", str(data))
-    monkeypatch.setenv("TINY_TEACHER", str(tiny_teacher))
-    recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(
-        f"""
-task: tiny-sentiment
-speed_seconds: 0.2
-output_dir: {tmp_path / "run"}
-teacher: {{model: "${{TINY_TEACHER}}", batch_size: 16, chunk_size: 64}}
-data:
-  train: {{path: "${{TINY_DATA}}/train.jsonl"}}
-  dev: {{path: "${{TINY_DATA}}/dev.jsonl"}}
-  unlabeled:
-    - {{path: "${{TINY_DATA}}/reviews.jsonl", label_column: null}}
-    - {{path: "${{TINY_DATA}}/reviews.jsonl", label_column: null, split_sentences: true}}
-vocab: {{size: 3000, num_workers: 1}}
-student: {{embed_dim: 16, hidden_dims: [16]}}
-augment: {{enabled: true, copies_per_example: 1}}
-kd: {{epochs: 2, batch_size: 32, learning_rate: 1e-2, embedding_learning_rate: 5e-2, eval_steps: 5}}
-finetune: {{enabled: true, epochs: 1, batch_size: 16, learning_rate: 1e-3}}
-scratch: {{enabled: true, epochs: 1, batch_size: 16}}
-"""
-    )
-    return recipe
 
 
 def test_distill_end_to_end_and_remote_code(tiny_recipe, tmp_path, capsys):

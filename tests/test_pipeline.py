@@ -7,10 +7,25 @@ from transformers import pipeline
 
 from hf_sparse_distill import SparseDANClassificationPipeline
 
+OPTIONS = [
+    {},
+    {"top_k": None},
+    {"top_k": 1},
+    {"top_k": 2},
+    {"function_to_apply": "sigmoid"},
+    {"function_to_apply": "none"},
+    {"truncation": True},
+    {"truncation": False},
+    {"max_length": 3},  # the tokenizer truncates when max_length is given without truncation
+    {"truncation": True, "max_length": 2},
+    {"truncation": False, "max_length": 2},
+    {"truncation": "longest_first", "max_length": 2},
+    {"padding": True},
+    {"num_workers": 0},
+]
 
-@pytest.mark.parametrize(
-    "options", [{}, {"top_k": None}, {"top_k": 1}, {"function_to_apply": "sigmoid"}, {"truncation": True}]
-)
+
+@pytest.mark.parametrize("options", OPTIONS)
 def test_same_outputs_as_the_stock_pipeline(model, tokenizer, options):
     stock = pipeline("text-classification", model=model, tokenizer=tokenizer)
     fast = pipeline(
@@ -49,3 +64,25 @@ def test_single_text_and_errors_use_the_stock_path(model, tokenizer, saved_stude
     assert fast("the movie is good")[0]["label"] == stock("the movie is good")[0]["label"]
     with pytest.raises(TypeError):
         fast(["fine", 3])
+
+
+@pytest.mark.parametrize(
+    "options, error",
+    [
+        ({"batch_size": -1}, ValueError),
+        ({"batch_size": 0}, ValueError),
+        ({"return_offsets_mapping": True}, NotImplementedError),
+        ({"no_such_option": 1}, TypeError),
+        ({"max_length": 0}, ValueError),
+    ],
+)
+def test_same_errors_as_the_stock_pipeline(model, tokenizer, options, error):
+    stock = pipeline("text-classification", model=model, tokenizer=tokenizer)
+    fast = pipeline(
+        "text-classification", model=model, tokenizer=tokenizer, pipeline_class=SparseDANClassificationPipeline
+    )
+    texts = random_texts(5, seed=2)
+    with pytest.raises(error):
+        stock(texts, **options)
+    with pytest.raises(error):
+        fast(texts, **options)

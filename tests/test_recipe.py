@@ -76,3 +76,12 @@ def test_shipped_recipes_parse(monkeypatch):
     for path in recipes:
         recipe = load_recipe(path)
         assert recipe.kd.enabled and recipe.teacher.model
+
+
+def test_override_an_item_of_a_list(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEMO_TEACHER", "t")
+    monkeypatch.setenv("DEMO_DATA", "d")
+    recipe = load_recipe(write(tmp_path, MINIMAL), ["data.unlabeled[0].max_rows=5", "data.unlabeled[0].min_words=3"])
+    assert recipe.data.unlabeled[0].max_rows == 5 and recipe.data.unlabeled[0].min_words == 3
+    with pytest.raises(RecipeError, match="unlabeled has no item 1"):
+        load_recipe(write(tmp_path, MINIMAL), ["data.unlabeled[1].max_rows=5"])

@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     """Print the metrics as JSON."""
     import numpy as np
 
-    from ..distillation.data import load_source
+    from ..distillation.data import check_labels, load_source
     from ..distillation.encoding import encode_texts
     from ..distillation.evaluate import classification_metrics, predict_logits
     from ..distillation.recipe import DatasetSource
@@ -36,8 +36,7 @@ def run(args: argparse.Namespace) -> int:
         path=args.data, name=args.name, split=args.split, text_column=args.text_column, label_column=args.label_column
     )
     data = load_source(source, model.config.label2id)
-    if data.labels is None:
-        raise ValueError(f"{args.data} has no label column {args.label_column!r}")
+    check_labels(data, args.data, model.config.num_labels)
     encoded = encode_texts(tokenizer, data.texts, model.config.max_ngrams)
     logits = predict_logits(model, encoded, args.batch_size)
     print(json.dumps(asdict(classification_metrics(logits, np.asarray(data.labels), model.config.id2label)), indent=2))

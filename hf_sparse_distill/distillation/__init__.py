@@ -5,7 +5,7 @@ Needs the `[distill]` extra (`pip install "hf-sparse-distill[distill]"`): datase
 
 from ..extras import require_extra
 
-require_extra("distill", ("datasets", "accelerate", "yaml", "tqdm"), "distillation")
+require_extra("distill", ("datasets", "accelerate", "yaml", "tqdm", "filelock"), "distillation")
 
 from .api import distill, run_recipe  # noqa: E402
 from .distiller import Distiller  # noqa: E402

@@ -1,11 +1,14 @@
 """The files of a training stage: resumable checkpoints (`checkpoints/step_<n>`) and the kept student (`best/`).
 
 Both are written under a temporary name and renamed when complete, so a run killed while saving never leaves a
-half-written checkpoint or student where a later run would use it.
+half-written checkpoint or student where a later run would use it. Each checkpoint carries a manifest (the SHA-256
+of every file in it); a checkpoint whose files do not match it (damaged, truncated, or with files that were not
+written by the run) is never loaded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -23,6 +26,7 @@ from ..results import Metrics
 CHECKPOINTS = "checkpoints"
 BEST = "best"
 EVAL_RESULTS = "eval_results.json"
+MANIFEST = "manifest.json"
 
 
 def checkpoint_step(checkpoint: Path) -> int:
@@ -36,27 +40,58 @@ def checkpoints(stage_dir: Path) -> list[Path]:
     return sorted(found, key=checkpoint_step)
 
 
-def latest_checkpoint(stage_dir: Path) -> Path | None:
-    """The checkpoint with the highest step under `stage_dir/checkpoints`, if any."""
-    found = checkpoints(stage_dir)
-    return found[-1] if found else None
-
-
 def prune_checkpoints(stage_dir: Path, keep: int) -> None:
     """Delete all but the `keep` newest checkpoints."""
     for path in checkpoints(stage_dir)[:-keep]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+
+
+def write_manifest(folder: Path) -> None:
+    """Record the SHA-256 of every file of `folder` in `folder/manifest.json`."""
+    manifest = {str(p.relative_to(folder)): _sha256(p) for p in _files(folder)}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why the checkpoint in `folder` must not be loaded (no manifest, a file missing, changed or not listed), or
+    `None` if every file is the one the run wrote."""
+    manifest_path = folder / MANIFEST
+    if not manifest_path.exists():
+        return f"{manifest_path} is missing"
+    manifest = json.loads(manifest_path.read_text())
+    present = {str(p.relative_to(folder)): p for p in _files(folder)}
+    for name in sorted(set(present) - set(manifest)):
+        return f"{present[name]} was not written by the run"
+    for name, digest in manifest.items():
+        if name not in present:
+            return f"{folder / name} is missing"
+        if _sha256(present[name]) != digest:
+            return f"{present[name]} is damaged (SHA-256 differs from the manifest)"
+    return None
+
+
 @contextmanager
 def publish_checkpoint(stage_dir: Path, step: int, accelerator: Accelerator) -> Iterator[Path]:
     """Yield a temporary folder (`step_<n>.tmp`) for every process to write the checkpoint of `step` into; once
-    all processes are done, it is renamed to `step_<n>`."""
+    all processes are done, its manifest is written and it is renamed to `step_<n>`."""
     target = stage_dir / CHECKPOINTS / f"step_{step}"
     partial = target.with_name(target.name + ".tmp")
     yield partial
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        write_manifest(partial)
         shutil.rmtree(target, ignore_errors=True)
         partial.rename(target)
     accelerator.wait_for_everyone()

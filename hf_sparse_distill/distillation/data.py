@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import logging
+import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -92,11 +93,16 @@ def load_source(source: DatasetSource, label2id: dict[str, int] | None = None) -
         files = sorted(glob.glob(source.path))
         if not files:
             raise FileNotFoundError(f"no file matches {source.path!r}")
+        empty = [f for f in files if os.path.getsize(f) == 0]
+        if empty:
+            raise ValueError(f"{source.path}: {empty[0]} is empty (no rows)")
         dataset = datasets.load_dataset(builder, data_files=files, split="train")
     else:
         dataset = datasets.load_dataset(
             source.path, source.name, data_files=source.data_files, split=source.split, revision=source.revision
         )
+    if len(dataset) == 0:
+        raise ValueError(f"{source.path}: no rows")
     if source.text_column not in dataset.column_names:
         raise ValueError(f"{source.path}: no text column {source.text_column!r}; columns are {dataset.column_names}")
     has_labels = source.label_column is not None and source.label_column in dataset.column_names
@@ -183,6 +189,15 @@ def build_kd_corpus(
     return KDCorpus(texts=texts, labels=labels, num_train=report.train, report=report)
 
 
+def check_labels(split: TextSet, name: str, num_labels: int) -> None:
+    """Raise `ValueError` unless `split` has labels and every label is a class id in `[0, num_labels)`."""
+    if split.labels is None:
+        raise ValueError(f"the {name} split has no label column")
+    bad = next((label for label in split.labels if not 0 <= label < num_labels), None)
+    if bad is not None:
+        raise ValueError(f"the {name} split has label {bad}; class ids must be in [0, {num_labels}) for this teacher")
+
+
 def word_runs(keys: Iterable[str], max_words: int) -> set[str]:
     """Every run of 1 to `max_words` consecutive words of each key (words separated by single spaces)."""
     runs = set()
@@ -215,8 +230,7 @@ class Selection:
 def select_split(config: DataConfig, train: TextSet, key: Callable[[str], str], label2id: dict[str, int]) -> Selection:
     """Draw the selection split (see `DataConfig`) and remove it from the train split."""
     pool = load_source(config.select, label2id) if config.select is not None else train
-    if pool.labels is None:
-        raise ValueError(f"the selection split ({config.select.path}) has no label column")
+    check_labels(pool, "selection", len(label2id))
     size = config.select_size if config.select_size is not None else min(DEFAULT_SELECT_SIZE, len(pool) // 10)
     if not 0 < size < len(pool):
         raise ValueError(f"data.select_size must be between 1 and {len(pool) - 1} (texts to draw from), got {size}")
@@ -265,13 +279,14 @@ def prepare_data(
     test = load_source(config.test, label2id) if config.test is not None else None
     unlabeled = [load_source(source, label2id) for source in config.unlabeled]
     for name, split in {"train": train, "dev": dev, "test": test}.items():
-        if split is None:
-            continue
-        if split.labels is None:
-            raise ValueError(f"the {name} split has no label column")
-        if max(split.labels, default=0) >= len(label2id):
-            raise ValueError(f"{name} has label {max(split.labels)} but the teacher has {len(label2id)} labels")
+        if split is not None:
+            check_labels(split, name, len(label2id))
     key = dedup_key(vocab)
+    shared = len({key(t) for t in train.texts} & {key(t) for t in dev.texts})
+    if shared:
+        logger.warning(
+            "%d of the %d dev texts are also train texts: dev accuracy overstates unseen text", shared, len(dev)
+        )
     selection = select_split(config, train, key, label2id)
     augmented = TextSet(augment_texts(selection.train.texts, augment)) if augment.enabled else None
     evaluation = [dev] + ([test] if test is not None else [])

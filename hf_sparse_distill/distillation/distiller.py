@@ -11,6 +11,7 @@ Every step reuses what an earlier (possibly interrupted) run left in `output_dir
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -38,6 +39,19 @@ from .vocab import build_tokenizer, saved_tokenizer_settings, vocabulary_setting
 logger = logging.getLogger(__name__)
 
 STUDENT_DIR = "student"
+STAGE_INPUTS = "stage_inputs.json"
+# stage settings that do not change the trained student
+_RUNTIME_ONLY = ("enabled", "save_steps", "save_total_limit", "eval_batch_size")
+
+
+def _digest(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
 RESULTS_FILE = "results.json"
 RECIPE_FILE = "recipe.json"
 DATA_REPORT_FILE = "data_report.json"
@@ -61,6 +75,7 @@ class Distiller:
         self._tokenizer: SparseDANTokenizer | None = None
         self._logits: dict[str, np.ndarray] = {}
         self._eval: dict[str, EvalData] = {}
+        self._fingerprints: dict[Stage, dict[str, str]] = {}
 
     @property
     def teacher(self) -> Teacher:
@@ -189,14 +204,69 @@ class Distiller:
         encoded = encode_texts(self.tokenizer(), texts, self.recipe.student.max_ngrams, desc=f"encoding {stage.value}")
         return StageData(encoded, logits, labels), model
 
+    def stage_fingerprint(self, stage: Stage | str) -> dict[str, str]:
+        """What the result of `stage` depends on, each part as a short hash: its settings, the student's shape and
+        seed, the tokenizer, the training texts and labels, the teacher (for its logits), the selection split and,
+        for fine-tuning, the KD stage it starts from. A finished stage is reused only if all of them match."""
+        stage = Stage(stage)
+        if stage in self._fingerprints:
+            return self._fingerprints[stage]
+        data, config = self.data(), self.stage_config(stage)
+        settings = {k: v for k, v in asdict(config).items() if k not in _RUNTIME_ONLY}
+        parts = {
+            "settings": settings,
+            "student": {
+                **asdict(self.recipe.student),
+                "seed": self.recipe.seed,
+                "precision": self.recipe.mixed_precision,
+            },
+            "tokenizer": _file_digest(self.output_dir / "tokenizer" / "ngram_vocab.json"),
+            "selection": _digest([data.select.texts, data.select.labels]),
+        }
+        if stage is Stage.KD:
+            parts["texts"] = _digest([corpus_fingerprint(data.corpus.texts), data.corpus.labels])
+        else:
+            parts["texts"] = _digest([corpus_fingerprint(data.train.texts), data.train.labels])
+        if stage is Stage.KD or config.alpha > 0:
+            parts["teacher"] = self.teacher.identity()
+        if stage is Stage.FINETUNE:
+            parts["starts_from"] = self.stage_fingerprint(Stage.KD)
+        self._fingerprints[stage] = {name: _digest(value) for name, value in parts.items()}
+        return self._fingerprints[stage]
+
     def train(self, stage: Stage | str, resume: bool = True) -> StageSummary:
         """Run `stage`: `"kd"` (a new student on teacher logits), `"finetune"` (the KD student on gold labels) or
-        `"scratch"` (the paper's baseline: a new student on gold labels only). A finished stage is not rerun."""
+        `"scratch"` (the paper's baseline: a new student on gold labels only).
+
+        A finished stage is reused, and an unfinished one resumed, only if it was trained from the same inputs
+        (`stage_fingerprint`); otherwise its folder is cleared and it is trained again, with a warning naming what
+        changed.
+        """
         stage = Stage(stage)
         stage_dir = self.stage_dir(stage)
-        if stage_finished(stage_dir):
+        self.tokenizer()
+        fingerprint = self.stage_fingerprint(stage)
+        inputs_file = stage_dir / STAGE_INPUTS
+        recorded = json.loads(inputs_file.read_text()) if inputs_file.exists() else None
+        if recorded == fingerprint and stage_finished(stage_dir):
             logger.info("stage %s already finished in %s", stage.value, stage_dir)
             return StageSummary.load(stage_dir / TRAINER_STATE)
+        if stage_dir.exists() and recorded != fingerprint:
+            changed = sorted(k for k in fingerprint if (recorded or {}).get(k) != fingerprint[k])
+            logger.warning(
+                "stage %s in %s was trained from other inputs (changed: %s): training it again",
+                stage.value, stage_dir, ", ".join(changed),
+            )  # fmt: skip
+            if self.state.is_main_process:
+                shutil.rmtree(stage_dir)
+            self.state.wait_for_everyone()
+        if stage is Stage.FINETUNE:
+            kd_inputs = self.stage_dir(Stage.KD) / STAGE_INPUTS
+            if not kd_inputs.exists() or json.loads(kd_inputs.read_text()) != self.stage_fingerprint(Stage.KD):
+                raise RuntimeError("fine-tuning starts from the KD student of these inputs: train the kd stage first")
+        if self.state.is_main_process:
+            stage_dir.mkdir(parents=True, exist_ok=True)
+            inputs_file.write_text(json.dumps(fingerprint, indent=2))
         data, model = self._stage_inputs(stage)
         start = time.perf_counter()
         recipe = self.recipe

@@ -3,9 +3,10 @@
 Each text is known by the SHA-256 of its UTF-8 bytes, so a cached logit row serves any corpus that contains the
 text, wherever it stands: a corpus that grows, shrinks or is reordered (another mix of transfer text, another
 de-duplication) only sends its new texts to the teacher. New texts are labelled in shards of `chunk_size` texts
-(shortest first, so batches need little padding); each shard is written atomically under the SHA-256 of its own
-bytes, which is checked when it is read: a shard damaged on disk is set aside with a warning naming the file, and
-its texts are labelled again. An interrupted run loses at most the shard it was computing.
+split into hash buckets; each shard is written atomically under the SHA-256 of its own bytes, which is checked
+when it is read: a shard damaged on disk is set aside with a warning naming the file, and its texts are labelled
+again. An interrupted run loses at most the shard it was computing, and runs labelling the same corpus at the
+same time take turns bucket by bucket (a file lock per bucket) instead of computing everything twice.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +27,13 @@ from safetensors.numpy import load, save
 logger = logging.getLogger(__name__)
 
 SHARD_PREFIX = "shard-"
+
+
+def bucket_count(num_texts: int, chunk_size: int) -> int:
+    """How many hash buckets a corpus of `num_texts` distinct texts is labelled in: a power of two, about one shard
+    per bucket. It depends on the corpus only, so runs labelling the same corpus share the same buckets (and
+    locks)."""
+    return 1 << max(0, math.ceil(math.log2(max(1, math.ceil(num_texts / chunk_size)))))
 
 
 def text_keys(texts: Sequence[str]) -> np.ndarray:
@@ -85,23 +94,35 @@ class LogitCache:
         self.folder = Path(folder)
         self.num_labels = num_labels
         self._index: _Index | None = None
+        self._read_paths: list[Path] = []
+        self._written: set[Path] = set()
 
     def shards(self) -> list[Path]:
         """The shard files, in name order."""
         return sorted(self.folder.glob(f"{SHARD_PREFIX}*.safetensors"))
 
     def reload(self) -> None:
-        """Forget what was read: the next lookup reads the folder again (shards written by other processes)."""
+        """Forget what was read: the next lookup reads the folder again (shards written since, by any process)."""
         self._index = None
+        self._read_paths, self._written = [], set()
 
-    def missing(self, texts: Sequence[str]) -> list[int]:
-        """Positions of the texts without cached logits (first occurrence of each distinct text), shortest first."""
-        keys = text_keys(texts)
+    def missing(self, keys: np.ndarray) -> np.ndarray:
+        """Positions of the `keys` (see `text_keys`) without cached logits: the first occurrence of each."""
         absent = np.flatnonzero(self._read().find(keys) < 0)
         _, first = np.unique(keys[absent], axis=0, return_index=True)
-        positions = absent[np.sort(first)]
-        lengths = np.fromiter((len(texts[i]) for i in positions), dtype=np.int64, count=len(positions))
-        return positions[np.argsort(lengths, kind="stable")].tolist()
+        return absent[np.sort(first)]
+
+    def keys_added_elsewhere(self) -> set[tuple[int, int]]:
+        """Keys of the shards written since this cache was read, by another run (this one's own are excluded)."""
+        known = set(self._read_paths) | self._written
+        added = set()
+        for path in self.shards():
+            if path not in known:
+                shard = self._read_shard(path)
+                self._read_paths.append(path)
+                if shard is not None:
+                    added.update(map(tuple, shard[0].tolist()))
+        return added
 
     def add(self, texts: Sequence[str], logits: np.ndarray) -> Path:
         """Store the logits of `texts` as one shard, written atomically under its own checksum."""
@@ -116,7 +137,7 @@ class LogitCache:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, path)
-        self._index = None
+        self._written.add(path)
         return path
 
     def lookup(self, texts: Sequence[str]) -> np.ndarray:
@@ -130,7 +151,8 @@ class LogitCache:
     def _read(self) -> _Index:
         if self._index is None:
             keys, logits = [], []
-            for path in self.shards():
+            self._read_paths = self.shards()
+            for path in self._read_paths:
                 shard = self._read_shard(path)
                 if shard is not None:
                     keys.append(shard[0])

@@ -247,6 +247,10 @@ def _build(cls: type, data: Any, where: str) -> Any:
 def _convert(hint: Any, value: Any, where: str) -> Any:
     if isinstance(value, str):
         value = expand_env(value)
+        if hint is int and re.fullmatch(r"[+-]?\d+", value.strip()):
+            return int(value)  # `${BATCH:-32}` fills an int field
+        if hint is bool and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(hint)
@@ -288,14 +292,20 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:
-    """Apply one `dotted.key=value` override (value parsed as YAML) to raw recipe data."""
+    """Apply one `dotted.key=value` override (value parsed as YAML) to raw recipe data; an item of a list is
+    named by its index (`data.unlabeled[2].max_rows=1000`)."""
     if "=" not in assignment:
         raise RecipeError(f"override {assignment!r} must look like section.field=value")
     key, raw = assignment.split("=", 1)
     *parents, leaf = key.strip().split(".")
     node = data
     for part in parents:
-        node = node.setdefault(part, {})
+        name, index = re.fullmatch(r"([^\[\]]+)(?:\[(\d+)\])?", part).groups()
+        node = node.setdefault(name, {})
+        if index is not None:
+            if not isinstance(node, list) or int(index) >= len(node):
+                raise RecipeError(f"override {assignment!r}: {name} has no item {index}")
+            node = node[int(index)]
         if not isinstance(node, dict):
             raise RecipeError(f"override {assignment!r}: {part} is not a section")
     node[leaf] = yaml.safe_load(raw)
@@ -321,11 +331,113 @@ def recipe_from_dict(
     data: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), where: str = "recipe"
 ) -> Recipe:
     """Build a recipe from plain data (as read from YAML), after `section.field=value` overrides; environment
-    variables are expanded and every field is checked."""
+    variables are expanded and every field is checked (types, then ranges: see `validate`)."""
     data = copy.deepcopy(data)
     for assignment in overrides:
         apply_override(data, assignment)
-    return _build(Recipe, data, where)
+    recipe = _build(Recipe, data, where)
+    validate(recipe, where)
+    return recipe
+
+
+def _positive(value: Any) -> bool:
+    return value > 0
+
+
+def _at_least_one(value: Any) -> bool:
+    return value >= 1
+
+
+def _optional(check: Any) -> Any:
+    return lambda value: value is None or check(value)
+
+
+def _unit(value: float) -> bool:
+    return 0.0 <= value <= 1.0
+
+
+def _valid_pattern(pattern: str) -> bool:
+    try:
+        compiled = re.compile(pattern)
+    except re.error:
+        return False
+    return compiled.fullmatch("") is None and compiled.fullmatch(" ") is None
+
+
+# Range checks, by dataclass: (field, check, what the field must be). Run at load time, before any expensive step.
+_RULES: dict[type, list[tuple[str, Any, str]]] = {
+    DatasetSource: [
+        ("max_rows", _optional(_at_least_one), "None or >= 1"),
+        ("min_words", _at_least_one, ">= 1"),
+        ("max_words", _optional(_at_least_one), "None or >= 1"),
+    ],
+    DataConfig: [("select_size", _optional(_at_least_one), "None or >= 1")],
+    TeacherConfig: [
+        ("max_length", _at_least_one, ">= 1"),
+        ("batch_size", _at_least_one, ">= 1"),
+        ("chunk_size", _at_least_one, ">= 1"),
+        ("dtype", lambda v: v in ("auto", "float32", "bfloat16", "float16"), "one of auto, float32, bfloat16, float16"),
+    ],
+    VocabConfig: [
+        ("size", _at_least_one, ">= 1"),
+        ("ngram_range", lambda v: len(v) == 2 and 1 <= v[0] <= v[1], "[min_n, max_n] with 1 <= min_n <= max_n"),
+        ("token_pattern", _valid_pattern, "a regular expression that matches no empty string or space"),
+        ("min_count", _at_least_one, ">= 1"),
+        ("num_workers", _optional(lambda v: v >= 0), "None or >= 0"),
+        ("num_partitions", _at_least_one, ">= 1"),
+    ],
+    AugmentConfig: [
+        ("copies_per_example", _at_least_one, ">= 1"),
+        ("mask_prob", _unit, "in [0, 1]"),
+        ("ngram_sample_prob", _unit, "in [0, 1]"),
+        ("max_sample_words", _at_least_one, ">= 1"),
+    ],
+    StageConfig: [
+        ("epochs", _positive, "> 0"),
+        ("max_steps", _optional(_at_least_one), "None or >= 1"),
+        ("batch_size", _at_least_one, ">= 1"),
+        ("learning_rate", _positive, "> 0"),
+        ("embedding_learning_rate", _optional(_positive), "None or > 0"),
+        ("betas", lambda v: len(v) == 2 and all(0.0 <= b < 1.0 for b in v), "two numbers in [0, 1)"),
+        ("eps", _positive, "> 0"),
+        ("weight_decay", lambda v: v >= 0, ">= 0"),
+        ("warmup_ratio", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+        ("temperature", _positive, "> 0"),
+        ("alpha", _unit, "in [0, 1] (1 = pure KD, 0 = gold labels only)"),
+        ("max_grad_norm", _optional(_positive), "None or > 0"),
+        ("eval_steps", _optional(_at_least_one), "None or >= 1"),
+        ("save_steps", _optional(_at_least_one), "None or >= 1"),
+        ("save_total_limit", _at_least_one, ">= 1"),
+        ("eval_batch_size", _at_least_one, ">= 1"),
+    ],
+    Recipe: [
+        ("mixed_precision", lambda v: v in ("no", "bf16", "fp16"), "one of no, bf16, fp16"),
+        ("speed_seconds", lambda v: v >= 0, ">= 0"),
+    ],
+}
+
+
+def validate(recipe: Recipe, where: str = "recipe") -> None:
+    """Check every number and choice of a recipe against its range; raise `RecipeError` naming the first field
+    out of range. The student's settings are checked by building its `SparseDANConfig`."""
+
+    def walk(node: Any, path: str) -> None:
+        for name, check, expected in _RULES.get(type(node), []):
+            value = getattr(node, name)
+            if not check(value):
+                raise RecipeError(f"{where}: {path}{name} must be {expected}, got {value!r}")
+        for f in dataclasses.fields(node):
+            value = getattr(node, f.name)
+            children = value if isinstance(value, list) else [value]
+            for i, child in enumerate(children):
+                if dataclasses.is_dataclass(child):
+                    walk(child, f"{path}{f.name}{f'[{i}]' if isinstance(value, list) else ''}.")
+
+    walk(recipe, "")
+    try:
+        SparseDANConfig(**dataclasses.asdict(recipe.student), vocab_size=2, ngram_range=recipe.vocab.ngram_range)
+    except (ValueError, TypeError) as error:
+        raise RecipeError(f"{where}: student: {error}") from None
 
 
 def load_recipe(name_or_path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:

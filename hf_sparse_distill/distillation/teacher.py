@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import PartialState
+from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from .distributed import process_state
-from .logit_cache import LogitCache, identity_folder_name
+from .logit_cache import LogitCache, bucket_count, identity_folder_name, text_keys
 from .recipe import TeacherConfig
 
 logger = logging.getLogger(__name__)
@@ -127,8 +128,10 @@ class Teacher:
         """Logits for every text, `[len(texts), num_labels]` float32, computed once per distinct text and cached on
         disk (see `logit_cache`).
 
-        Texts without cached logits are labelled shortest first, `chunk_size` per shard; under several processes
-        the shards are shared out, and every process returns the full array.
+        The texts without cached logits are split into hash buckets, each labelled under a file lock in shards of
+        `chunk_size` texts. The processes of a run share the buckets out; a bucket locked by another run is done
+        last, after waiting for its lock, and only the texts that run did not label are labelled. Every process
+        returns the full array.
         """
         identity = self.identity()
         cache = LogitCache(Path(cache_dir) / "teacher_logits" / identity_folder_name(identity), self.num_labels)
@@ -136,22 +139,42 @@ class Teacher:
             cache.folder.mkdir(parents=True, exist_ok=True)
             (cache.folder / "identity.json").write_text(json.dumps(identity, indent=2, sort_keys=True))
         self.state.wait_for_everyone()
-        todo = cache.missing(texts)
-        self.state.wait_for_everyone()  # every process has the same plan before any shard is added
-        chunk_size = self.config.chunk_size
-        chunks = [todo[i : i + chunk_size] for i in range(0, len(todo), chunk_size)]
-        if chunks:
+        keys = text_keys(texts)
+        todo = cache.missing(keys)
+        num_buckets = bucket_count(len(np.unique(keys, axis=0)), self.config.chunk_size)
+        bucket_of = keys[todo, 0] % np.uint64(num_buckets)
+        mine = [b for b in range(num_buckets) if b % self.state.num_processes == self.state.process_index]
+        if len(todo):
             logger.info("teacher: %d of %d texts to label in %s", len(todo), len(texts), cache.folder)
-            with tqdm(
-                total=len(todo), desc="teacher labelling", unit="texts", dynamic_ncols=True,
-                disable=not (show_progress and self.state.is_main_process),
-            ) as bar:  # fmt: skip
-                for chunk in chunks[self.state.process_index :: self.state.num_processes]:
-                    batch = [texts[i] for i in chunk]
-                    cache.add(batch, self.predict(batch))
-                    bar.update(len(chunk) * self.state.num_processes)
-        else:
-            logger.info("teacher: all %d texts already labelled in %s", len(texts), cache.folder)
+        with tqdm(
+            total=len(todo), desc="teacher labelling", unit="texts", dynamic_ncols=True,
+            disable=not (show_progress and self.state.is_main_process and len(todo)),
+        ) as bar:  # fmt: skip
+            deferred = []
+            for blocking in (False, True):
+                for bucket in deferred if blocking else mine:
+                    lock = FileLock(cache.folder / f"bucket-{num_buckets}-{bucket}.lock")
+                    try:
+                        lock.acquire(blocking=blocking)
+                    except Timeout:
+                        deferred.append(bucket)
+                        continue
+                    try:
+                        positions = todo[bucket_of == bucket]
+                        done = self._label_bucket(texts, keys, positions, cache)
+                    finally:
+                        lock.release()
+                    bar.update(done * self.state.num_processes)
         self.state.wait_for_everyone()
         cache.reload()
         return cache.lookup(texts)
+
+    def _label_bucket(self, texts: Sequence[str], keys: np.ndarray, positions: np.ndarray, cache: LogitCache) -> int:
+        """Label the texts at `positions` that no other run labelled meanwhile, `chunk_size` per shard."""
+        elsewhere = cache.keys_added_elsewhere()
+        if elsewhere:
+            positions = np.asarray([i for i in positions if tuple(keys[i].tolist()) not in elsewhere], dtype=np.int64)
+        for start in range(0, len(positions), self.config.chunk_size):
+            batch = [texts[i] for i in positions[start : start + self.config.chunk_size]]
+            cache.add(batch, self.predict(batch))
+        return len(positions)

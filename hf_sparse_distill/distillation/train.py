@@ -22,7 +22,15 @@ from tqdm.auto import tqdm
 from ..models.sparse_dan.modeling_sparse_dan import SparseDANForSequenceClassification
 from ..models.sparse_dan.tokenization_sparse_dan import SparseDANTokenizer
 from ..results import Metrics
-from .checkpoints import BEST, checkpoint_step, latest_checkpoint, prune_checkpoints, publish_checkpoint, save_best
+from .checkpoints import (
+    BEST,
+    checkpoint_problem,
+    checkpoint_step,
+    checkpoints,
+    prune_checkpoints,
+    publish_checkpoint,
+    save_best,
+)
 from .distributed import average_sparse_gradient, broadcast_parameter, exclude_from_ddp
 from .encoding import EncodedTexts
 from .evaluate import classification_metrics, predict_logits
@@ -33,6 +41,10 @@ from .recipe import StageConfig
 logger = logging.getLogger(__name__)
 
 TRAINER_STATE = "trainer_state.json"
+
+
+class NonFiniteTrainingError(RuntimeError):
+    """The loss or the weights of a stage stopped being finite numbers."""
 
 
 @dataclass
@@ -201,6 +213,7 @@ class StageTrainer:
         self.schedule = Schedule.of(stage, len(data.encoded))
         self.summary = StageSummary(total_steps=self.schedule.total_steps)
         self.step = 0
+        self.seed = seed
         self.sampler = ShuffledBatches(len(data.encoded), stage.batch_size, seed)
         self._prepare()
 
@@ -233,12 +246,8 @@ class StageTrainer:
         if self.report_to:
             config = {k: v for k, v in asdict(self.stage).items() if v is not None}
             accelerator.init_trackers(self.stage_dir.name, config=config)
-        checkpoint = latest_checkpoint(self.stage_dir) if resume else None
-        if checkpoint is not None:
-            accelerator.load_state(str(checkpoint))
-            self.summary = StageSummary.load(checkpoint / TRAINER_STATE)
-            self.step = checkpoint_step(checkpoint)
-            logger.info("resumed %s from %s (step %d)", self.stage_dir.name, checkpoint, self.step)
+        if resume:
+            self._resume()
         self.bar = tqdm(
             total=self.schedule.total_steps,
             initial=self.step,
@@ -269,8 +278,35 @@ class StageTrainer:
         accelerator.wait_for_everyone()
         return self.summary
 
+    def _resume(self) -> None:
+        """Continue from the newest checkpoint whose files match its manifest; a damaged one is skipped with a
+        warning naming the file (the previous one is tried), and without any valid checkpoint the stage starts
+        over."""
+        found = checkpoints(self.stage_dir)
+        for checkpoint in reversed(found):
+            problem = checkpoint_problem(checkpoint)
+            if problem is not None:
+                logger.warning("not resuming %s from %s: %s", self.stage_dir.name, checkpoint, problem)
+                continue
+            self.accelerator.load_state(str(checkpoint))
+            self.summary = StageSummary.load(checkpoint / TRAINER_STATE)
+            self.step = checkpoint_step(checkpoint)
+            logger.info("resumed %s from %s (step %d)", self.stage_dir.name, checkpoint, self.step)
+            return
+        if found:
+            logger.warning(
+                "no valid checkpoint of %s in %s: training it from the start", self.stage_dir.name, found[0].parent
+            )
+
+    def _seed_step(self) -> None:
+        """Seed torch's generator from (seed, step, process) before each step: the dropout masks of a step do not
+        depend on what ran before it, so a resumed run repeats an uninterrupted one exactly."""
+        state = np.random.SeedSequence([self.seed, self.step, self.accelerator.process_index]).generate_state(2)
+        torch.manual_seed(int(state[0]) << 32 | int(state[1]))
+
     def _train_step(self, batch: dict[str, torch.Tensor]) -> None:
         self.wrapped.train()
+        self._seed_step()
         logits = self.wrapped(input_ids=batch["input_ids"], offsets=batch["offsets"]).logits
         loss = mixed_loss(
             logits,
@@ -280,6 +316,11 @@ class StageTrainer:
             self.stage.temperature,
             self.problem_type,
         )
+        if not torch.isfinite(loss):
+            raise NonFiniteTrainingError(
+                f"{self.stage_dir.name}: the training loss is {loss.item()} at step {self.step + 1} (learning rates "
+                "too high, or non-finite teacher logits?); stopped, nothing of this step is saved"
+            )
         self.accelerator.backward(loss)
         if self.distributed:
             average_sparse_gradient(self.table.weight)
@@ -301,8 +342,11 @@ class StageTrainer:
         """Evaluate on the selection split (main process); a new best is written to `best/` with its tokenizer and
         metrics."""
         accelerator = self.accelerator
+        model = accelerator.unwrap_model(self.wrapped)
+        bad = next((name for name, p in model.named_parameters() if not torch.isfinite(p).all()), None)
+        if bad is not None:  # checked by every process (the weights are the same everywhere)
+            raise NonFiniteTrainingError(f"{self.stage_dir.name}: {bad} is not finite at step {self.step}; not saved")
         if accelerator.is_main_process:
-            model = accelerator.unwrap_model(self.wrapped)
             selection = self.selection
             logits = predict_logits(model, selection.encoded, self.stage.eval_batch_size)
             metrics = classification_metrics(logits, selection.labels, model.config.id2label, selection.teacher_logits)

@@ -80,6 +80,11 @@ class SparseDANConfig(PretrainedConfig):
         for name, rate in (("feature_dropout", feature_dropout), ("classifier_dropout", classifier_dropout)):
             if not 0.0 <= rate < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {rate!r}")
+        for name, size in (("vocab_size", vocab_size), ("embed_dim", embed_dim), ("max_ngrams", max_ngrams)):
+            if int(size) < 1:
+                raise ValueError(f"{name} must be >= 1, got {size!r}")
+        if any(int(width) < 1 for width in hidden_dims):
+            raise ValueError(f"hidden_dims must all be >= 1, got {list(hidden_dims)!r}")
         ngram_range = [int(n) for n in ngram_range]
         if len(ngram_range) != 2 or not 1 <= ngram_range[0] <= ngram_range[1]:
             raise ValueError(f"ngram_range must be (min_n, max_n) with 1 <= min_n <= max_n, got {ngram_range!r}")

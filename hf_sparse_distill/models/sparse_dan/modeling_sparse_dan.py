@@ -64,6 +64,24 @@ def drop_features(input_ids: torch.Tensor, offsets: torch.Tensor, rate: float) -
     return input_ids[keep], new_offsets
 
 
+def pool_in_float32(weight: torch.Tensor, input_ids: torch.Tensor, offsets: torch.Tensor, mode: str) -> torch.Tensor:
+    """`nn.EmbeddingBag` pooling with the rows gathered in the table's dtype but summed in float32, for tables in
+    float16 or bfloat16: the sum over a long text would overflow in half precision. Returns `[batch, dim]`
+    float32; an empty bag is a zero vector, as in `nn.EmbeddingBag`."""
+    lengths = torch.diff(offsets, append=offsets.new_tensor([input_ids.numel()]))
+    bag_of_id = torch.repeat_interleave(torch.arange(offsets.numel(), device=offsets.device), lengths)
+    rows = weight.index_select(0, input_ids).float()
+    pooled = rows.new_zeros((offsets.numel(), weight.shape[1]))
+    if mode == "max":
+        index = bag_of_id[:, None].expand_as(rows)
+        pooled = pooled.fill_(-torch.inf).scatter_reduce(0, index, rows, reduce="amax")
+        return torch.where(lengths[:, None] > 0, pooled, torch.zeros_like(pooled))
+    pooled.index_add_(0, bag_of_id, rows)
+    if mode == "mean":
+        pooled /= lengths.clamp(min=1)[:, None].to(pooled.dtype)
+    return pooled
+
+
 class SparseDANModel(SparseDANPreTrainedModel):
     """The n-gram embedding bag: returns one pooled vector per text (`pooler_output`, `[batch, embed_dim]`)."""
 
@@ -108,7 +126,13 @@ class SparseDANModel(SparseDANPreTrainedModel):
             raise ValueError("with offsets, input_ids and offsets must both be 1-D (flat ids, bag starts)")
         if self.training and self.config.feature_dropout > 0:
             input_ids, offsets = drop_features(input_ids, offsets, self.config.feature_dropout)
-        pooled = self.embeddings(input_ids, offsets)
+        weight = self.embeddings.weight
+        if weight.dtype in (torch.float16, torch.bfloat16):
+            pooled = pool_in_float32(weight, input_ids, offsets, self.config.pooling)
+            limit = torch.finfo(weight.dtype).max  # a sum can still exceed the half-precision range
+            pooled = pooled.clamp(-limit, limit).to(weight.dtype)
+        else:
+            pooled = self.embeddings(input_ids, offsets)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if not return_dict:
             return (pooled,)

@@ -23,18 +23,24 @@ class SparseDANClassificationPipeline(TextClassificationPipeline):
 
     def __call__(self, inputs, **kwargs):
         """Classify `inputs` as the stock pipeline does; a list of texts goes through the batched path."""
-        batch_size = kwargs.pop("batch_size", None) or self._batch_size or DEFAULT_BATCH_SIZE
-        kwargs.pop("num_workers", None)
+        batch_size = kwargs.pop("batch_size", None)
+        batch_size = batch_size if batch_size is not None else self._batch_size or DEFAULT_BATCH_SIZE
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size should be a positive integer value, but got batch_size={batch_size}")
         is_text_list = isinstance(inputs, (list, tuple)) and inputs and all(isinstance(t, str) for t in inputs)
-        preprocess_params, _, postprocess_params = self._sanitize_parameters(**kwargs)
-        truncation = preprocess_params.pop("truncation", False)
+        preprocess_params, _, postprocess_params = self._sanitize_parameters(
+            **{k: v for k, v in kwargs.items() if k != "num_workers"}
+        )
+        truncation = preprocess_params.pop("truncation", None)
         max_length = preprocess_params.pop("max_length", None)
-        if not is_text_list or preprocess_params:
+        if not is_text_list or preprocess_params or truncation not in (None, True, False):
             return super().__call__(inputs, batch_size=batch_size, **kwargs)
+        # the tokenizer's rule: truncate when asked, or when a max_length is given and truncation is not set
+        truncate = truncation is True or (truncation is None and max_length is not None)
         results = []
         for start in range(0, len(inputs), batch_size):
             batch = self.tokenizer.encode_bags(
-                list(inputs[start : start + batch_size]), truncation=bool(truncation), max_length=max_length
+                list(inputs[start : start + batch_size]), truncation=truncate, max_length=max_length
             )
             with torch.inference_mode():
                 logits = self.model(**batch.to(self.device)).logits.cpu()

@@ -282,7 +282,9 @@ class SparseDANTokenizer(PreTrainedTokenizer):
             return_tensors: `"pt"`, `"np"` or `None` (Python lists).
         """
         texts = self._check_texts(texts)
-        limit = (max_length or self.model_max_length) if truncation else None
+        if max_length is not None and max_length < 1:
+            raise ValueError(f"max_length must be >= 1 (n-grams kept per text), got {max_length}")
+        limit = (max_length if max_length is not None else self.model_max_length) if truncation else None
         ids, lengths = self.matcher.encode(texts, max_ngrams=limit)
         offsets = np.cumsum(lengths) - lengths
         data = {"input_ids": ids, "offsets": offsets}
@@ -323,14 +325,19 @@ class SparseDANTokenizer(PreTrainedTokenizer):
         verbose: bool = True,
         **kwargs,
     ) -> BatchEncoding:
+        kwargs.pop("split_special_tokens", None)  # set by transformers itself; text never matches a special token
+        if kwargs:
+            raise TypeError(f"SparseDANTokenizer got unexpected argument(s) {sorted(kwargs)}")
+        if return_offsets_mapping:
+            raise NotImplementedError(
+                "return_offsets_mapping is not available: an n-gram id covers several words, not one span of text"
+            )
+        if max_length is not None and max_length < 1:
+            raise ValueError(f"max_length must be >= 1 (n-grams kept per text), got {max_length}")
         batched = isinstance(text, (list, tuple))
         plain_texts = isinstance(text, str) or (batched and all(isinstance(t, str) for t in text))
         special_request = (
-            text_pair is not None
-            or is_split_into_words
-            or return_overflowing_tokens
-            or return_special_tokens_mask
-            or return_offsets_mapping
+            text_pair is not None or is_split_into_words or return_overflowing_tokens or return_special_tokens_mask
         )
         if not plain_texts or special_request:
             if not batched and not isinstance(text, str):
@@ -354,10 +361,8 @@ class SparseDANTokenizer(PreTrainedTokenizer):
                 return_attention_mask=return_attention_mask,
                 return_overflowing_tokens=return_overflowing_tokens,
                 return_special_tokens_mask=return_special_tokens_mask,
-                return_offsets_mapping=return_offsets_mapping,
                 return_length=return_length,
                 verbose=verbose,
-                **kwargs,
             )
         texts = [text] if isinstance(text, str) else list(text)
         truncate = truncation_strategy != TruncationStrategy.DO_NOT_TRUNCATE and max_length is not None

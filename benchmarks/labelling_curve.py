@@ -1,0 +1,171 @@
+"""Student accuracy on the report split against the minutes the teacher spends labelling, for several recipes.
+
+    python benchmarks/labelling_curve.py                               # ~1.5 h on 2 cores with a warm logit cache
+    python benchmarks/labelling_curve.py --smoke --out /tmp/curve      # tiny budgets: checks that the script runs
+
+For each recipe the teacher's speed on each unlabeled source is measured first (texts per second on a random
+sample, this machine, the recipe's teacher settings). A labelling budget of B minutes then buys, source after
+source in the recipe's order, as many texts as fit (the SST-2 train texts are always labelled, and counted); the
+recipe is distilled on that corpus (`--stages kd,finetune`, choices on the selection split) and its kept student is
+measured on dev, which no choice looked at. Teacher logits come from the shared cache, so a point costs only its
+vocabulary and training time. Writes `labelling_curve.json`, `LABELLING_CURVE.md` and `labelling_curve.png`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import random
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RECIPES = {"0.1 recipe (today)": "sst2_shared", "full recipe": "sst2_shared_full"}
+
+
+def source_rates(recipe, sample: int) -> list[dict]:
+    """Texts per second of the teacher on each data source of the recipe (train first, then unlabeled)."""
+    from hf_sparse_distill.distillation.data import load_source
+    from hf_sparse_distill.distillation.teacher import Teacher
+
+    teacher = Teacher(recipe.teacher)
+    label2id = {name: i for i, name in teacher.id2label.items()}
+    teacher.predict(["warm up"] * 8)
+    rows = []
+    for name, source in [("train", recipe.data.train)] + [
+        (f"unlabeled[{i}]", s) for i, s in enumerate(recipe.data.unlabeled)
+    ]:
+        texts = load_source(source, label2id if name == "train" else None).texts
+        picked = random.Random(0).sample(texts, min(sample, len(texts)))
+        start = time.perf_counter()
+        teacher.predict(picked)
+        rate = len(picked) / (time.perf_counter() - start)
+        rows.append({"source": name, "path": source.path, "texts": len(texts), "texts_per_s": round(rate, 1),
+                     "split": "clauses" if source.split_clauses else "sentences" if source.split_sentences else "rows"})  # fmt: skip
+    return rows
+
+
+def budget_overrides(rates: list[dict], minutes: float) -> tuple[list[str], float]:
+    """`--set` overrides that cap each unlabeled source to what `minutes` of labelling buy, in recipe order; and
+    the minutes actually spent (the train texts always count)."""
+    left = minutes * 60 - rates[0]["texts"] / rates[0]["texts_per_s"]
+    overrides, spent = [], rates[0]["texts"] / rates[0]["texts_per_s"]
+    for i, row in enumerate(rates[1:]):
+        take = int(max(0.0, min(row["texts"], left * row["texts_per_s"])))
+        overrides.append(f"data.unlabeled[{i}].max_rows={max(take, 1)}")
+        left -= take / row["texts_per_s"]
+        spent += take / row["texts_per_s"]
+    return overrides, spent / 60
+
+
+def run_point(recipe_name: str, overrides: list[str], out_dir: Path, seed: int) -> dict:
+    from hf_sparse_distill.distillation import load_recipe, run_recipe
+
+    recipe = load_recipe(recipe_name, [*overrides, f"output_dir={out_dir}", f"seed={seed}", "speed_seconds=0"])
+    start = time.perf_counter()
+    results = run_recipe(recipe, ("kd", "finetune"), push=False)
+    return {
+        "kd_texts": results.data.kd_total,
+        "report_accuracy": results.student.accuracy,
+        "retention": results.retention,
+        "selection_accuracy": results.selection[results.student_stage].accuracy,
+        "kd_report_accuracy": results.stages["kd"].accuracy,
+        "student_stage": results.student_stage,
+        "teacher_report_accuracy": results.teacher.metrics.accuracy,
+        "wall_s": round(time.perf_counter() - start, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budgets", default="5,10,20,40,80", help="labelling minutes, comma-separated")
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--sample", type=int, default=2048, help="texts per source for the speed measurement")
+    parser.add_argument("--work", default="runs/curve", help="where the runs of each point go")
+    parser.add_argument("--out", default=str(HERE))
+    parser.add_argument("--smoke", action="store_true", help="one tiny budget per recipe, few training steps")
+    args = parser.parse_args()
+    from hf_sparse_distill.distillation import load_recipe
+    from hf_sparse_distill.speed import machine_description
+
+    budgets = [0.05] if args.smoke else [float(b) for b in args.budgets.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    extra = ["kd.max_steps=20", "finetune.max_steps=10", "vocab.size=20000"] if args.smoke else []
+    report = {"machine": machine_description(), "date": datetime.date.today().isoformat(), "recipes": {}}
+    for label, name in RECIPES.items():
+        recipe = load_recipe(name)
+        rates = source_rates(recipe, 64 if args.smoke else args.sample)
+        full_minutes = sum(r["texts"] / r["texts_per_s"] for r in rates) / 60
+        points = []
+        for minutes in sorted(b for b in budgets if b < full_minutes) + [full_minutes]:
+            overrides, spent = budget_overrides(rates, minutes)
+            for seed in seeds:
+                out_dir = Path(args.work) / name / f"{minutes:.0f}min-seed{seed}"
+                point = run_point(name, overrides + extra, out_dir, seed)
+                points.append(
+                    {"budget_minutes": round(minutes, 2), "labelling_minutes": round(spent, 2), "seed": seed, **point}
+                )
+                print(json.dumps({"recipe": label, **points[-1]}), flush=True)
+            if args.smoke:
+                break
+        report["recipes"][label] = {"recipe": name, "source_rates": rates, "full_labelling_minutes": round(full_minutes, 1),
+                                    "points": points}  # fmt: skip
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "labelling_curve.json").write_text(json.dumps(report, indent=2))
+    (out / "LABELLING_CURVE.md").write_text(markdown(report))
+    plot(report, out / "labelling_curve.png")
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        "# Student accuracy against teacher labelling time (SST-2)",
+        "",
+        f"Generated {report['date']} by `python benchmarks/labelling_curve.py` on: {report['machine']}.",
+        "Accuracy of the kept student on SST-2 dev (872 sentences), which no choice looked at: checkpoints and KD vs "
+        "KD+FT were chosen on the selection split (1,000 held-out SST train sentences). Labelling minutes are what "
+        "the texts of the point cost the teacher at the measured speed of each source.",
+        "",
+        "| recipe | labelling minutes | KD texts | seed | dev accuracy | % of teacher | KD alone | kept |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for label, entry in report["recipes"].items():
+        for p in entry["points"]:
+            lines.append(
+                f"| {label} | {p['labelling_minutes']:.1f} | {p['kd_texts']:,} | {p['seed']} | "
+                f"{100 * p['report_accuracy']:.2f} | {100 * p['retention']:.1f}% | {100 * p['kd_report_accuracy']:.2f} | "
+                f"{p['student_stage']} |"
+            )
+    lines += ["", "Teacher speed per source (texts/s, this machine):", ""]
+    for label, entry in report["recipes"].items():
+        rates = ", ".join(
+            f"{r['path'].split('/data/')[-1]} ({r['split']}) {r['texts_per_s']:.0f}" for r in entry["source_rates"]
+        )
+        lines.append(f"- {label}: {rates}")
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for label, entry in report["recipes"].items():
+        points = sorted(entry["points"], key=lambda p: p["labelling_minutes"])
+        ax.plot(
+            [p["labelling_minutes"] for p in points], [100 * p["report_accuracy"] for p in points], "o-", label=label
+        )
+    ax.set_xlabel("teacher labelling time (minutes, 2 CPU cores)")
+    ax.set_ylabel("student accuracy, SST-2 dev (%)")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
