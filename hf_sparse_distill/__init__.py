@@ -37,6 +37,9 @@ SparseDANConfig.register_for_auto_class()
 SparseDANModel.register_for_auto_class("AutoModel")
 SparseDANForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
 SparseDANTokenizer.register_for_auto_class("AutoTokenizer")
+SparseDANConfig.ignore_custom_pipelines = (
+    True  # see SparseDANConfig: use pipeline_class=SparseDANClassificationPipeline
+)
 
 # Names served by `hf_sparse_distill.distillation`, imported on first access (it needs the `[distill]` extra).
 _LAZY = {"distill": "distillation", "load_recipe": "distillation", "Recipe": "distillation"}

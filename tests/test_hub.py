@@ -70,6 +70,7 @@ EXPECTED_FILES = [
     "model.safetensors",
     "modeling_sparse_dan.py",
     "ngram_vocab.json",
+    "pipeline_sparse_dan.py",
     "speed_accuracy.png",
     "tokenization_sparse_dan.py",
     "tokenizer_config.json",

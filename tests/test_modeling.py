@@ -145,6 +145,7 @@ def test_save_pretrained_round_trip(saved_student, model, tokenizer):
         "model.safetensors",
         "modeling_sparse_dan.py",
         "ngram_vocab.json",
+        "pipeline_sparse_dan.py",
         "tokenization_sparse_dan.py",
         "tokenizer_config.json",
     ]

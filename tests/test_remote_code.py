@@ -26,6 +26,9 @@ print(json.dumps({
     "logits": logits,
     "base_class": type(base).__name__,
     "model_class": type(model).__name__,
+    "pipeline_class": type(classifier).__name__,
+    "pipeline_module": type(classifier).__module__,
+    "pipeline_top_k": classifier(texts, top_k=None, batch_size=7),
 }))
 """
 
@@ -45,6 +48,13 @@ def assert_same_predictions(remote: dict, model, tokenizer):
     np.testing.assert_allclose(remote["logits"], expected, atol=1e-6)
     assert remote["model_class"] == "SparseDANForSequenceClassification"
     assert remote["base_class"] == "SparseDANModel"
+    # the folder's own batched pipeline serves `pipeline("text-classification", trust_remote_code=True)`
+    assert remote["pipeline_class"] == "SparseDANClassificationPipeline"
+    assert remote["pipeline_module"].startswith("transformers_modules")
+    local_top_k = pipeline("text-classification", model=model, tokenizer=tokenizer)(TEXTS, top_k=None, batch_size=4)
+    for got, want in zip(remote["pipeline_top_k"], local_top_k, strict=True):
+        assert [r["label"] for r in got] == [r["label"] for r in want]
+        assert [r["score"] for r in got] == pytest.approx([r["score"] for r in want], abs=1e-6)
 
 
 def test_remote_code_from_a_folder(saved_student, model, tokenizer, tmp_path):

@@ -54,6 +54,10 @@ class SparseDANConfig(PretrainedConfig):
     """
 
     model_type = "sparse_dan"
+    # Set by the installed package, which serves its batched pipeline itself: the `custom_pipelines` entry of a
+    # saved student is then ignored, so that `pipeline("text-classification", model=...)` also works without
+    # `trust_remote_code` (transformers refuses a custom pipeline without it).
+    ignore_custom_pipelines = False
     # generic tools (PEFT, sentence-transformers, ONNX exporters) read the embedding width as `hidden_size`
     attribute_map = {"hidden_size": "embed_dim"}
 
@@ -101,6 +105,8 @@ class SparseDANConfig(PretrainedConfig):
         self.ngram_range = ngram_range
         self.embedding_init_std = float(embedding_init_std)
         self.initializer_range = float(initializer_range)
+        if type(self).ignore_custom_pipelines:
+            kwargs.pop("custom_pipelines", None)
         super().__init__(pad_token_id=pad_token_id, **kwargs)
 
 

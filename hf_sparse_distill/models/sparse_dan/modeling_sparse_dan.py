@@ -5,6 +5,9 @@ Models" (Ye et al., NAACL 2022). This file is copied next to the weights when a 
 nothing but torch, transformers and the configuration file beside it.
 """
 
+import shutil
+from pathlib import Path
+
 import torch
 from torch import nn
 from transformers import PreTrainedModel
@@ -12,6 +15,16 @@ from transformers.activations import ACT2FN
 from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
 
 from .configuration_sparse_dan import SparseDANConfig
+
+PIPELINE_FILE = "pipeline_sparse_dan.py"
+CUSTOM_PIPELINES = {
+    "text-classification": {
+        "impl": "pipeline_sparse_dan.SparseDANClassificationPipeline",
+        "pt": ["AutoModelForSequenceClassification"],
+        "tf": [],
+        "type": "text",
+    }
+}
 
 try:  # transformers >= 5 skips weights that were loaded from a checkpoint
     from transformers import initialization as init
@@ -200,15 +213,25 @@ class SparseDANForSequenceClassification(SparseDANPreTrainedModel):
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        """Save as every `PreTrainedModel` does; with the code files (auto-class registration), `auto_map` also
-        names the base [`SparseDANModel`], so `AutoModel.from_pretrained(..., trust_remote_code=True)` works."""
-        if self._auto_class is not None:
+        """Save as every `PreTrainedModel` does. With the code files (auto-class registration), `auto_map` also
+        names the base [`SparseDANModel`] (so `AutoModel.from_pretrained(..., trust_remote_code=True)` works), and
+        the batched pipeline file is saved too, registered in `custom_pipelines` as the folder's
+        `text-classification` pipeline: `pipeline("text-classification", model=..., trust_remote_code=True)` then
+        runs whole batches at once."""
+        pipeline_file = Path(__file__).with_name(PIPELINE_FILE)
+        ships_code = self._auto_class is not None
+        if ships_code:
             module = SparseDANModel.__module__.rsplit(".", 1)[-1]
             self.config.auto_map = {
                 "AutoModel": f"{module}.SparseDANModel",
                 **(getattr(self.config, "auto_map", None) or {}),
             }
-        return super().save_pretrained(save_directory, *args, **kwargs)
+            if pipeline_file.exists():
+                self.config.custom_pipelines = CUSTOM_PIPELINES
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if ships_code and pipeline_file.exists():
+            shutil.copyfile(pipeline_file, Path(save_directory) / PIPELINE_FILE)
+        return result
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.config.problem_type is None:
