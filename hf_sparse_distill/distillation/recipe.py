@@ -110,15 +110,15 @@ class VocabConfig:
 
 
 # Student settings are `SparseDANConfig`'s constructor arguments, declared there once: the recipe's `student` section
-# takes the same names and defaults, minus what the vocabulary decides.
-_SET_BY_VOCABULARY = ("vocab_size", "ngram_range", "pad_token_id")
+# takes the same names and defaults, minus what the vocabulary decides and what compression sets.
+_NOT_IN_RECIPES = ("vocab_size", "ngram_range", "pad_token_id", "table_quantization")
 
 
 def _student_fields() -> list[tuple[str, Any, Any]]:
     hints = typing.get_type_hints(SparseDANConfig.__init__)
     out = []
     for name, parameter in inspect.signature(SparseDANConfig.__init__).parameters.items():
-        if name == "self" or name in _SET_BY_VOCABULARY or parameter.kind is parameter.VAR_KEYWORD:
+        if name == "self" or name in _NOT_IN_RECIPES or parameter.kind is parameter.VAR_KEYWORD:
             continue
         hint, default = hints[name], parameter.default
         if isinstance(default, (list, tuple)):  # sequences are lists in YAML

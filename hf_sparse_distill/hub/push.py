@@ -13,6 +13,7 @@ from pathlib import Path
 
 from huggingface_hub import HfApi
 
+from ..compression import save_with_half_table
 from ..models.sparse_dan import SparseDANForSequenceClassification, SparseDANTokenizer
 from ..results import DistillationResults
 from .card import SparseDANModelCardData, build_model_card, model_facts
@@ -42,17 +43,11 @@ def save_for_hub(
     model = SparseDANForSequenceClassification.from_pretrained(model_dir)
     tokenizer = SparseDANTokenizer.from_pretrained(model_dir)
     facts = model_facts(model)
-    if fp16_embeddings:
-        model.get_input_embeddings().half()
     folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder, max_shard_size=max_shard_size)
     if fp16_embeddings:
-        # save_pretrained records the first weight's dtype (the table's float16) as the model dtype, which
-        # would load the head in float16 too: the model computes in float32, only the table is stored smaller.
-        config_file = folder / "config.json"
-        config = json.loads(config_file.read_text())
-        config["dtype"] = "float32"
-        config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        save_with_half_table(model, folder, max_shard_size=max_shard_size)
+    else:
+        model.save_pretrained(folder, max_shard_size=max_shard_size)
     tokenizer.save_pretrained(folder)
     plot_file = None
     if results is not None and results.speed is not None:

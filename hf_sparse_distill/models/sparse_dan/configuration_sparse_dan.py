@@ -41,6 +41,9 @@ class SparseDANConfig(PretrainedConfig):
             Standard deviation of the normal initialisation of the head's weights.
         pad_token_id (`int`, defaults to 0):
             Id of the padding row; it never contributes to a text's vector.
+        table_quantization (`str`, *optional*):
+            `"int8"` for a table stored in int8 with one scale per row (made by `hf-sparse-distill compress`; such
+            a table is for inference only).
 
     `id2label`, `label2id` and `problem_type` (`"single_label_classification"`, `"multi_label_classification"`,
     `"regression"`) behave as in every transformers classifier.
@@ -75,6 +78,7 @@ class SparseDANConfig(PretrainedConfig):
         embedding_init_std: float = 0.1,
         initializer_range: float = 0.02,
         pad_token_id: int = 0,
+        table_quantization: str | None = None,
         **kwargs,
     ):
         if pooling not in POOLING_MODES:
@@ -105,6 +109,9 @@ class SparseDANConfig(PretrainedConfig):
         self.ngram_range = ngram_range
         self.embedding_init_std = float(embedding_init_std)
         self.initializer_range = float(initializer_range)
+        if table_quantization not in (None, "int8"):
+            raise ValueError(f"table_quantization must be None or 'int8', got {table_quantization!r}")
+        self.table_quantization = table_quantization
         if type(self).ignore_custom_pipelines:
             kwargs.pop("custom_pipelines", None)
         super().__init__(pad_token_id=pad_token_id, **kwargs)

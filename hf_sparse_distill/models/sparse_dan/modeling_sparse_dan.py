@@ -81,10 +81,14 @@ def pool_in_float32(weight: torch.Tensor, input_ids: torch.Tensor, offsets: torc
     """`nn.EmbeddingBag` pooling with the rows gathered in the table's dtype but summed in float32, for tables in
     float16 or bfloat16: the sum over a long text would overflow in half precision. Returns `[batch, dim]`
     float32; an empty bag is a zero vector, as in `nn.EmbeddingBag`."""
-    lengths = torch.diff(offsets, append=offsets.new_tensor([input_ids.numel()]))
+    return pool_rows(weight.index_select(0, input_ids).float(), offsets, mode)
+
+
+def pool_rows(rows: torch.Tensor, offsets: torch.Tensor, mode: str) -> torch.Tensor:
+    """Pool gathered float32 rows (one per id of the flat input) into one vector per bag (`offsets`)."""
+    lengths = torch.diff(offsets, append=offsets.new_tensor([rows.shape[0]]))
     bag_of_id = torch.repeat_interleave(torch.arange(offsets.numel(), device=offsets.device), lengths)
-    rows = weight.index_select(0, input_ids).float()
-    pooled = rows.new_zeros((offsets.numel(), weight.shape[1]))
+    pooled = rows.new_zeros((offsets.numel(), rows.shape[1]))
     if mode == "max":
         index = bag_of_id[:, None].expand_as(rows)
         pooled = pooled.fill_(-torch.inf).scatter_reduce(0, index, rows, reduce="amax")
@@ -95,6 +99,36 @@ def pool_in_float32(weight: torch.Tensor, input_ids: torch.Tensor, offsets: torc
     return pooled
 
 
+class Int8EmbeddingBag(nn.Module):
+    """A frozen n-gram table in int8 with one float32 scale per row (row-wise symmetric quantization). Rows are
+    dequantized as they are gathered, so the table stays int8 in memory; called like `nn.EmbeddingBag` (flat ids and
+    offsets). Made by `quantize`; used by students compressed to int8."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, mode: str = "mean"):
+        super().__init__()
+        self.mode = mode
+        self.register_buffer("weight", torch.zeros(num_embeddings, embedding_dim, dtype=torch.int8))
+        self.register_buffer("scale", torch.ones(num_embeddings, dtype=torch.float32))
+
+    @classmethod
+    def quantize(cls, table: torch.Tensor, mode: str = "mean") -> "Int8EmbeddingBag":
+        """Row `i` becomes `round(table[i] / scale[i])` with `scale[i] = max |table[i]| / 127`."""
+        module = cls(table.shape[0], table.shape[1], mode)
+        scale = table.detach().float().abs().amax(dim=1).clamp(min=torch.finfo(torch.float32).tiny) / 127
+        module.weight.copy_(torch.round(table.detach().float() / scale[:, None]).clamp(-127, 127).to(torch.int8))
+        module.scale.copy_(scale)
+        return module
+
+    def dequantized(self) -> torch.Tensor:
+        """The whole table as float32 (for inspection; the forward pass never builds it)."""
+        return self.weight.float() * self.scale[:, None]
+
+    def forward(self, input_ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        """Pooled float32 vectors `[batch, dim]` of the bags of `input_ids` starting at `offsets`."""
+        rows = self.weight.index_select(0, input_ids).float() * self.scale.index_select(0, input_ids)[:, None]
+        return pool_rows(rows, offsets, self.mode)
+
+
 class SparseDANModel(SparseDANPreTrainedModel):
     """The n-gram embedding bag: returns one pooled vector per text (`pooler_output`, `[batch, embed_dim]`)."""
 
@@ -102,7 +136,10 @@ class SparseDANModel(SparseDANPreTrainedModel):
 
     def __init__(self, config: SparseDANConfig):
         super().__init__(config)
-        self.embeddings = nn.EmbeddingBag(config.vocab_size, config.embed_dim, mode=config.pooling)
+        if config.table_quantization == "int8":
+            self.embeddings = Int8EmbeddingBag(config.vocab_size, config.embed_dim, mode=config.pooling)
+        else:
+            self.embeddings = nn.EmbeddingBag(config.vocab_size, config.embed_dim, mode=config.pooling)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.EmbeddingBag:
@@ -140,7 +177,9 @@ class SparseDANModel(SparseDANPreTrainedModel):
         if self.training and self.config.feature_dropout > 0:
             input_ids, offsets = drop_features(input_ids, offsets, self.config.feature_dropout)
         weight = self.embeddings.weight
-        if weight.dtype in (torch.float16, torch.bfloat16):
+        if isinstance(self.embeddings, Int8EmbeddingBag):
+            pooled = self.embeddings(input_ids, offsets)
+        elif weight.dtype in (torch.float16, torch.bfloat16):
             pooled = pool_in_float32(weight, input_ids, offsets, self.config.pooling)
             limit = torch.finfo(weight.dtype).max  # a sum can still exceed the half-precision range
             pooled = pooled.clamp(-limit, limit).to(weight.dtype)
@@ -203,7 +242,8 @@ class SparseDANForSequenceClassification(SparseDANPreTrainedModel):
             multi-label classification, or targets for regression (`num_labels == 1`).
         """
         pooled = self.dan(input_ids, attention_mask=attention_mask, offsets=offsets, return_dict=False)[0]
-        logits = self.classifier(pooled)
+        head_dtype = self.classifier.layers[-1].weight.dtype  # the table may be stored in another dtype
+        logits = self.classifier(pooled.to(head_dtype))
         loss = None
         if labels is not None:
             loss = self._loss(logits, labels.to(logits.device))

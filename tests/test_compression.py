@@ -1,0 +1,99 @@
+"""Compressed students: pruned n-grams remapped in tokenizer and table, int8 / float16 tables, a size budget, and a
+normal student folder (Auto classes, both pipelines, remote code without the package)."""
+
+import json
+
+import pytest
+import torch
+from conftest import random_texts, run_without_package
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+from hf_sparse_distill import SparseDANClassificationPipeline
+from hf_sparse_distill.cli import main
+from hf_sparse_distill.compression import compress, folder_mb
+from hf_sparse_distill.models.sparse_dan.modeling_sparse_dan import Int8EmbeddingBag
+
+TEXTS = random_texts(60, seed=31) + ["", "the movie is good"]
+
+
+def logits_of(folder, texts=TEXTS):
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    with torch.inference_mode():
+        return model(**tokenizer.encode_bags(texts)).logits
+
+
+def test_keeping_every_ngram_in_float32_changes_nothing(saved_student, tmp_path):
+    report = compress(saved_student, tmp_path / "same", dtype="float32")
+    assert report.kept_ngrams == report.original_ngrams
+    torch.testing.assert_close(logits_of(tmp_path / "same"), logits_of(saved_student), rtol=0, atol=0)
+
+
+def test_pruning_equals_dropping_the_ngrams_from_the_text(saved_student, tokenizer, tmp_path):
+    """A pruned student sees exactly the kept n-grams: same logits as the full student fed only those ids."""
+    compress(saved_student, tmp_path / "pruned", keep_ngrams=40, dtype="float32")
+    small_tokenizer = AutoTokenizer.from_pretrained(tmp_path / "pruned")
+    assert small_tokenizer.vocab_size == 41 and small_tokenizer.pad_token_id == 0
+    full = AutoModelForSequenceClassification.from_pretrained(saved_student).eval()
+    batch = tokenizer.encode_bags(TEXTS)
+    keep = batch["input_ids"] <= 40  # frequency order = id order: the first 40 n-grams are kept
+    lengths = torch.diff(batch["offsets"], append=torch.tensor([batch["input_ids"].numel()]))
+    kept_lengths = torch.bincount(
+        torch.repeat_interleave(torch.arange(len(TEXTS)), lengths)[keep], minlength=len(TEXTS)
+    )
+    offsets = torch.cumsum(kept_lengths, 0) - kept_lengths
+    with torch.inference_mode():
+        expected = full(input_ids=batch["input_ids"][keep], offsets=offsets).logits
+    torch.testing.assert_close(logits_of(tmp_path / "pruned"), expected)
+
+
+def test_int8_table_stays_int8_and_close(saved_student, tmp_path):
+    report = compress(saved_student, tmp_path / "int8", dtype="int8", rank_by="norm", keep_ngrams=10_000)
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "int8")
+    table = model.get_input_embeddings()
+    assert isinstance(table, Int8EmbeddingBag) and table.weight.dtype == torch.int8
+    assert model.config.table_quantization == "int8" and report.dtype == "int8"
+    full = logits_of(saved_student)
+    small = logits_of(tmp_path / "int8")
+    assert (small.argmax(-1) == full.argmax(-1)).float().mean() >= 0.95
+    torch.testing.assert_close(small, full, atol=0.05, rtol=0.05)
+    assert report.size_mb < report.original_size_mb
+
+
+def test_float16_table_halves_the_file_and_loads_in_float32(saved_student, tmp_path):
+    compress(saved_student, tmp_path / "half", dtype="float16")
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "half")
+    assert model.get_input_embeddings().weight.dtype == torch.float32
+    torch.testing.assert_close(logits_of(tmp_path / "half"), logits_of(saved_student), atol=1e-2, rtol=1e-2)
+
+
+def test_max_mb_keeps_the_most_that_fits(saved_student, tmp_path):
+    full_mb = folder_mb(saved_student)
+    budget = full_mb * 0.6
+    report = compress(saved_student, tmp_path / "budget", max_mb=budget, dtype="float32")
+    assert report.size_mb <= budget and report.kept_ngrams < report.original_ngrams
+    bigger = compress(saved_student, tmp_path / "bigger", keep_ngrams=report.kept_ngrams + 50, dtype="float32")
+    assert bigger.size_mb > budget * 0.97  # close to the budget: not much more would fit
+    with pytest.raises(ValueError, match="no student of"):
+        compress(saved_student, tmp_path / "none", max_mb=0.001)
+
+
+def test_compressed_student_is_a_normal_student(saved_student, tmp_path, capsys):
+    assert main(["compress", str(saved_student), str(tmp_path / "small"), "--keep-ngrams", "100"]) == 0
+    assert json.loads(capsys.readouterr().out)["kept_ngrams"] == 100
+    small = tmp_path / "small"
+    stock = pipeline("text-classification", model=str(small))(TEXTS, top_k=None)
+    fast = pipeline("text-classification", model=str(small), pipeline_class=SparseDANClassificationPipeline)
+    for a, b in zip(fast(TEXTS, top_k=None), stock, strict=True):
+        assert [r["label"] for r in a] == [r["label"] for r in b]
+        assert [r["score"] for r in a] == pytest.approx([r["score"] for r in b], abs=1e-6)
+    script = f"""
+import json
+from transformers import pipeline
+classifier = pipeline("text-classification", model={str(small)!r}, trust_remote_code=True)
+assert type(classifier).__name__ == "SparseDANClassificationPipeline"
+print(json.dumps(classifier({TEXTS!r}, top_k=None)))
+"""
+    remote = json.loads(run_without_package(script, env={"HF_HOME": str(tmp_path / "hf")}).strip().splitlines()[-1])
+    for a, b in zip(remote, stock, strict=True):
+        assert [r["score"] for r in a] == pytest.approx([r["score"] for r in b], abs=1e-6)
