@@ -1,6 +1,7 @@
 """SparseDANTokenizer: CountVectorizer equivalence, transformers tokenizer conventions, fast paths."""
 
 import json
+import re
 from collections import Counter
 
 import numpy as np
@@ -171,3 +172,37 @@ def test_custom_ngram_range_and_case(tmp_path):
     tokenizer.save_pretrained(tmp_path)
     reloaded = SparseDANTokenizer.from_pretrained(tmp_path)
     assert reloaded.ngram_range == [2, 2] and reloaded.lowercase is False
+
+
+def test_hash_index_equals_a_dict():
+    from hf_sparse_distill.models.sparse_dan.tokenization_sparse_dan import HashIndex
+
+    rng = np.random.default_rng(0)
+    keys = np.unique(rng.integers(0, 2**40, size=50_000))
+    values = rng.integers(0, 1_000_000, size=len(keys))
+    index = HashIndex(keys, values)
+    queries = np.concatenate([keys, rng.integers(0, 2**40, size=20_000)])
+    reference = dict(zip(keys.tolist(), values.tolist()))
+    assert index.get(queries).tolist() == [reference.get(q, -1) for q in queries.tolist()]
+    assert HashIndex(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)).get(keys[:3]).tolist() == [-1] * 3
+
+
+@pytest.mark.parametrize("pattern", [r"(?u)\b\w\w+\b", r"(?u)n't|\b\w+\b|[!?]", r"\S+", r"^\w+", r"\w+ \w+"])
+def test_batch_word_pass_equals_text_by_text(pattern):
+    """Words are found for a whole batch at once when the pattern allows it; the result is the same as text by
+    text, also for texts holding the separator word itself and for patterns that cannot be joined."""
+    from hf_sparse_distill.models.sparse_dan.tokenization_sparse_dan import NgramMatcher
+
+    texts = random_texts(200, seed=5)
+    vocab = {"[PAD]": 0}
+    for text in texts:
+        for word in re.findall(pattern, text.lower()):
+            vocab.setdefault(word, len(vocab))
+    matcher = NgramMatcher(vocab, (1, 3), True, pattern, skip_ids=[0])
+    assert matcher.joinable == (pattern in (r"(?u)\b\w\w+\b", r"(?u)n't|\b\w+\b|[!?]", r"\S+"))
+    one_by_one = [matcher.encode([t]) for t in texts]
+    for batch in (texts, texts[:50] + [f"a {matcher.SEPARATOR} b"] + texts[50:60]):
+        ids, lengths = matcher.encode(batch)
+        expected = [matcher.encode([t]) for t in batch] if batch is not texts else one_by_one
+        assert lengths.tolist() == [int(e[1][0]) for e in expected]
+        assert ids.tolist() == [i for e in expected for i in e[0].tolist()]

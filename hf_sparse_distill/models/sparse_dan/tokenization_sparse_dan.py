@@ -42,13 +42,61 @@ def word_ngrams(words: Sequence[str], ngram_range: Sequence[int]) -> list[str]:
     return grams
 
 
+class HashIndex:
+    """A map from non-negative int64 keys to int64 values, built and queried with numpy: open addressing with
+    linear probing, every probe round vectorised over all pending keys. A lookup costs about one random memory
+    access, where a binary search over a sorted array of a million keys costs twenty."""
+
+    _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing
+
+    def __init__(self, keys: np.ndarray, values: np.ndarray, max_load: float = 0.6):
+        bits = max(4, int(np.ceil(np.log2(max(len(keys), 1) / max_load))))
+        self.mask = (1 << bits) - 1
+        self.shift = np.uint64(64 - bits)
+        self.slot_keys = np.full(1 << bits, -1, dtype=np.int64)
+        self.slot_values = np.zeros(1 << bits, dtype=np.int64)
+        pending, slots = np.arange(len(keys)), self._hash(keys)
+        while pending.size:
+            # among the keys whose probed slot is free, the first one per slot takes it; all others probe on
+            current = slots[pending]
+            free = self.slot_keys[current] == -1
+            _, first = np.unique(current[free], return_index=True)
+            winners = pending[free][first]
+            self.slot_keys[slots[winners]] = keys[winners]
+            self.slot_values[slots[winners]] = values[winners]
+            placed = np.zeros(len(keys), dtype=bool)
+            placed[winners] = True
+            pending = pending[~placed[pending]]
+            slots[pending] = (slots[pending] + 1) & self.mask
+
+    def _hash(self, keys: np.ndarray) -> np.ndarray:
+        return ((keys.astype(np.uint64) * self._MULTIPLIER) >> self.shift).astype(np.int64)
+
+    def get(self, keys: np.ndarray) -> np.ndarray:
+        """The value of each key, or -1 where the key is absent."""
+        out = np.full(len(keys), -1, dtype=np.int64)
+        pending, slots = np.arange(len(keys)), self._hash(keys)
+        while pending.size:
+            current = slots[pending]
+            found = self.slot_keys[current]
+            hit = found == keys[pending]
+            out[pending[hit]] = self.slot_values[current[hit]]
+            more = ~hit & (found != -1)  # an occupied slot of another key: probe the next one
+            slots[pending[more]] = (current[more] + 1) & self.mask
+            pending = pending[more]
+        return out
+
+
 class NgramMatcher:
     """Vectorised exact lookup of the vocabulary's word n-grams in batches of texts.
 
     Each vocabulary word gets an integer id; n-grams are found by walking a trie level by level over all word
-    positions of a batch at once (`numpy.searchsorted` on the sorted `parent * n_words + word` keys), so no
-    n-gram string is ever built at encoding time.
+    positions of a batch at once (a `HashIndex` on the `parent * n_words + word` keys), so no n-gram string is ever
+    built at encoding time. The words of a whole batch are found by one regular-expression pass over the texts
+    joined by a separator word, when the word pattern allows it (checked), otherwise text by text.
     """
+
+    SEPARATOR = "sparsedanseparatorword"
 
     def __init__(
         self,
@@ -101,18 +149,44 @@ class NgramMatcher:
         self.n_words = n_words
         keys = np.concatenate(level_keys) if level_keys else np.zeros(0, dtype=np.int64)
         nodes = np.concatenate(level_nodes) if level_nodes else np.zeros(0, dtype=np.int64)
-        order = np.argsort(keys)
-        self.child_keys, self.child_nodes = keys[order], nodes[order]
+        self.children = HashIndex(keys, nodes)
         self.node_term = np.full(next_node, -1, dtype=np.int64)
         self.node_term[final_node] = term_ids
         self.has_child = np.zeros(next_node, dtype=bool)
-        self.has_child[self.child_keys // n_words] = True
+        self.has_child[keys // n_words] = True
+        self.lowercase = lowercase
+        self.findall = re.compile(token_pattern).findall
+        self.word_or_separator = {**word_ids, self.SEPARATOR: -2}
+        self.joinable = self._separator_is_safe()
+
+    def _separator_is_safe(self) -> bool:
+        """Whether finding the words of texts joined by ` SEPARATOR ` gives each text's words: the pattern must
+        match the separator alone and never reach across it (no anchors, no match spanning a space)."""
+        probes = ["a b", "The end.", "x", "", "n't don't", "A-B c!? 42"]
+        joined = f" {self.SEPARATOR} ".join(probes)
+        expected = [self.SEPARATOR if w is None else w for p in probes for w in [None, *self.words(p)]][1:]
+        return self.words(joined) == expected and not any(" " in w for w in self.words("ab cd ef"))
+
+    def _word_ids(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Vocabulary word id (-1 if none) of every word of every text, flat, and the number of words per text."""
+        if self.joinable and len(texts) > 1:
+            joined = f" {self.SEPARATOR} ".join(texts)
+            words = self.findall(joined.lower() if self.lowercase else joined)
+            wid = np.fromiter(map(self.word_or_separator.get, words, repeat(-1)), dtype=np.int64, count=len(words))
+            breaks = np.flatnonzero(wid == -2)
+            if len(breaks) == len(texts) - 1:  # a text holding the separator word itself: text by text instead
+                counts = np.diff(np.concatenate([[-1], breaks, [len(wid)]])) - 1
+                return wid[wid != -2], counts
+        tokens = list(map(self.words, texts))
+        counts = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+        wid = np.fromiter(
+            map(self.word_ids.get, chain.from_iterable(tokens), repeat(-1)), dtype=np.int64, count=int(counts.sum())
+        )
+        return wid, counts
 
     def _children(self, nodes: np.ndarray, words: np.ndarray) -> np.ndarray:
         """Trie child of each (node, word) pair, or -1 where the prefix is not in the vocabulary."""
-        keys = nodes * self.n_words + words
-        pos = np.minimum(np.searchsorted(self.child_keys, keys), len(self.child_keys) - 1)
-        return np.where(self.child_keys[pos] == keys, self.child_nodes[pos], -1)
+        return self.children.get(nodes * self.n_words + words)
 
     def encode(self, texts: Sequence[str], max_ngrams: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Ids of every in-vocabulary n-gram occurrence of each text.
@@ -120,12 +194,8 @@ class NgramMatcher:
         Returns `(ids, lengths)`: the flat concatenation of each text's ids (position order) and the number of
         ids of each text, after keeping at most `max_ngrams` per text (the first ones).
         """
-        tokens = list(map(self.words, texts))
-        word_counts = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+        wid, word_counts = self._word_ids(texts)
         n_positions = int(word_counts.sum())
-        wid = np.fromiter(
-            map(self.word_ids.get, chain.from_iterable(tokens), repeat(-1)), dtype=np.int64, count=n_positions
-        )
         # Words left in the text from each position on (inclusive): an n-gram starting there needs >= n.
         ends = np.cumsum(word_counts)
         left = np.repeat(ends, word_counts) - np.arange(n_positions)
