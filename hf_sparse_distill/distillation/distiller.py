@@ -336,10 +336,10 @@ class Distiller:
     def _selection_description(self) -> str:
         config = self.recipe.data
         source = config.select.path if config.select is not None else "the train split"
-        subtexts = " and the word runs found only inside them" if config.select_drop_subtexts else ""
+        removed = "they and the word runs found only inside them" if config.select_drop_subtexts else "they"
         return (
             f"the selection split ({len(self.data().select):,} texts drawn from {source} with seed "
-            f"{config.select_seed}, removed from the training data{subtexts})"
+            f"{config.select_seed}; {removed} are left out of the training data)"
         )
 
     def _measure_speed(self, student_dir: Path) -> SpeedResult:
