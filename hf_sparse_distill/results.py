@@ -118,6 +118,34 @@ class TeacherResult:
 
 
 @dataclass
+class CalibrationResult:
+    """The kept student's calibration: fitted and chosen on the selection split, measured on the report split.
+
+    Args:
+        temperature: The fitted temperature (the student's logits are divided by it).
+        threshold: The cascade threshold chosen for `target_retention` of the teacher's accuracy.
+        target_retention: The goal, a share of the teacher's accuracy on the selection split.
+        selection_teacher_call_rate: Share of the selection texts the cascade sends to the teacher.
+        selection_accuracy: The cascade's accuracy on the selection split.
+        student_ece, student_nll: The calibrated student on the report split.
+        student_ece_before, student_nll_before: The student before temperature scaling, on the report split.
+        teacher_ece, teacher_nll: The teacher on the report split.
+    """
+
+    temperature: float
+    threshold: float
+    target_retention: float
+    selection_teacher_call_rate: float
+    selection_accuracy: float
+    student_ece: float
+    student_nll: float
+    student_ece_before: float
+    student_nll_before: float
+    teacher_ece: float
+    teacher_nll: float
+
+
+@dataclass
 class DistillationResults:
     """Everything a distillation run measured; saved as `results.json` next to the student.
 
@@ -138,6 +166,7 @@ class DistillationResults:
         avg_ngrams: Mean number of in-vocabulary n-gram occurrences per text of the report split.
         speed: Student and teacher throughput, when measured.
         timings_s: Wall time of each step of the run, in seconds.
+        calibration: The kept student's temperature and cascade threshold, with calibration metrics.
     """
 
     task: str
@@ -153,6 +182,7 @@ class DistillationResults:
     avg_ngrams: float = 0.0
     speed: SpeedResult | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
+    calibration: CalibrationResult | None = None
 
     @property
     def student(self) -> Metrics:
@@ -194,6 +224,7 @@ class DistillationResults:
             avg_ngrams=data.get("avg_ngrams", 0.0),
             speed=_speed(speed),
             timings_s=data.get("timings_s", {}),
+            calibration=CalibrationResult(**data["calibration"]) if data.get("calibration") else None,
         )
 
     @classmethod

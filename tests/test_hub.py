@@ -8,7 +8,7 @@ from unittest import mock
 import huggingface_hub
 import pytest
 import torch
-from conftest import place_in_hub_cache, run_without_package
+from conftest import place_in_hub_cache, random_texts, run_without_package
 from huggingface_hub import CommitInfo, HfApi, ModelCard, RepoUrl
 from safetensors import safe_open
 
@@ -227,3 +227,17 @@ print(json.dumps(classifier({texts!r}, top_k=None)))
         assert {r["label"]: pytest.approx(r["score"], abs=1e-6) for r in expected} == {
             r["label"]: r["score"] for r in got
         }
+
+
+def test_card_of_a_calibrated_student(run_dir, tmp_path, tiny_teacher, capsys):
+    """After `calibrate`, the uploaded folder carries calibration.json and its curve, and the card shows the
+    temperature, the threshold and the strongest n-grams of each label."""
+    rows = [{"text": t, "label": int("good" in t)} for t in random_texts(100, seed=3)]
+    data = tmp_path / "cal.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["calibrate", str(run_dir / "student"), "--dev", str(data), "--teacher", str(tiny_teacher)]) == 0
+    folder = save_for_hub(run_dir / "student", tmp_path / "calibrated", "acme/calibrated")
+    assert (folder / "calibration.json").exists() and (folder / "calibration.png").stat().st_size > 0
+    text = ModelCard.load(folder / "README.md").text
+    assert "## Calibrated scores and teacher fallback" in text and "T = " in text and "teacher alone" in text
+    assert "## What the student looks at" in text and "| positive |" in text and "| negative |" in text

@@ -1,15 +1,17 @@
-"""`hf-sparse-distill evaluate MODEL --data FILE`: accuracy and macro-F1 of a saved student on a labeled split."""
+"""`hf-sparse-distill evaluate MODEL --data FILE [--teacher TEACHER]`: metrics of a saved student on a labeled split;
+with a teacher, of the cascade (the teacher answers the texts the student is not sure of)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from dataclasses import asdict
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the command's parser."""
-    parser = subparsers.add_parser("evaluate", help="accuracy / macro-F1 of a saved student on a labeled split")
+    parser = subparsers.add_parser("evaluate", help="accuracy of a saved student (or of its cascade with the teacher)")
     parser.add_argument("model", help="student folder or Hub id")
     parser.add_argument("--data", required=True, help="labeled data: local file or Hub dataset id")
     parser.add_argument("--split", default="validation", help="split of a Hub dataset")
@@ -17,6 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--label-column", default="label")
     parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--teacher", help="evaluate the cascade with this teacher (Hub id or folder)")
+    parser.add_argument("--threshold", type=float, help="cascade threshold (default: the one `calibrate` saved)")
     parser.set_defaults(func=run)
 
 
@@ -24,20 +28,32 @@ def run(args: argparse.Namespace) -> int:
     """Print the metrics as JSON."""
     import numpy as np
 
-    from ..distillation.data import check_labels, load_source
-    from ..distillation.encoding import encode_texts
-    from ..distillation.evaluate import classification_metrics, predict_logits
-    from ..distillation.recipe import DatasetSource
-    from ..models.sparse_dan import SparseDANForSequenceClassification, SparseDANTokenizer
+    from ..distillation.evaluate import classification_metrics
+    from ..models.sparse_dan import SparseDANClassificationPipeline
+    from ._student_data import labeled_texts, student_logits
 
-    model = SparseDANForSequenceClassification.from_pretrained(args.model)
-    tokenizer = SparseDANTokenizer.from_pretrained(args.model)
-    source = DatasetSource(
-        path=args.data, name=args.name, split=args.split, text_column=args.text_column, label_column=args.label_column
+    texts, labels, model, tokenizer = labeled_texts(
+        args.model, args.data, args.text_column, args.label_column, split=args.split, name=args.name
     )
-    data = load_source(source, model.config.label2id)
-    check_labels(data, args.data, model.config.num_labels)
-    encoded = encode_texts(tokenizer, data.texts, model.config.max_ngrams)
-    logits = predict_logits(model, encoded, args.batch_size)
-    print(json.dumps(asdict(classification_metrics(logits, np.asarray(data.labels), model.config.id2label)), indent=2))
+    logits, _ = student_logits(model, tokenizer, texts, batch_size=args.batch_size)
+    metrics = classification_metrics(logits, labels, model.config.id2label)
+    if args.teacher is None:
+        print(json.dumps(asdict(metrics), indent=2))
+        return 0
+    cascade = SparseDANClassificationPipeline(model=model, tokenizer=tokenizer, teacher=args.teacher)
+    start = time.perf_counter()
+    outputs = cascade(texts, threshold=args.threshold, batch_size=args.batch_size)
+    seconds = time.perf_counter() - start
+    predicted = np.asarray([model.config.label2id[o["label"]] for o in outputs])
+    teacher = cascade.teacher_logits(texts).argmax(-1)
+    result = {
+        "accuracy": float((predicted == labels).mean()),
+        "student_accuracy": metrics.accuracy,
+        "teacher_accuracy": float((teacher == labels).mean()),
+        "teacher_call_rate": float(np.mean([o["model"] == "teacher" for o in outputs])),
+        "texts_per_s": len(texts) / seconds,
+        "threshold": args.threshold if args.threshold is not None else model.config.cascade_threshold,
+        "num_examples": len(texts),
+    }
+    print(json.dumps(result, indent=2))
     return 0

@@ -23,8 +23,18 @@ import numpy as np
 import torch
 from accelerate import PartialState
 
+from ..calibration import calibrate_logits, ece, nll, softmax, write_to_config
 from ..models.sparse_dan import SparseDANConfig, SparseDANForSequenceClassification, SparseDANTokenizer
-from ..results import CANDIDATE_STAGES, STAGES, DistillationResults, Metrics, SpeedResult, Stage, TeacherResult
+from ..results import (
+    CANDIDATE_STAGES,
+    STAGES,
+    CalibrationResult,
+    DistillationResults,
+    Metrics,
+    SpeedResult,
+    Stage,
+    TeacherResult,
+)
 from ..speed import compare_speed
 from .checkpoints import BEST, EVAL_RESULTS
 from .data import PreparedData, corpus_fingerprint, prepare_data
@@ -248,10 +258,13 @@ class Distiller:
         fingerprint = self.stage_fingerprint(stage)
         inputs_file = stage_dir / STAGE_INPUTS
         recorded = json.loads(inputs_file.read_text()) if inputs_file.exists() else None
-        if recorded == fingerprint and stage_finished(stage_dir):
+        finished = recorded == fingerprint and stage_finished(stage_dir)
+        stale = stage_dir.exists() and recorded != fingerprint
+        self.state.wait_for_everyone()  # every process decides before the main one changes the folder
+        if finished:
             logger.info("stage %s already finished in %s", stage.value, stage_dir)
             return StageSummary.load(stage_dir / TRAINER_STATE)
-        if stage_dir.exists() and recorded != fingerprint:
+        if stale:
             changed = sorted(k for k in fingerprint if (recorded or {}).get(k) != fingerprint[k])
             logger.warning(
                 "stage %s in %s was trained from other inputs (changed: %s): training it again",
@@ -259,7 +272,6 @@ class Distiller:
             )  # fmt: skip
             if self.state.is_main_process:
                 shutil.rmtree(stage_dir)
-            self.state.wait_for_everyone()
         if stage is Stage.FINETUNE:
             kd_inputs = self.stage_dir(Stage.KD) / STAGE_INPUTS
             if not kd_inputs.exists() or json.loads(kd_inputs.read_text()) != self.stage_fingerprint(Stage.KD):
@@ -267,6 +279,7 @@ class Distiller:
         if self.state.is_main_process:
             stage_dir.mkdir(parents=True, exist_ok=True)
             inputs_file.write_text(json.dumps(fingerprint, indent=2))
+        self.state.wait_for_everyone()
         data, model = self._stage_inputs(stage)
         start = time.perf_counter()
         recipe = self.recipe
@@ -329,9 +342,34 @@ class Distiller:
             target = self.output_dir / STUDENT_DIR
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(self.stage_dir(chosen) / BEST, target)
+            results.calibration = self._calibrate(target)
             results.save(self.output_dir / RESULTS_FILE)
         self.state.wait_for_everyone()
         return results
+
+    def _calibrate(self, student_dir: Path) -> CalibrationResult:
+        """Fit the kept student's temperature and choose its cascade threshold on the selection split (both written
+        into `student_dir`), then measure calibration on the report split."""
+        model = SparseDANForSequenceClassification.from_pretrained(student_dir).eval()
+        selection, report = self.eval_data("select"), self.eval_data("dev")
+        calibration = calibrate_logits(
+            predict_logits(model, selection.encoded), selection.teacher_logits, selection.labels,
+            selection.encoded.lengths, "the selection split", self.recipe.cascade_target_retention,
+        )  # fmt: skip
+        calibration.save(student_dir)
+        write_to_config(student_dir, calibration)
+        raw = softmax(predict_logits(model, report.encoded))
+        scaled = softmax(np.log(np.clip(raw, 1e-30, None)) / calibration.temperature)
+        teacher = softmax(report.teacher_logits)
+        return CalibrationResult(
+            temperature=calibration.temperature, threshold=calibration.threshold,
+            target_retention=calibration.target_retention,
+            selection_teacher_call_rate=calibration.chosen.teacher_call_rate,
+            selection_accuracy=calibration.chosen.accuracy,
+            student_ece=ece(scaled, report.labels), student_nll=nll(scaled, report.labels),
+            student_ece_before=ece(raw, report.labels), student_nll_before=nll(raw, report.labels),
+            teacher_ece=ece(teacher, report.labels), teacher_nll=nll(teacher, report.labels),
+        )  # fmt: skip
 
     def _selection_description(self) -> str:
         config = self.recipe.data

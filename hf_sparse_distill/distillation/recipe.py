@@ -110,8 +110,16 @@ class VocabConfig:
 
 
 # Student settings are `SparseDANConfig`'s constructor arguments, declared there once: the recipe's `student` section
-# takes the same names and defaults, minus what the vocabulary decides and what compression sets.
-_NOT_IN_RECIPES = ("vocab_size", "ngram_range", "pad_token_id", "table_quantization")
+# takes the same names and defaults, minus what the vocabulary decides and what compression and calibration set.
+_NOT_IN_RECIPES = (
+    "vocab_size",
+    "ngram_range",
+    "pad_token_id",
+    "table_quantization",
+    "logit_temperature",
+    "cascade_threshold",
+    "cascade_min_ngrams",
+)
 
 
 def _student_fields() -> list[tuple[str, Any, Any]]:
@@ -181,7 +189,8 @@ def _default_scratch() -> StageConfig:
 
 @dataclass
 class Recipe:
-    """Everything `hf-sparse-distill distill` needs, from data to the published student."""
+    """Everything `hf-sparse-distill distill` needs, from data to the published student. `cascade_target_retention`
+    is the accuracy (a share of the teacher's, on the selection split) the calibrated cascade threshold aims at."""
 
     task: str
     data: DataConfig
@@ -197,6 +206,7 @@ class Recipe:
     seed: int = 0
     mixed_precision: str = "no"
     speed_seconds: float = 5.0
+    cascade_target_retention: float = 0.995
     report_to: list[str] = field(default_factory=list)
     hub_repo_id: str | None = None
     hub_private: bool = False
@@ -413,6 +423,7 @@ _RULES: dict[type, list[tuple[str, Any, str]]] = {
     Recipe: [
         ("mixed_precision", lambda v: v in ("no", "bf16", "fp16"), "one of no, bf16, fp16"),
         ("speed_seconds", lambda v: v >= 0, ">= 0"),
+        ("cascade_target_retention", lambda v: 0 < v <= 1, "in (0, 1]"),
     ],
 }
 

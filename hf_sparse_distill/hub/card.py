@@ -8,9 +8,11 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import torch
 from huggingface_hub import CardData, EvalResult, ModelCard, ModelCardData
 
-from ..models.sparse_dan import SparseDANForSequenceClassification
+from ..calibration import Calibration
+from ..models.sparse_dan import SparseDANForSequenceClassification, SparseDANTokenizer
 from ..models.sparse_dan.tokenization_sparse_dan import DEFAULT_TOKEN_PATTERN
 from ..results import CANDIDATE_STAGES, STAGES, DistillationResults
 
@@ -57,6 +59,9 @@ class SparseDANModelCardData(CardData):
         recipe: The run's recipe (`recipe.json`): teacher, data set ids, license, language, word pattern, settings.
         fp16_embeddings: Whether the uploaded table is stored in float16.
         plot_file: File name of the speed-vs-accuracy plot uploaded with the card, if any.
+        calibration: The student's calibration and cascade threshold (`calibration.json`), if calibrated.
+        cascade_plot_file: File name of the teacher-fallback curve uploaded with the card, if any.
+        top_ngrams: The strongest n-grams of each label (see `strongest_ngrams`).
     """
 
     repo_id: str
@@ -65,6 +70,9 @@ class SparseDANModelCardData(CardData):
     recipe: dict[str, Any] = field(default_factory=dict)
     fp16_embeddings: bool = False
     plot_file: str | None = None
+    calibration: Calibration | None = None
+    cascade_plot_file: str | None = None
+    top_ngrams: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def model_name(self) -> str:
@@ -163,6 +171,10 @@ class SparseDANModelCardData(CardData):
             teacher_accuracy=results.teacher.metrics.accuracy if results else 1.0,
             speed=speed,
             plot_file=self.plot_file,
+            calibration=self.calibration,
+            report_calibration=results.calibration if results else None,
+            cascade_plot_file=self.cascade_plot_file,
+            top_ngrams=self.top_ngrams,
             example_text=EXAMPLE_TEXT,
             training_text=self._training_text(),
             hyperparameters=self._hyperparameters(),
@@ -201,6 +213,21 @@ class SparseDANModelCardData(CardData):
             ("classifier dropout", self.model_facts["classifier_dropout"]),
             ("optimizer", "SparseAdam (table, no weight decay) + AdamW (head), one linear warm-up/decay schedule"),
         ]
+
+
+def strongest_ngrams(
+    model: SparseDANForSequenceClassification, tokenizer: SparseDANTokenizer, among: int = 50_000, top: int = 10
+) -> dict[str, list[str]]:
+    """For each label, the `top` n-grams that give it the highest probability on their own (one n-gram per text),
+    among the `among` most frequent n-grams (the vocabulary is in frequency order)."""
+    ids = torch.arange(1, min(among, model.config.vocab_size - 1) + 1)
+    with torch.inference_mode():
+        probs = torch.softmax(model(input_ids=ids, offsets=torch.arange(len(ids))).logits.float(), dim=-1)
+    best = {}
+    for label_id, name in model.config.id2label.items():
+        rows = torch.argsort(probs[:, int(label_id)], descending=True)[:top]
+        best[name] = tokenizer.convert_ids_to_tokens(ids[rows].tolist())
+    return best
 
 
 def model_facts(model: SparseDANForSequenceClassification) -> dict[str, Any]:

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 
 from huggingface_hub import HfApi
 
+from ..calibration import CALIBRATION_FILE, CALIBRATION_PLOT, Calibration
 from ..compression import save_with_half_table
 from ..models.sparse_dan import SparseDANForSequenceClassification, SparseDANTokenizer
 from ..results import DistillationResults
-from .card import SparseDANModelCardData, build_model_card, model_facts
-from .plotting import speed_accuracy_plot
+from .card import SparseDANModelCardData, build_model_card, model_facts, strongest_ngrams
+from .plotting import cascade_plot, speed_accuracy_plot
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +60,21 @@ def save_for_hub(
         title = f"{results.task}: accuracy vs speed ({results.report_split})"
         speed_accuracy_plot(points, folder / PLOT_FILE, title=title)
         plot_file = PLOT_FILE
-    card_data = SparseDANModelCardData(repo_id, facts, results, recipe, fp16_embeddings, plot_file)
+    calibration = Calibration.load(model_dir)
+    cascade_file = None
+    if calibration is not None:
+        shutil.copyfile(Path(model_dir) / CALIBRATION_FILE, folder / CALIBRATION_FILE)
+        curve = calibration.curve
+        cascade_plot(
+            [p.teacher_call_rate for p in curve], [p.accuracy for p in curve],
+            (calibration.chosen.teacher_call_rate, calibration.chosen.accuracy), calibration.teacher_accuracy,
+            folder / CALIBRATION_PLOT,
+        )  # fmt: skip
+        cascade_file = CALIBRATION_PLOT
+    card_data = SparseDANModelCardData(
+        repo_id, facts, results, recipe, fp16_embeddings, plot_file, calibration, cascade_file,
+        strongest_ngrams(model, tokenizer),
+    )  # fmt: skip
     build_model_card(card_data).save(folder / "README.md")
     return folder
 

@@ -44,6 +44,14 @@ class SparseDANConfig(PretrainedConfig):
         table_quantization (`str`, *optional*):
             `"int8"` for a table stored in int8 with one scale per row (made by `hf-sparse-distill compress`; such
             a table is for inference only).
+        logit_temperature (`float`, defaults to 1.0):
+            The logits are divided by it (temperature scaling, fitted by `hf-sparse-distill calibrate`): it changes
+            the scores, never the predicted label.
+        cascade_threshold (`float`, *optional*):
+            With a teacher given to the pipeline (`teacher=...`), texts whose calibrated top score is below it (or
+            with fewer than `cascade_min_ngrams` known n-grams) are sent to the teacher (set by `calibrate`).
+        cascade_min_ngrams (`int`, defaults to 1):
+            Texts with fewer known n-grams go to the teacher in a cascade, and are flagged `no_evidence` otherwise.
 
     `id2label`, `label2id` and `problem_type` (`"single_label_classification"`, `"multi_label_classification"`,
     `"regression"`) behave as in every transformers classifier.
@@ -79,6 +87,9 @@ class SparseDANConfig(PretrainedConfig):
         initializer_range: float = 0.02,
         pad_token_id: int = 0,
         table_quantization: str | None = None,
+        logit_temperature: float = 1.0,
+        cascade_threshold: float | None = None,
+        cascade_min_ngrams: int = 1,
         **kwargs,
     ):
         if pooling not in POOLING_MODES:
@@ -112,6 +123,11 @@ class SparseDANConfig(PretrainedConfig):
         if table_quantization not in (None, "int8"):
             raise ValueError(f"table_quantization must be None or 'int8', got {table_quantization!r}")
         self.table_quantization = table_quantization
+        if not logit_temperature > 0:
+            raise ValueError(f"logit_temperature must be > 0, got {logit_temperature!r}")
+        self.logit_temperature = float(logit_temperature)
+        self.cascade_threshold = None if cascade_threshold is None else float(cascade_threshold)
+        self.cascade_min_ngrams = int(cascade_min_ngrams)
         if type(self).ignore_custom_pipelines:
             kwargs.pop("custom_pipelines", None)
         super().__init__(pad_token_id=pad_token_id, **kwargs)

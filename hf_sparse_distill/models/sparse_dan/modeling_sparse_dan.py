@@ -244,6 +244,8 @@ class SparseDANForSequenceClassification(SparseDANPreTrainedModel):
         pooled = self.dan(input_ids, attention_mask=attention_mask, offsets=offsets, return_dict=False)[0]
         head_dtype = self.classifier.layers[-1].weight.dtype  # the table may be stored in another dtype
         logits = self.classifier(pooled.to(head_dtype))
+        if self.config.logit_temperature != 1.0:  # calibration: scores change, the predicted label does not
+            logits = logits / self.config.logit_temperature
         loss = None
         if labels is not None:
             loss = self._loss(logits, labels.to(logits.device))
