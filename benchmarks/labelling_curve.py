@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-RECIPES = {"0.1 recipe (today)": "sst2_shared", "full recipe": "sst2_shared_full"}
+RECIPES = {"quick recipe (0.1 text mix)": "sst2_shared", "full recipe": "sst2_shared_full"}
 
 
 def source_rates(recipe, sample: int) -> list[dict]:
@@ -60,11 +60,17 @@ def budget_overrides(rates: list[dict], minutes: float) -> tuple[list[str], floa
 
 
 def run_point(recipe_name: str, overrides: list[str], out_dir: Path, seed: int) -> dict:
+    """Distil on the point's corpus (or read the results of the recipe's own run, for its whole corpus)."""
     from hf_sparse_distill.distillation import load_recipe, run_recipe
+    from hf_sparse_distill.results import DistillationResults
 
     recipe = load_recipe(recipe_name, [*overrides, f"output_dir={out_dir}", f"seed={seed}", "speed_seconds=0"])
     start = time.perf_counter()
-    results = run_recipe(recipe, ("kd", "finetune"), push=False)
+    own_run = Path(load_recipe(recipe_name).output_dir) / "results.json"
+    if not overrides and seed == load_recipe(recipe_name).seed and own_run.exists():
+        results = DistillationResults.load(own_run)
+    else:
+        results = run_recipe(recipe, ("kd", "finetune"), push=False)
     return {
         "kd_texts": results.data.kd_total,
         "report_accuracy": results.student.accuracy,
@@ -99,7 +105,7 @@ def main() -> None:
         full_minutes = sum(r["texts"] / r["texts_per_s"] for r in rates) / 60
         points = []
         for minutes in sorted(b for b in budgets if b < full_minutes) + [full_minutes]:
-            overrides, spent = budget_overrides(rates, minutes)
+            overrides, spent = budget_overrides(rates, minutes) if minutes < full_minutes else ([], full_minutes)
             for seed in seeds:
                 out_dir = Path(args.work) / name / f"{minutes:.0f}min-seed{seed}"
                 point = run_point(name, overrides + extra, out_dir, seed)

@@ -63,3 +63,19 @@ def test_vocab_speed_smoke(tmp_path):
     result = json.loads((tmp_path / "vocab.json").read_text())
     assert [r["method"] for r in result["rows"]] == ["hf-sparse-distill", "hf-sparse-distill", "countvectorizer"]
     assert result["same_across_workers"] and result["shared"] > 900
+
+
+def test_cascade_smoke(saved_student, tmp_path):
+    run("cascade.py", "--student", str(saved_student), "--smoke", "--out", str(tmp_path))
+    report = json.loads((tmp_path / "cascade.json").read_text())
+    assert len(report["halves"]) == 2 and report["throughput"]["cascade_texts_per_s"] > 0
+    assert 0 <= report["faithfulness"]["top3_flip_rate"] <= 1 and (tmp_path / "cascade.png").stat().st_size > 0
+
+
+def test_compression_smoke(saved_student, tmp_path):
+    select = SHARED / "data" / "sst2" / "dev.jsonl"  # any labeled file: the smoke run only checks that it works
+    run("compression.py", "--student", str(saved_student), "--select", str(select), "--smoke",
+        "--work", str(tmp_path / "work"), "--out", str(tmp_path))  # fmt: skip
+    report = json.loads((tmp_path / "compression.json").read_text())
+    assert len(report["points"]) == 3 and all(p["size_mb"] > 0 for p in report["points"])
+    assert "| n-grams kept |" in (tmp_path / "COMPRESSION.md").read_text()

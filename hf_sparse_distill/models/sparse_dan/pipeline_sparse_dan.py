@@ -5,9 +5,9 @@ The stock pipeline tokenizes, collates and post-processes one text at a time; fo
 microseconds per text, that overhead dominates. This subclass keeps the same inputs, options and outputs but
 encodes each batch with one vectorised `encode_bags` call and one forward pass. Options of its own:
 
-- `explain=True`: each output gets `explanation`, the n-grams that pushed the prediction most, each with the drop
-  of the predicted label's score when all its occurrences are removed from the text (occlusion: exact, one extra
-  forward pass per distinct n-gram, all batched);
+- `explain=True`: each output gets `explanation`, the n-grams that pushed the student's prediction most, each with
+  the drop of the predicted label's probability when all its occurrences are removed from the text (occlusion:
+  exact, one extra forward pass per distinct n-gram, all batched);
 - `coverage=True`: each output gets `words`, `known_words`, `known_ngrams` and `no_evidence` (no known n-gram: the
   answer is the model's bias only);
 - a teacher (`pipeline(..., teacher="org/teacher")`): a cascade; texts whose top score is under
@@ -112,12 +112,12 @@ class SparseDANClassificationPipeline(TextClassificationPipeline):
                 logits = self.model(**encoded.to(self.device)).logits.cpu()
             ids, offsets = encoded["input_ids"].cpu(), encoded["offsets"].cpu()
             lengths = torch.diff(offsets, append=offsets.new_tensor([ids.numel()]))
+            if explain:  # the student's own decision, also where the teacher answers
+                explanations = self._explain(ids, offsets, lengths, logits.argmax(-1))
             answered_by = ["student"] * len(batch)
             if threshold is not False:
                 logits, answered_by = self._cascade(batch, logits, lengths, threshold)
             outputs = self._postprocess_batch(logits, function_to_apply=kwargs.get("function_to_apply"))
-            if explain:
-                explanations = self._explain(ids, offsets, lengths, logits.argmax(-1))
             for i, output in enumerate(outputs):
                 if threshold is not False:
                     output["model"] = answered_by[i]
