@@ -37,7 +37,7 @@ def _folder_bytes(folder: str | Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
 
 
-def student_direct(model_dir: str) -> Contestant:
+def student_direct(model_dir: str, name: str = "student (direct API)") -> Contestant:
     """The student through its batched API: `encode_bags` (flat ids + offsets) and the model."""
     from hf_sparse_distill import SparseDANForSequenceClassification, SparseDANTokenizer
 
@@ -55,7 +55,7 @@ def student_direct(model_dir: str) -> Contestant:
         return model(**batch).logits.argmax(-1).numpy()
 
     return Contestant(
-        "student (direct API)",
+        name,
         lambda texts: model_only(tokenize(texts)),
         load,
         _folder_bytes(model_dir),
@@ -95,24 +95,26 @@ def student_pipeline(model_dir: str, fast: bool) -> Contestant:
 
 
 def student_remote_code(model_dir: str) -> Contestant:
-    """The student as a user without the package runs it: the code files saved next to the weights (what
-    `trust_remote_code=True` loads) in the stock pipeline. The classes are loaded from those files explicitly: with
-    the package imported, `from_pretrained(..., trust_remote_code=True)` would prefer the registered classes."""
-    from transformers import pipeline
+    """The student as a user without the package runs it: `pipeline("text-classification", model=...,
+    trust_remote_code=True)` gives the files saved next to the weights: the model, the tokenizer and the batched
+    pipeline (`custom_pipelines`). The classes are loaded from those files explicitly: with the package imported in
+    this process, `from_pretrained(..., trust_remote_code=True)` would prefer the registered classes."""
     from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
     def make():
-        model_class = get_class_from_dynamic_module("modeling_sparse_dan.SparseDANForSequenceClassification", model_dir)
-        tokenizer_class = get_class_from_dynamic_module("tokenization_sparse_dan.SparseDANTokenizer", model_dir)
-        model = model_class.from_pretrained(model_dir).eval()
-        classifier = pipeline(
-            "text-classification", model=model, tokenizer=tokenizer_class.from_pretrained(model_dir), device="cpu"
+        def remote(name: str):
+            return get_class_from_dynamic_module(name, model_dir)
+
+        model = remote("modeling_sparse_dan.SparseDANForSequenceClassification").from_pretrained(model_dir).eval()
+        tokenizer = remote("tokenization_sparse_dan.SparseDANTokenizer").from_pretrained(model_dir)
+        classifier = remote("pipeline_sparse_dan.SparseDANClassificationPipeline")(
+            model=model, tokenizer=tokenizer, device="cpu"
         )
-        assert type(classifier.model).__module__.startswith("transformers_modules")
-        assert type(classifier.tokenizer).__module__.startswith("transformers_modules")
+        for part in (classifier, classifier.model, classifier.tokenizer):
+            assert type(part).__module__.startswith("transformers_modules"), type(part)
         return classifier
 
-    return _through_pipeline("student (remote code, stock pipeline)", make, model_dir)
+    return _through_pipeline("student (remote code, shipped pipeline)", make, model_dir)
 
 
 def transformer(

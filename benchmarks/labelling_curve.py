@@ -99,9 +99,10 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     extra = ["kd.max_steps=20", "finetune.max_steps=10", "vocab.size=20000"] if args.smoke else []
     report = {"machine": machine_description(), "date": datetime.date.today().isoformat(), "recipes": {}}
+    # the teacher's speed on every source of every recipe first, back to back (same conditions for all)
+    all_rates = {name: source_rates(load_recipe(name), 64 if args.smoke else args.sample) for name in RECIPES.values()}
     for label, name in RECIPES.items():
-        recipe = load_recipe(name)
-        rates = source_rates(recipe, 64 if args.smoke else args.sample)
+        rates = all_rates[name]
         full_minutes = sum(r["texts"] / r["texts_per_s"] for r in rates) / 60
         points = []
         for minutes in sorted(b for b in budgets if b < full_minutes) + [full_minutes]:

@@ -28,6 +28,8 @@ CONTESTANTS = [
     "student_fast_pipeline",
     "student_pipeline",
     "student_remote_code",
+    "student_int8",
+    "student_small",
     "teacher",
     "distilbert",
     "roberta_large",
@@ -49,6 +51,10 @@ def build(name: str, args: argparse.Namespace):
         return c.student_pipeline(args.student, fast=True)
     if name == "student_remote_code":
         return c.student_remote_code(args.student)
+    if name == "student_int8":
+        return c.student_direct(args.int8, "student, int8 table (direct API)")
+    if name == "student_small":
+        return c.student_direct(args.small, f"student, {args.small_label} (direct API)")
     if name == "teacher":
         return c.transformer(teacher_dir, None, teacher_dir)
     if name in ("roberta_large", "distilbert"):
@@ -111,6 +117,26 @@ def worker(args: argparse.Namespace) -> dict:
     return result
 
 
+def model2vec_rows(path: Path) -> list[dict]:
+    """model2vec's figures as measured by `model2vec_peer.py` (its own venv: model2vec pins an older transformers),
+    same machine, batch 256, 2 threads, tokenization included; only SST-2 at batch 256 is measured there."""
+    if not path.exists():
+        return []
+    peer = json.loads(path.read_text())
+    rows = []
+    for label, entry in (("float32", peer), ("int8", peer.get("int8"))):
+        if entry:
+            rows.append({
+                "name": f"model2vec {peer['model2vec_version']} classifier ({label})", "threads": 2,
+                "load_s": float("nan"), "disk_mb": round(entry["disk_mb"], 2), "ram_mb": float("nan"),
+                "train_s": round(peer["seconds"]["distill"] + peer["seconds"]["train"], 1),
+                "note": "from benchmarks/model2vec_peer.py (own venv), trained on the same teacher labels",
+                "throughput": {"sst2_b256": round(entry["texts_per_s"], 2)}, "model_only": {},
+                "accuracy": entry["accuracy_dev"], "peak_rss_mb": float("nan"),
+            })  # fmt: skip
+    return rows
+
+
 def run_worker(name: str, threads: int, args: argparse.Namespace) -> dict:
     env = {
         **os.environ,
@@ -136,7 +162,11 @@ def run_worker(name: str, threads: int, args: argparse.Namespace) -> dict:
         str(args.sst_texts),
         "--long-texts",
         str(args.long_texts),
+        "--small-label",
+        args.small_label,
     ]
+    command += ["--int8", args.int8] if args.int8 else []
+    command += ["--small", args.small] if args.small else []
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"worker {name} failed:\n{done.stderr[-3000:]}")
@@ -144,7 +174,7 @@ def run_worker(name: str, threads: int, args: argparse.Namespace) -> dict:
 
 
 def _fmt(x: float | None) -> str:
-    if x is None:
+    if x is None or x != x:  # missing or NaN
         return "–"
     return f"{x:,.0f}" if x >= 100 else f"{x:,.1f}" if x >= 1 else f"{x:.2f}"
 
@@ -213,7 +243,7 @@ def report(results: list[dict], run: DistillationResults | None, args: argparse.
         acc = f"{100 * r['accuracy']:.2f}" if "accuracy" in r else "–"
         lines.append(
             f"| {r['name']} | {acc} | {_fmt(r['disk_mb'])} | {_fmt(r['ram_mb'])} | {_fmt(r['peak_rss_mb'])} | "
-            f"{r['load_s']:.2f} | {_fmt(r['train_s'])} | {r['note']} |"
+            f"{_fmt(r['load_s'])} | {_fmt(r['train_s'])} | {r['note']} |"
         )
     lines.append("")
     lines += targets(by_name, run)
@@ -262,6 +292,29 @@ def targets(by_name: dict, run: DistillationResults | None) -> list[str]:
                 f"| student beats {r['name']} | {100 * accuracy:.2f} vs {100 * r['accuracy']:.2f} | "
                 f"{'yes' if accuracy > r['accuracy'] else 'no'} |"
             )
+    remote = get("student (remote code")
+    if student and remote:
+        share = remote["throughput"]["sst2_b256"] / student["throughput"]["sst2_b256"]
+        lines.append(
+            f"| remote-code pipeline ≥ 80% of direct API (SST-2, b256) | {100 * share:.0f}% | {'yes' if share >= 0.8 else 'no'} |"
+        )
+    if student and ft:
+        ours, theirs = student["throughput"]["sst2_b256"], ft["throughput"]["sst2_b256"]
+        lines.append(
+            f"| student ≥ fastText texts/s (SST-2, b256) | {ours:,.0f} vs {theirs:,.0f} | {'yes' if ours >= theirs else 'no'} |"
+        )
+    peer = [r for name, r in by_name.items() if name.startswith("model2vec")]
+    for r in [r for name, r in by_name.items() if name.startswith("student, ")]:
+        if student and r["disk_mb"] <= 100:
+            drop = 100 * (student["accuracy"] - r["accuracy"])
+            lines.append(
+                f"| {r['name']}: ≤ 100 MB within 0.5 points of the student | {r['disk_mb']:,.1f} MB, {drop:+.2f} points | {'yes' if drop <= 0.5 else 'no'} |"
+            )
+        for m in peer:
+            if r["disk_mb"] <= m["disk_mb"] * 1.1:
+                lines.append(
+                    f"| {r['name']} beats {m['name']} at its size | {100 * r['accuracy']:.2f} ({r['disk_mb']:,.1f} MB) vs {100 * m['accuracy']:.2f} ({m['disk_mb']:,.1f} MB) | {'yes' if r['accuracy'] > m['accuracy'] else 'no'} |"
+                )
     return lines + [""]
 
 
@@ -304,6 +357,10 @@ def main() -> None:
     parser.add_argument("--sst-texts", type=int, default=872)
     parser.add_argument("--long-texts", type=int, default=256)
     parser.add_argument("--smoke", action="store_true", help="tiny budgets, 1 thread: only checks that everything runs")
+    parser.add_argument("--int8", help="a compressed student with the whole vocabulary in int8 (compress --dtype int8)")
+    parser.add_argument("--small", help="a smaller compressed student (e.g. the smallest within 1 %% of the student)")
+    parser.add_argument("--small-label", default="compressed", help="how the table names the --small student")
+    parser.add_argument("--model2vec", default="runs/peer_m2v/results.json", help="results of model2vec_peer.py")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     from measure import shared_dir
@@ -321,11 +378,17 @@ def main() -> None:
         args.student = str(Path(args.run_dir) / "student")
     run = DistillationResults.load(Path(args.run_dir) / "results.json") if args.run_dir else None
     names = args.only.split(",") if args.only else CONTESTANTS
+    names = [
+        n
+        for n in names
+        if not (n == "student_int8" and not args.int8) and not (n == "student_small" and not args.small)
+    ]
     results = []
     for threads in [int(t) for t in args.threads.split(",")]:
         for name in names:
             print(f"measuring {name} with {threads} thread(s)", file=sys.stderr, flush=True)
             results.append(run_worker(name, threads, args))
+    results += model2vec_rows(Path(args.model2vec))
     from measure import machine_description
 
     out = Path(args.out)

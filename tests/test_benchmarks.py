@@ -27,14 +27,23 @@ def run(script: str, *arguments: str) -> subprocess.CompletedProcess:
 
 
 def test_benchmark_smoke(saved_student, tmp_path):
-    run("run.py", "--smoke", "--student", str(saved_student), "--out", str(tmp_path))
+    run(
+        "run.py",
+        "--smoke",
+        "--student",
+        str(saved_student),
+        "--out",
+        str(tmp_path),
+        "--model2vec",
+        str(tmp_path / "none"),
+    )
     results = json.loads((tmp_path / "results.json").read_text())
     names = {r["name"] for r in results["results"]}
     assert {
         "student (direct API)",
         "student (stock pipeline)",
         "student (batched pipeline)",
-        "student (remote code, stock pipeline)",
+        "student (remote code, shipped pipeline)",
         "teacher MiniLM-L6 (float32)",
         "roberta-large-shaped",
         "distilbert-shaped",
