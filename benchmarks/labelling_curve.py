@@ -101,6 +101,7 @@ def main() -> None:
     report = {"machine": machine_description(), "date": datetime.date.today().isoformat(), "recipes": {}}
     # the teacher's speed on every source of every recipe first, back to back (same conditions for all)
     all_rates = {name: source_rates(load_recipe(name), 64 if args.smoke else args.sample) for name in RECIPES.values()}
+    out = Path(args.out)
     for label, name in RECIPES.items():
         rates = all_rates[name]
         full_minutes = sum(r["texts"] / r["texts_per_s"] for r in rates) / 60
@@ -114,11 +115,15 @@ def main() -> None:
                     {"budget_minutes": round(minutes, 2), "labelling_minutes": round(spent, 2), "seed": seed, **point}
                 )
                 print(json.dumps({"recipe": label, **points[-1]}), flush=True)
+                report["recipes"][label] = {"recipe": name, "source_rates": rates, "full_labelling_minutes": round(full_minutes, 1),
+                                            "points": points}  # fmt: skip
+                write_report(report, out)  # after every point: an interrupted curve keeps what it measured
             if args.smoke:
                 break
-        report["recipes"][label] = {"recipe": name, "source_rates": rates, "full_labelling_minutes": round(full_minutes, 1),
-                                    "points": points}  # fmt: skip
-    out = Path(args.out)
+
+
+def write_report(report: dict, out: Path) -> None:
+    """Write the JSON, the markdown table and the plot of the points measured so far."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "labelling_curve.json").write_text(json.dumps(report, indent=2))
     (out / "LABELLING_CURVE.md").write_text(markdown(report))

@@ -181,3 +181,14 @@ def test_half_precision_load_and_device_map(saved_student, model, tokenizer, dty
         reference = model(**tokenizer(texts, padding=True, return_tensors="pt")).logits
     assert logits.dtype == dtype and torch.isfinite(logits).all()
     torch.testing.assert_close(logits.float(), reference, atol=0.1, rtol=0.05)
+
+
+def test_temperature_scales_class_scores_but_never_regression_outputs(tokenizer):
+    enc = tokenizer(["good movie", "bad film", "fun"], padding=True, return_tensors="pt")
+    for overrides, scaled in [({}, True), ({"id2label": {0: "score"}, "label2id": None}, False)]:
+        model = make_model(tokenizer, **overrides).eval()
+        with torch.no_grad():
+            before = model(**enc).logits
+            model.config.logit_temperature = 2.0
+            after = model(**enc).logits
+        torch.testing.assert_close(after, before / 2.0 if scaled else before)

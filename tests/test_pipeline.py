@@ -43,6 +43,27 @@ def test_same_outputs_as_the_stock_pipeline(model, tokenizer, options):
                 assert x["label"] == y["label"] and x["score"] == pytest.approx(y["score"], abs=1e-6)
 
 
+@pytest.mark.parametrize(
+    "options", [{"top_k": None}, {"function_to_apply": "SIGMOID"}, {"truncation": True, "max_length": 2}]
+)
+def test_options_given_to_pipeline_apply_as_in_the_stock_pipeline(model, tokenizer, options):
+    """Options passed when the pipeline is built count for every call (base `Pipeline.__call__` merges them)."""
+    texts = random_texts(20, seed=10)
+    expected = pipeline("text-classification", model=model, tokenizer=tokenizer, **options)(texts, batch_size=4)
+    fast = pipeline(
+        "text-classification",
+        model=model,
+        tokenizer=tokenizer,
+        pipeline_class=SparseDANClassificationPipeline,
+        **options,
+    )
+    calls = [fast(texts)] + ([] if "top_k" in options else [fast(texts, coverage=True)])
+    for got in calls:
+        for a, b in zip(got, expected, strict=True):
+            for x, y in zip(a, b) if isinstance(a, list) else [(a, b)]:
+                assert x["label"] == y["label"] and x["score"] == pytest.approx(y["score"], abs=1e-6)
+
+
 @pytest.mark.parametrize("problem_type", ["regression", "multi_label_classification", "single_label_classification"])
 def test_default_scores_follow_the_problem_type_like_the_stock_pipeline(model, tokenizer, problem_type):
     import copy

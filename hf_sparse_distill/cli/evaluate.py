@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     cascade = SparseDANClassificationPipeline(model=model, tokenizer=tokenizer, teacher=args.teacher)
     start = time.perf_counter()
-    outputs = cascade(texts, threshold=args.threshold, batch_size=args.batch_size)
+    # truncated as `student_logits` (and `calibrate`) encode, so that the student answers the same inputs
+    outputs = cascade(texts, threshold=args.threshold, batch_size=args.batch_size, truncation=True)
     seconds = time.perf_counter() - start
     predicted = np.asarray([model.config.label2id[o["label"]] for o in outputs])
     teacher = cascade.teacher_logits(texts).argmax(-1)

@@ -342,7 +342,8 @@ class Distiller:
             target = self.output_dir / STUDENT_DIR
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(self.stage_dir(chosen) / BEST, target)
-            results.calibration = self._calibrate(target)
+            if SparseDANConfig.from_pretrained(target).problem_type in (None, "single_label_classification"):
+                results.calibration = self._calibrate(target)  # temperature and cascade: single-label only
             results.save(self.output_dir / RESULTS_FILE)
         self.state.wait_for_everyone()
         return results
@@ -358,8 +359,8 @@ class Distiller:
         )  # fmt: skip
         calibration.save(student_dir)
         write_to_config(student_dir, calibration)
-        raw = softmax(predict_logits(model, report.encoded))
-        scaled = softmax(np.log(np.clip(raw, 1e-30, None)) / calibration.temperature)
+        logits = predict_logits(model, report.encoded)
+        raw, scaled = softmax(logits), softmax(logits / calibration.temperature)
         teacher = softmax(report.teacher_logits)
         return CalibrationResult(
             temperature=calibration.temperature, threshold=calibration.threshold,

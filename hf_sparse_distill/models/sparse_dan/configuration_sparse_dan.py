@@ -46,7 +46,7 @@ class SparseDANConfig(PretrainedConfig):
             a table is for inference only).
         logit_temperature (`float`, defaults to 1.0):
             The logits are divided by it (temperature scaling, fitted by `hf-sparse-distill calibrate`): it changes
-            the scores, never the predicted label.
+            the scores, never the predicted label. Regression outputs are never divided.
         cascade_threshold (`float`, *optional*):
             With a teacher given to the pipeline (`teacher=...`), texts whose calibrated top score is below it (or
             with fewer than `cascade_min_ngrams` known n-grams) are sent to the teacher (set by `calibrate`).

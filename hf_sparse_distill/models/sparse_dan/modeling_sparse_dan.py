@@ -244,7 +244,9 @@ class SparseDANForSequenceClassification(SparseDANPreTrainedModel):
         pooled = self.dan(input_ids, attention_mask=attention_mask, offsets=offsets, return_dict=False)[0]
         head_dtype = self.classifier.layers[-1].weight.dtype  # the table may be stored in another dtype
         logits = self.classifier(pooled.to(head_dtype))
-        if self.config.logit_temperature != 1.0:  # calibration: scores change, the predicted label does not
+        problem_type = self.config.problem_type
+        regression = problem_type == "regression" or (problem_type is None and self.num_labels == 1)  # as _loss
+        if self.config.logit_temperature != 1.0 and not regression:  # calibration: scores change, labels do not
             logits = logits / self.config.logit_temperature
         loss = None
         if labels is not None:

@@ -8,8 +8,9 @@ encodes each batch with one vectorised `encode_bags` call and one forward pass. 
 - `explain=True`: each output gets `explanation`, the n-grams that pushed the student's prediction most, each with
   the drop of the predicted label's probability when all its occurrences are removed from the text (occlusion:
   exact, one extra forward pass per distinct n-gram, all batched);
-- `coverage=True`: each output gets `words`, `known_words`, `known_ngrams` and `no_evidence` (no known n-gram: the
-  answer is the model's bias only);
+- `coverage=True`: each output gets `words`, `known_words` (words that are themselves in the vocabulary),
+  `known_ngrams` (occurrences of vocabulary n-grams) and `no_evidence` (no known n-gram: the answer is the model's
+  bias only);
 - a teacher (`pipeline(..., teacher="org/teacher")`): a cascade; texts whose top score is under
   `config.cascade_threshold` (or `threshold=`), or with fewer than `config.cascade_min_ngrams` known n-grams, are
   answered by the teacher, in batches; each output says which `model` answered.
@@ -40,7 +41,7 @@ class SparseDANClassificationPipeline(TextClassificationPipeline):
         if teacher is not None:
             if isinstance(teacher, str):
                 teacher = (
-                    AutoModelForSequenceClassification.from_pretrained(teacher),
+                    AutoModelForSequenceClassification.from_pretrained(teacher).to(self.device),
                     AutoTokenizer.from_pretrained(teacher),
                 )
             elif isinstance(teacher, TextClassificationPipeline):
@@ -68,7 +69,7 @@ class SparseDANClassificationPipeline(TextClassificationPipeline):
                 [inputs] if single else list(inputs), kwargs, bool(extras.get("explain")),
                 bool(extras.get("coverage")), extras.get("threshold") if cascade else False,
             )  # fmt: skip
-            return outputs[0] if single else outputs
+            return outputs  # a list for a single text too, as the stock pipeline
         batch_size = kwargs.pop("batch_size", None)
         batch_size = batch_size if batch_size is not None else self._batch_size or DEFAULT_BATCH_SIZE
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -77,6 +78,9 @@ class SparseDANClassificationPipeline(TextClassificationPipeline):
         preprocess_params, _, postprocess_params = self._sanitize_parameters(
             **{k: v for k, v in kwargs.items() if k != "num_workers"}
         )
+        # options given to `pipeline(...)` apply unless the call overrides them, as in the stock pipeline
+        preprocess_params = {**self._preprocess_params, **preprocess_params}
+        postprocess_params = {**self._postprocess_params, **postprocess_params}
         truncation = preprocess_params.pop("truncation", None)
         max_length = preprocess_params.pop("max_length", None)
         if not is_text_list or preprocess_params or truncation not in (None, True, False):
@@ -100,9 +104,11 @@ class SparseDANClassificationPipeline(TextClassificationPipeline):
             raise TypeError("explain, coverage and cascade take texts (a string or a list of strings)")
         batch_size = kwargs.pop("batch_size", None) or self._batch_size or DEFAULT_BATCH_SIZE
         kwargs.pop("num_workers", None)
+        kwargs = {**self._preprocess_params, **self._postprocess_params, **kwargs}
         unsupported = sorted(k for k in kwargs if k not in ("truncation", "max_length", "function_to_apply"))
         if unsupported:
             raise ValueError(f"explain, coverage and cascade give the default output; {unsupported} are not supported")
+        postprocess = self._sanitize_parameters(function_to_apply=kwargs.get("function_to_apply"))[2]
         truncate = kwargs.get("truncation") is True or (kwargs.get("truncation") is None and "max_length" in kwargs)
         results = []
         for start in range(0, len(texts), batch_size):
@@ -117,7 +123,7 @@ class SparseDANClassificationPipeline(TextClassificationPipeline):
             answered_by = ["student"] * len(batch)
             if threshold is not False:
                 logits, answered_by = self._cascade(batch, logits, lengths, threshold)
-            outputs = self._postprocess_batch(logits, function_to_apply=kwargs.get("function_to_apply"))
+            outputs = self._postprocess_batch(logits, function_to_apply=postprocess.get("function_to_apply"))
             for i, output in enumerate(outputs):
                 if threshold is not False:
                     output["model"] = answered_by[i]
@@ -130,7 +136,7 @@ class SparseDANClassificationPipeline(TextClassificationPipeline):
 
     def _coverage(self, text: str, known_ngrams: int) -> dict:
         words = self.tokenizer.matcher.words(text)
-        known_words = sum(1 for w in words if w in self.tokenizer.matcher.word_ids)
+        known_words = sum(1 for w in words if w in self.tokenizer.vocab)  # the word is an n-gram of the vocabulary
         return {
             "words": len(words),
             "known_words": known_words,
@@ -144,7 +150,8 @@ class SparseDANClassificationPipeline(TextClassificationPipeline):
         threshold = config.cascade_threshold if threshold is None else threshold
         if threshold is None:
             raise ValueError("no cascade threshold: run hf-sparse-distill calibrate, or pass threshold=")
-        confidence = torch.softmax(logits.float(), dim=-1).max(dim=-1).values
+        # float64, as `calibrate` computed the thresholds: a float32 comparison would merge close thresholds
+        confidence = torch.softmax(logits.double(), dim=-1).max(dim=-1).values
         hard = ((confidence < threshold) | (lengths < config.cascade_min_ngrams)).nonzero().flatten().tolist()
         answered_by = ["student"] * len(texts)
         if hard:
