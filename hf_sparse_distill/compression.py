@@ -9,6 +9,7 @@ is a normal student folder (Auto classes, stock and batched pipelines, remote co
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ import torch
 
 from .models.sparse_dan import SparseDANConfig, SparseDANForSequenceClassification, SparseDANTokenizer
 from .models.sparse_dan.modeling_sparse_dan import Int8EmbeddingBag
+
+logger = logging.getLogger(__name__)
 
 DTYPES = ("float32", "float16", "int8")
 RANKINGS = ("frequency", "norm")
@@ -36,6 +39,28 @@ class CompressionReport:
     rank_by: str
     size_mb: float
     original_size_mb: float
+    refresh: dict | None = None  # the KD refresh after pruning (`compress --refresh`), if any
+    # accuracy on the report split of the run the source comes from: compressed, source student, teacher
+    evaluation: dict | None = None
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> CompressionReport | None:
+        """The report saved in a compressed student's folder, or None for a student that was not compressed."""
+        path = Path(folder) / COMPRESSION_FILE
+        return cls(**json.loads(path.read_text())) if path.exists() else None
+
+    def save(self, folder: str | os.PathLike) -> None:
+        """Write the report as `compression.json` into `folder`."""
+        (Path(folder) / COMPRESSION_FILE).write_text(json.dumps(asdict(self), indent=2))
+
+
+def source_run(student_dir: str | os.PathLike) -> Path | None:
+    """The `distill` output folder a student folder belongs to (`results.json` and `recipe.json` beside the
+    folder or one level up, as for `RUN/student` and `RUN/kd/best`), if any."""
+    for folder in (Path(student_dir).parent, Path(student_dir).parent.parent):
+        if (folder / "results.json").exists() and (folder / "recipe.json").exists():
+            return folder
+    return None
 
 
 def save_with_half_table(model: SparseDANForSequenceClassification, folder: str | os.PathLike, **kwargs) -> None:
@@ -92,7 +117,7 @@ def compress(
     keep_ngrams: int | None = None,
     max_mb: float | None = None,
     dtype: str = "int8",
-    rank_by: str = "frequency",
+    rank_by: str = "norm",
 ) -> CompressionReport:
     """Write a smaller copy of the student in `model_dir` to `out_dir`.
 
@@ -103,7 +128,9 @@ def compress(
         max_mb: Keep the most n-grams whose folder fits in this many MB.
         dtype: `"float32"`, `"float16"` (table stored in half precision, loaded as float32) or `"int8"` (table kept
             in int8 in memory too, one scale per row).
-        rank_by: Which n-grams to keep first: `"frequency"` (on the distillation corpus) or `"norm"` (of the row).
+        rank_by: Which n-grams to keep first: `"norm"` (of the row; it kept more accuracy than `"frequency"` at
+            every size on the SST-2 selection split, benchmarks/COMPRESSION.md) or `"frequency"` (on the
+            distillation corpus).
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
@@ -134,6 +161,9 @@ def compress(
     table = model.get_input_embeddings().weight.detach()[rows]
     config_data = model.config.to_dict()
     config_data.update(vocab_size=len(rows), pad_token_id=0, table_quantization="int8" if dtype == "int8" else None)
+    if config_data.get("cascade_threshold") is not None:  # chosen on the uncompressed student's confidences
+        logger.warning("the cascade threshold is not kept: run `hf-sparse-distill calibrate` on the compressed student")
+        config_data["cascade_threshold"] = None
     small = SparseDANForSequenceClassification(SparseDANConfig.from_dict(config_data)).eval()
     small.classifier.load_state_dict(model.classifier.state_dict())
     if dtype == "int8":
@@ -150,9 +180,9 @@ def compress(
         source=str(model_dir), kept_ngrams=k, original_ngrams=len(ids), dtype=dtype, rank_by=rank_by,
         size_mb=0.0, original_size_mb=round(folder_mb(model_dir), 2),
     )  # fmt: skip
-    (out_dir / COMPRESSION_FILE).write_text(json.dumps(asdict(report), indent=2))
+    report.save(out_dir)
     report.size_mb = round(folder_mb(out_dir), 2)
-    (out_dir / COMPRESSION_FILE).write_text(json.dumps(asdict(report), indent=2))
+    report.save(out_dir)
     if max_mb is not None and report.size_mb > max_mb:
         raise RuntimeError(
             f"the compressed student takes {report.size_mb} MB, over --max-mb {max_mb}: an estimate was off"
@@ -160,4 +190,4 @@ def compress(
     return report
 
 
-__all__ = ["CompressionReport", "compress", "folder_mb", "ranked_ids", "save_with_half_table"]
+__all__ = ["CompressionReport", "compress", "folder_mb", "ranked_ids", "save_with_half_table", "source_run"]

@@ -97,3 +97,40 @@ print(json.dumps(classifier({TEXTS!r}, top_k=None)))
     remote = json.loads(run_without_package(script, env={"HF_HOME": str(tmp_path / "hf")}).strip().splitlines()[-1])
     for a, b in zip(remote, stock, strict=True):
         assert [r["score"] for r in a] == pytest.approx([r["score"] for r in b], abs=1e-6)
+
+
+def test_calibrated_threshold_is_not_carried_to_a_compressed_student(saved_student, tmp_path):
+    """The cascade threshold was chosen on the full student's confidences: compress drops it (and keeps the
+    temperature, which leaves every label unchanged)."""
+    calibrated = tmp_path / "calibrated"
+    model = AutoModelForSequenceClassification.from_pretrained(saved_student)
+    model.config.update({"logit_temperature": 1.5, "cascade_threshold": 0.8})
+    model.save_pretrained(calibrated)
+    AutoTokenizer.from_pretrained(saved_student).save_pretrained(calibrated)
+    compress(calibrated, tmp_path / "small", keep_ngrams=50)
+    config = AutoModelForSequenceClassification.from_pretrained(tmp_path / "small").config
+    assert config.cascade_threshold is None and config.logit_temperature == 1.5
+
+
+def test_refresh_after_pruning_trains_on_the_recipe_and_keeps_the_better_student(tiny_recipe, tmp_path, capsys):
+    assert main(["train", str(tiny_recipe), "--stage", "kd"]) == 0
+    kd = tmp_path / "run" / "kd" / "best"
+    capsys.readouterr()
+    out = tmp_path / "refreshed"
+    args = ["compress", str(kd), str(out), "--keep-ngrams", "150", "--refresh", str(tiny_recipe)]
+    assert main([*args, "--refresh-steps", "30", "--set", "kd.learning_rate=5e-2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["kept_ngrams"] == 150 and report["original_ngrams"] > 150 and report["source"] == str(kd)
+    refresh = report["refresh"]
+    assert refresh["steps"] == 30 and refresh["kept"] == (
+        refresh["selection_accuracy_after"] > refresh["selection_accuracy_before"]
+    )
+    assert json.loads((out / "compression.json").read_text())["refresh"] == refresh
+    compress(kd, tmp_path / "pruned", keep_ngrams=150)  # the same pruning without the refresh
+    assert (
+        AutoTokenizer.from_pretrained(out).get_vocab() == AutoTokenizer.from_pretrained(tmp_path / "pruned").get_vocab()
+    )
+    changed = not torch.equal(logits_of(out), logits_of(tmp_path / "pruned"))
+    assert changed == refresh["kept"]
+    with pytest.raises(ValueError, match="at least one step"):
+        main([*args, "--refresh-steps", "0"])

@@ -8,11 +8,11 @@ from unittest import mock
 import huggingface_hub
 import pytest
 import torch
-from conftest import place_in_hub_cache, random_texts, run_without_package
+from conftest import place_in_hub_cache, random_texts, run_without_package, write_jsonl
 from huggingface_hub import CommitInfo, HfApi, ModelCard, RepoUrl
 from safetensors import safe_open
 
-from hf_sparse_distill import SparseDANForSequenceClassification
+from hf_sparse_distill import SparseDANForSequenceClassification, SparseDANTokenizer
 from hf_sparse_distill.cli import main
 from hf_sparse_distill.hub import push_student, save_for_hub
 from hf_sparse_distill.results import DataReport, DistillationResults, Metrics, SpeedResult, TeacherResult
@@ -241,3 +241,38 @@ def test_card_of_a_calibrated_student(run_dir, tmp_path, tiny_teacher, capsys):
     text = ModelCard.load(folder / "README.md").text
     assert "## Calibrated scores and teacher fallback" in text and "T = " in text and "teacher alone" in text
     assert "## What the student looks at" in text and "| positive |" in text and "| negative |" in text
+
+
+def test_card_of_a_compressed_student_states_its_size_and_accuracy(run_dir, tmp_path, capsys):
+    """`compress` measures the compressed and the source student on the run's report split; the card of the
+    compressed student states its size and both retentions, and keeps the run's teacher and data."""
+    rows = [{"text": t, "label": int("good" in t)} for t in random_texts(40, seed=5)]
+    dev = write_jsonl(tmp_path / "dev.jsonl", rows)
+    (run_dir / "recipe.json").write_text(json.dumps({**RECIPE, "data": {"train": {"path": dev}, "dev": {"path": dev}}}))
+    small = tmp_path / "small"
+    assert main(["compress", str(run_dir / "student"), str(small), "--keep-ngrams", "100"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    evaluation = report["evaluation"]
+    labels = torch.tensor([r["label"] for r in rows])
+    for key, folder in (("accuracy", small), ("student_accuracy", run_dir / "student")):
+        model = SparseDANForSequenceClassification.from_pretrained(folder).eval()
+        with torch.inference_mode():
+            logits = model(**SparseDANTokenizer.from_pretrained(folder).encode_bags([r["text"] for r in rows])).logits
+        assert evaluation[key] == pytest.approx((logits.argmax(-1) == labels).float().mean().item())
+    assert (
+        evaluation["split"] == "dev" and evaluation["num_examples"] == 40 and evaluation["teacher_accuracy"] == 0.8968
+    )
+
+    card = ModelCard.load(save_for_hub(small, tmp_path / "hub", "acme/sst2-dan-small") / "README.md")
+    data = card.data.to_dict()
+    assert data["base_model"] == "philschmid/roberta-large-sst2" and data["datasets"] == ["stanfordnlp/sst2"]
+    metrics = {m["type"]: m["value"] for m in data["model-index"][0]["results"][0]["metrics"]}
+    assert metrics == {"accuracy": round(evaluation["accuracy"], 4)}
+    text = card.text
+    assert "## Compression" in text and "100 of its" in text and f"{report['size_mb']:,.1f} MB** instead of" in text
+    assert f"| this model (compressed) | {100 * evaluation['accuracy']:.2f} |" in text
+    assert (
+        "← the run's student" in text and "speed_accuracy.png" not in text and "faster** than the teacher" not in text
+    )
+    with pytest.raises(ValueError, match="int8 table already"):
+        save_for_hub(small, tmp_path / "hub16", "acme/x", fp16_embeddings=True)

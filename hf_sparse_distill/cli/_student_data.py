@@ -8,18 +8,21 @@ import torch
 from ..models.sparse_dan import SparseDANClassificationPipeline
 
 
-def labeled_texts(student: str, data: str, text_column: str = "text", label_column: str = "label", **source):
-    """The texts and gold labels of `data` (a file, or a Hub dataset id with `split` / `name` in `source`), with
-    the student and its tokenizer."""
+def labeled_texts(student: str, data, text_column: str = "text", label_column: str = "label", **source):
+    """The texts and gold labels of `data` (a file, a Hub dataset id with `split` / `name` in `source`, or a
+    recipe's `DatasetSource`), with the student and its tokenizer."""
     from ..distillation.data import check_labels, load_source
     from ..distillation.recipe import DatasetSource
     from ..models.sparse_dan import SparseDANForSequenceClassification, SparseDANTokenizer
 
     model = SparseDANForSequenceClassification.from_pretrained(student).eval()
     tokenizer = SparseDANTokenizer.from_pretrained(student)
-    spec = DatasetSource(path=data, text_column=text_column, label_column=label_column, **source)
+    if isinstance(data, DatasetSource):
+        spec = data
+    else:
+        spec = DatasetSource(path=data, text_column=text_column, label_column=label_column, **source)
     texts = load_source(spec, model.config.label2id)
-    check_labels(texts, data, model.config.num_labels)
+    check_labels(texts, spec.path, model.config.num_labels)
     return texts.texts, np.asarray(texts.labels), model, tokenizer
 
 

@@ -1,10 +1,13 @@
-"""`hf-sparse-distill compress MODEL_DIR OUT_DIR`: a smaller student (fewer n-grams, table in int8 or float16)."""
+"""`hf-sparse-distill compress MODEL_DIR OUT_DIR`: a smaller student (fewer n-grams, table in int8 or float16),
+optionally refreshed by a short KD run on a recipe's teacher logits after pruning."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from dataclasses import asdict
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,14 +20,79 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--keep-ngrams", type=int, help="how many n-grams to keep (default: all)")
     parser.add_argument("--max-mb", type=float, help="keep the most n-grams that fit in this many MB")
     parser.add_argument("--dtype", choices=DTYPES, default="int8", help="storage of the table (default: int8)")
-    parser.add_argument("--rank-by", choices=RANKINGS, default="frequency", help="which n-grams to keep first")
+    parser.add_argument(
+        "--rank-by", choices=RANKINGS, default="norm", help="which n-grams to keep first (default: norm)"
+    )
+    parser.add_argument(
+        "--refresh", metavar="RECIPE", help="after pruning, train a few KD steps on this recipe's teacher logits"
+    )
+    parser.add_argument("--refresh-steps", type=int, default=500, help="KD steps of the refresh (default: 500)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+        help="override a field of the --refresh recipe (repeatable)",
+    )  # fmt: skip
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Compress; print the report as JSON."""
+    """Compress (prune, refresh if asked, quantize), measure the result on the source run's report split if the
+    student comes from a `distill` run; print the report as JSON."""
     from ..compression import compress
 
-    report = compress(args.model_dir, args.out_dir, args.keep_ngrams, args.max_mb, args.dtype, args.rank_by)
+    if args.refresh is None:
+        report = compress(args.model_dir, args.out_dir, args.keep_ngrams, args.max_mb, args.dtype, args.rank_by)
+    else:
+        report = _compress_with_refresh(args)
+    report.evaluation = _evaluation(report, args.out_dir)
+    report.save(args.out_dir)
     print(json.dumps(asdict(report), indent=2))
     return 0
+
+
+def _compress_with_refresh(args: argparse.Namespace):
+    from ..compression import compress
+    from ..distillation import load_recipe
+    from ..distillation.refresh import refresh_student
+
+    recipe = load_recipe(args.refresh, args.overrides)
+    with tempfile.TemporaryDirectory(prefix="hfsd-refresh-") as tmp:
+        tmp = Path(tmp)
+        # how many n-grams the final dtype allows, then the pruned student in float32 for training
+        sized = compress(args.model_dir, tmp / "sized", args.keep_ngrams, args.max_mb, args.dtype, args.rank_by)
+        pruned = compress(args.model_dir, tmp / "pruned", sized.kept_ngrams, None, "float32", args.rank_by)
+        refreshed = refresh_student(tmp / "pruned", recipe, tmp / "refresh", args.refresh_steps)
+        report = compress(refreshed.student_dir, args.out_dir, None, None, args.dtype, args.rank_by)
+    report.source, report.original_ngrams, report.original_size_mb = (
+        pruned.source, pruned.original_ngrams, pruned.original_size_mb
+    )  # fmt: skip
+    report.refresh = {
+        "recipe": args.refresh, "steps": refreshed.steps, "kept": refreshed.kept,
+        "selection_accuracy_before": refreshed.selection_accuracy_before,
+        "selection_accuracy_after": refreshed.selection_accuracy_after,
+    }  # fmt: skip
+    return report
+
+
+def _evaluation(report, out_dir: str) -> dict | None:
+    """Accuracy of the compressed and the source student on the report split of the source's `distill` run (its
+    recipe's dev split), with the teacher's from that run; None if the source is not part of a run."""
+    from ..compression import source_run
+    from ..distillation import load_recipe
+    from ..distillation.evaluate import classification_metrics
+    from ..results import DistillationResults
+    from ._student_data import labeled_texts, student_logits
+
+    run = source_run(report.source)
+    if run is None:
+        return None
+    results = DistillationResults.load(run / "results.json")
+    dev = load_recipe(str(run / "recipe.json")).data.dev
+    accuracy = {}
+    for key, folder in (("accuracy", out_dir), ("student_accuracy", report.source)):
+        texts, labels, model, tokenizer = labeled_texts(str(folder), dev)
+        logits, _ = student_logits(model, tokenizer, texts)
+        accuracy[key] = classification_metrics(logits, labels, model.config.id2label).accuracy
+    return {
+        "split": results.report_split, "num_examples": len(labels), **accuracy,
+        "teacher_accuracy": results.teacher.metrics.accuracy,
+    }  # fmt: skip

@@ -12,6 +12,7 @@ import torch
 from huggingface_hub import CardData, EvalResult, ModelCard, ModelCardData
 
 from ..calibration import Calibration
+from ..compression import CompressionReport
 from ..models.sparse_dan import SparseDANForSequenceClassification, SparseDANTokenizer
 from ..models.sparse_dan.tokenization_sparse_dan import DEFAULT_TOKEN_PATTERN
 from ..results import CANDIDATE_STAGES, STAGES, DistillationResults
@@ -62,6 +63,8 @@ class SparseDANModelCardData(CardData):
         calibration: The student's calibration and cascade threshold (`calibration.json`), if calibrated.
         cascade_plot_file: File name of the teacher-fallback curve uploaded with the card, if any.
         top_ngrams: The strongest n-grams of each label (see `strongest_ngrams`).
+        compression: What `compress` did, for a compressed student (`results` then describe the run of the
+            student it was made from).
     """
 
     repo_id: str
@@ -73,6 +76,7 @@ class SparseDANModelCardData(CardData):
     calibration: Calibration | None = None
     cascade_plot_file: str | None = None
     top_ngrams: dict[str, list[str]] = field(default_factory=dict)
+    compression: CompressionReport | None = None
 
     @property
     def model_name(self) -> str:
@@ -91,10 +95,11 @@ class SparseDANModelCardData(CardData):
         if self.results is not None:
             dataset_id = datasets[0] if datasets else self.task
             student = self.results.student
-            for value, metric_type, name, config in (
-                (student.accuracy, "accuracy", "Accuracy", None),
-                (student.macro_f1, "f1", "Macro F1", "macro"),
-            ):
+            measured = [(student.accuracy, "accuracy", "Accuracy", None), (student.macro_f1, "f1", "Macro F1", "macro")]
+            if self.compression is not None:  # the run measured the uncompressed student
+                evaluation = self.compression.evaluation
+                measured = [(evaluation["accuracy"], "accuracy", "Accuracy", None)] if evaluation else []
+            for value, metric_type, name, config in measured:
                 eval_results.append(
                     EvalResult(
                         task_type="text-classification",
@@ -139,9 +144,10 @@ class SparseDANModelCardData(CardData):
             rows.append({"name": f"teacher ({teacher_name})", "metrics": results.teacher.metrics})
             for stage in STAGES:
                 if stage.value in results.stages:
-                    chosen = " ← this model" if results.student_stage == stage.value else ""
+                    this = " ← the run's student" if self.compression else " ← this model"
+                    chosen = this if results.student_stage == stage.value else ""
                     rows.append({"name": stage.display_name + chosen, "metrics": results.stages[stage.value]})
-            speed = results.speed
+            speed = results.speed if self.compression is None else None  # measured on the uncompressed student
         avg_ngrams = results.avg_ngrams if results else None
         dense = facts["dense_params"]
         return dict(
@@ -175,6 +181,7 @@ class SparseDANModelCardData(CardData):
             report_calibration=results.calibration if results else None,
             cascade_plot_file=self.cascade_plot_file,
             top_ngrams=self.top_ngrams,
+            compression=self.compression,
             example_text=EXAMPLE_TEXT,
             training_text=self._training_text(),
             hyperparameters=self._hyperparameters(),

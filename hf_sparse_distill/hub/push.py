@@ -15,7 +15,7 @@ from pathlib import Path
 from huggingface_hub import HfApi
 
 from ..calibration import CALIBRATION_FILE, CALIBRATION_PLOT, Calibration
-from ..compression import save_with_half_table
+from ..compression import CompressionReport, save_with_half_table, source_run
 from ..models.sparse_dan import SparseDANForSequenceClassification, SparseDANTokenizer
 from ..results import DistillationResults
 from .card import SparseDANModelCardData, build_model_card, model_facts, strongest_ngrams
@@ -36,8 +36,14 @@ def save_for_hub(
 ) -> Path:
     """Write everything a Hub repository of the student holds into `folder`: safetensors weights (sharded above
     `max_shard_size`; embedding table in float16 if asked), tokenizer, the three code files, README.md and the
-    speed-vs-accuracy plot. `results_path` defaults to `results.json` beside `model_dir` (a distillation run)."""
+    speed-vs-accuracy plot. `results_path` defaults to `results.json` beside `model_dir` (a distillation run), or
+    that of the student a compressed student was made from; the card of a compressed student states its size and
+    its accuracy against the uncompressed student and the teacher (`compression.json`)."""
     model_dir, folder = Path(model_dir), Path(folder)
+    compression = CompressionReport.load(model_dir)
+    if results_path is None and compression is not None:
+        run = source_run(compression.source)
+        results_path = run / "results.json" if run else None
     results_path = Path(results_path) if results_path else model_dir.parent / "results.json"
     results = DistillationResults.load(results_path) if results_path.exists() else None
     recipe_path = results_path.parent / "recipe.json"
@@ -45,6 +51,8 @@ def save_for_hub(
     model = SparseDANForSequenceClassification.from_pretrained(model_dir)
     tokenizer = SparseDANTokenizer.from_pretrained(model_dir)
     facts = model_facts(model)
+    if fp16_embeddings and model.config.table_quantization is not None:
+        raise ValueError(f"{model_dir} has a {model.config.table_quantization} table already: drop --fp16-embeddings")
     folder.mkdir(parents=True, exist_ok=True)
     if fp16_embeddings:
         save_with_half_table(model, folder, max_shard_size=max_shard_size)
@@ -52,7 +60,7 @@ def save_for_hub(
         model.save_pretrained(folder, max_shard_size=max_shard_size)
     tokenizer.save_pretrained(folder)
     plot_file = None
-    if results is not None and results.speed is not None:
+    if results is not None and results.speed is not None and compression is None:  # the run measured its student
         points = [
             ("teacher", results.speed.teacher_texts_per_s, results.teacher.metrics.accuracy),
             ("this student", results.speed.student_texts_per_s, results.student.accuracy),
@@ -73,7 +81,7 @@ def save_for_hub(
         cascade_file = CALIBRATION_PLOT
     card_data = SparseDANModelCardData(
         repo_id, facts, results, recipe, fp16_embeddings, plot_file, calibration, cascade_file,
-        strongest_ngrams(model, tokenizer),
+        strongest_ngrams(model, tokenizer), compression,
     )  # fmt: skip
     build_model_card(card_data).save(folder / "README.md")
     return folder
