@@ -185,7 +185,7 @@ def student_line(args: argparse.Namespace, run: DistillationResults | None) -> s
         return f"Student measured: `{args.student}` (no distillation results given)."
     stage = Stage(run.student_stage).display_name
     return (
-        f"Student measured: `{args.student}`, the {stage} student of that run ({run.eval_split} accuracy "
+        f"Student measured: `{args.student}`, the {stage} student of that run ({run.report_split} accuracy "
         f"{100 * run.student.accuracy:.2f}, {100 * run.retention:.1f} % of the teacher)."
     )
 
@@ -394,8 +394,6 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     machine = machine_description().split(", torch")[0] + f", torch {__import__('torch').__version__}"
-    text = report(results, run, args, machine)
-    (out / "RESULTS.md").write_text(text + "\n")
     (out / "results.json").write_text(
         json.dumps(
             {
@@ -407,6 +405,8 @@ def main() -> None:
             indent=2,
         )
     )
+    text = report(results, run, args, machine)  # after results.json: a report error loses no measurement
+    (out / "RESULTS.md").write_text(text + "\n")
     plot(results, run, out)
     print(text)
 

@@ -2,11 +2,13 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from test_hub import RESULTS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("HFSD_SHARED", ROOT.parent / "shared"))
@@ -27,11 +29,14 @@ def run(script: str, *arguments: str) -> subprocess.CompletedProcess:
 
 
 def test_benchmark_smoke(saved_student, tmp_path):
+    run_dir = tmp_path / "run"  # a distillation run: its student and results.json
+    shutil.copytree(saved_student, run_dir / "student")
+    RESULTS.save(run_dir / "results.json")
     run(
         "run.py",
         "--smoke",
-        "--student",
-        str(saved_student),
+        "--run-dir",
+        str(run_dir),
         "--out",
         str(tmp_path),
         "--model2vec",
@@ -56,6 +61,7 @@ def test_benchmark_smoke(saved_student, tmp_path):
     assert teacher["accuracy"] == pytest.approx(0.8968, abs=1e-3)  # the teacher README's dev accuracy
     text = (tmp_path / "RESULTS.md").read_text()
     assert "## Targets" in text and "texts per second" in text
+    assert "the DAN (KD+FT) student of that run (dev accuracy 87.16, 97.2 % of the teacher)" in text
     assert (tmp_path / "speed_accuracy.png").stat().st_size > 0
 
 

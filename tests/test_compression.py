@@ -31,7 +31,7 @@ def test_keeping_every_ngram_in_float32_changes_nothing(saved_student, tmp_path)
 
 def test_pruning_equals_dropping_the_ngrams_from_the_text(saved_student, tokenizer, tmp_path):
     """A pruned student sees exactly the kept n-grams: same logits as the full student fed only those ids."""
-    compress(saved_student, tmp_path / "pruned", keep_ngrams=40, dtype="float32")
+    compress(saved_student, tmp_path / "pruned", keep_ngrams=40, dtype="float32", rank_by="frequency")
     small_tokenizer = AutoTokenizer.from_pretrained(tmp_path / "pruned")
     assert small_tokenizer.vocab_size == 41 and small_tokenizer.pad_token_id == 0
     full = AutoModelForSequenceClassification.from_pretrained(saved_student).eval()
