@@ -196,7 +196,9 @@ def report(results: list[dict], run: DistillationResults | None, args: argparse.
         "# Benchmark results",
         "",
         f"Generated {datetime.date.today().isoformat()} by `python benchmarks/run.py"
-        f"{' --run-dir ' + args.run_dir if args.run_dir else ''}` on: {machine}.",
+        f"{' --run-dir ' + args.run_dir if args.run_dir else ''}"
+        f"{' --int8 ' + args.int8 if args.int8 else ''}"
+        f"{' --small ' + args.small + ' --small-label ' + repr(args.small_label) if args.small else ''}` on: {machine}.",
         student_line(args, run),
         "",
         "Throughput is texts per second **with tokenization** (model alone in parentheses where it can be "
@@ -308,7 +310,7 @@ def targets(by_name: dict, run: DistillationResults | None) -> list[str]:
         if student and r["disk_mb"] <= 100:
             drop = 100 * (student["accuracy"] - r["accuracy"])
             lines.append(
-                f"| {r['name']}: ≤ 100 MB within 0.5 points of the student | {r['disk_mb']:,.1f} MB, {drop:+.2f} points | {'yes' if drop <= 0.5 else 'no'} |"
+                f"| {r['name']}: ≤ 100 MB within 0.5 points of the student | {r['disk_mb']:,.1f} MB, {-drop:+.2f} points | {'yes' if drop <= 0.5 else 'no'} |"
             )
         for m in peer:
             if r["disk_mb"] <= m["disk_mb"] * 1.1:
@@ -361,6 +363,7 @@ def main() -> None:
     parser.add_argument("--small", help="a smaller compressed student (e.g. the smallest within 1 %% of the student)")
     parser.add_argument("--small-label", default="compressed", help="how the table names the --small student")
     parser.add_argument("--model2vec", default="runs/peer_m2v/results.json", help="results of model2vec_peer.py")
+    parser.add_argument("--report-only", action="store_true", help="rewrite RESULTS.md and the plot from results.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     from measure import shared_dir
@@ -377,6 +380,11 @@ def main() -> None:
             parser.error("give --run-dir or --student")
         args.student = str(Path(args.run_dir) / "student")
     run = DistillationResults.load(Path(args.run_dir) / "results.json") if args.run_dir else None
+    out = Path(args.out)
+    if args.report_only:  # the measurements of an earlier run (e.g. after a change of the report's wording)
+        saved = json.loads((out / "results.json").read_text())
+        write_report(saved["results"], run, args, saved["machine"], out)
+        return
     names = args.only.split(",") if args.only else CONTESTANTS
     names = [
         n
@@ -391,7 +399,6 @@ def main() -> None:
     results += model2vec_rows(Path(args.model2vec))
     from measure import machine_description
 
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     machine = machine_description().split(", torch")[0] + f", torch {__import__('torch').__version__}"
     (out / "results.json").write_text(
@@ -405,7 +412,12 @@ def main() -> None:
             indent=2,
         )
     )
-    text = report(results, run, args, machine)  # after results.json: a report error loses no measurement
+    write_report(results, run, args, machine, out)  # after results.json: a report error loses no measurement
+
+
+def write_report(results: list[dict], run: DistillationResults | None, args, machine: str, out: Path) -> None:
+    """RESULTS.md and the speed-vs-accuracy plot of `results`."""
+    text = report(results, run, args, machine)
     (out / "RESULTS.md").write_text(text + "\n")
     plot(results, run, out)
     print(text)
