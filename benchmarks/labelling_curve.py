@@ -17,6 +17,7 @@ import argparse
 import datetime
 import json
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -70,7 +71,9 @@ def run_point(recipe_name: str, overrides: list[str], out_dir: Path, seed: int) 
     if not overrides and seed == load_recipe(recipe_name).seed and own_run.exists():
         results = DistillationResults.load(own_run)
     else:
-        results = run_recipe(recipe, ("kd", "finetune"), push=False)
+        results = run_recipe(recipe, ("kd", "finetune"), push=False)  # finished stages are reused
+        for stage in ("kd", "finetune"):  # the kept students stay; their checkpoints take gigabytes
+            shutil.rmtree(out_dir / stage / "checkpoints", ignore_errors=True)
     return {
         "kd_texts": results.data.kd_total,
         "report_accuracy": results.student.accuracy,
@@ -100,7 +103,14 @@ def main() -> None:
     extra = ["kd.max_steps=20", "finetune.max_steps=10", "vocab.size=20000"] if args.smoke else []
     report = {"machine": machine_description(), "date": datetime.date.today().isoformat(), "recipes": {}}
     # the teacher's speed on every source of every recipe first, back to back (same conditions for all)
-    all_rates = {name: source_rates(load_recipe(name), 64 if args.smoke else args.sample) for name in RECIPES.values()}
+    # measured once per work folder and kept: a resumed curve gives its points the same budgets
+    rates_file = Path(args.work) / "source_rates.json"
+    if rates_file.exists():
+        all_rates = json.loads(rates_file.read_text())
+    else:
+        all_rates = {name: source_rates(load_recipe(name), 64 if args.smoke else args.sample) for name in RECIPES.values()}  # fmt: skip
+        rates_file.parent.mkdir(parents=True, exist_ok=True)
+        rates_file.write_text(json.dumps(all_rates, indent=2))
     out = Path(args.out)
     for label, name in RECIPES.items():
         rates = all_rates[name]
