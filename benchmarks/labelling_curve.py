@@ -101,7 +101,8 @@ def main() -> None:
     budgets = [0.05] if args.smoke else [float(b) for b in args.budgets.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     extra = ["kd.max_steps=20", "finetune.max_steps=10", "vocab.size=20000"] if args.smoke else []
-    report = {"machine": machine_description(), "date": datetime.date.today().isoformat(), "recipes": {}}
+    report = {"machine": machine_description(), "date": datetime.date.today().isoformat(), "recipes": {},
+              "command": f"python benchmarks/labelling_curve.py --budgets {args.budgets} --seeds {args.seeds}"}  # fmt: skip
     # the teacher's speed on every source of every recipe first, back to back (same conditions for all)
     # measured once per work folder and kept: a resumed curve gives its points the same budgets
     rates_file = Path(args.work) / "source_rates.json"
@@ -119,6 +120,8 @@ def main() -> None:
         for minutes in sorted(b for b in budgets if b < full_minutes) + [full_minutes]:
             overrides, spent = budget_overrides(rates, minutes) if minutes < full_minutes else ([], full_minutes)
             for seed in seeds:
+                if not overrides and not extra and seed != load_recipe(name).seed:
+                    continue  # the whole corpus is the recipe's own run: one seed (a full run takes hours)
                 out_dir = Path(args.work) / name / f"{minutes:.0f}min-seed{seed}"
                 point = run_point(name, overrides + extra, out_dir, seed)
                 points.append(
@@ -144,7 +147,8 @@ def markdown(report: dict) -> str:
     lines = [
         "# Student accuracy against teacher labelling time (SST-2)",
         "",
-        f"Generated {report['date']} by `python benchmarks/labelling_curve.py` on: {report['machine']}.",
+        f"Generated {report['date']} by `{report.get('command', 'python benchmarks/labelling_curve.py')}` on: "
+        f"{report['machine']}.",
         "Accuracy of the kept student on SST-2 dev (872 sentences), which no choice looked at: checkpoints and KD vs "
         "KD+FT were chosen on the selection split (1,000 held-out SST train sentences). Labelling minutes are what "
         "the texts of the point cost the teacher at the measured speed of each source.",
@@ -159,6 +163,14 @@ def markdown(report: dict) -> str:
                 f"{100 * p['report_accuracy']:.2f} | {100 * p['retention']:.1f}% | {100 * p['kd_report_accuracy']:.2f} | "
                 f"{p['student_stage']} |"
             )
+    lines += ["", "Mean dev accuracy over the seeds, by labelling budget (the whole corpus: the recipe's own run):", ""]
+    labels = list(report["recipes"])
+    lines += ["| budget (minutes) | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    means = {label: mean_by_budget(entry["points"]) for label, entry in report["recipes"].items()}
+    for budget in sorted({b for m in means.values() for b in m}):
+        cells = [f"{100 * means[label][budget][0]:.2f} (n = {means[label][budget][1]})" if budget in means[label]
+                 else "–" for label in labels]  # fmt: skip
+        lines.append(f"| {budget:.1f} | " + " | ".join(cells) + " |")
     lines += ["", "Teacher speed per source (texts/s, this machine):", ""]
     for label, entry in report["recipes"].items():
         rates = ", ".join(
@@ -166,6 +178,14 @@ def markdown(report: dict) -> str:
         )
         lines.append(f"- {label}: {rates}")
     return "\n".join(lines) + "\n"
+
+
+def mean_by_budget(points: list[dict]) -> dict[float, tuple[float, int]]:
+    """Budget → (mean dev accuracy over the seeds, number of seeds)."""
+    by_budget: dict[float, list[float]] = {}
+    for p in points:
+        by_budget.setdefault(p["budget_minutes"], []).append(p["report_accuracy"])
+    return {b: (sum(v) / len(v), len(v)) for b, v in by_budget.items()}
 
 
 def plot(report: dict, path: Path) -> None:
@@ -176,10 +196,10 @@ def plot(report: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for label, entry in report["recipes"].items():
-        points = sorted(entry["points"], key=lambda p: p["labelling_minutes"])
-        ax.plot(
-            [p["labelling_minutes"] for p in points], [100 * p["report_accuracy"] for p in points], "o-", label=label
-        )
+        means = sorted(mean_by_budget(entry["points"]).items())
+        (line,) = ax.plot([b for b, _ in means], [100 * m for _, (m, _) in means], "-", label=f"{label} (mean)")
+        ax.plot([p["budget_minutes"] for p in entry["points"]], [100 * p["report_accuracy"] for p in entry["points"]],
+                "o", color=line.get_color(), alpha=0.6)  # fmt: skip
     ax.set_xlabel("teacher labelling time (minutes, 2 CPU cores)")
     ax.set_ylabel("student accuracy, SST-2 dev (%)")
     ax.grid(True, alpha=0.3)
