@@ -57,9 +57,10 @@ def _compress_with_refresh(args: argparse.Namespace):
     recipe = load_recipe(args.refresh, args.overrides)
     with tempfile.TemporaryDirectory(prefix="hfsd-refresh-") as tmp:
         tmp = Path(tmp)
-        # how many n-grams the final dtype allows, then the pruned student in float32 for training
-        sized = compress(args.model_dir, tmp / "sized", args.keep_ngrams, args.max_mb, args.dtype, args.rank_by)
-        pruned = compress(args.model_dir, tmp / "pruned", sized.kept_ngrams, None, "float32", args.rank_by)
+        keep = args.keep_ngrams
+        if args.max_mb is not None:  # how many n-grams fit in the final dtype; the student trains in float32
+            keep = compress(args.model_dir, tmp / "sized", keep, args.max_mb, args.dtype, args.rank_by).kept_ngrams
+        pruned = compress(args.model_dir, tmp / "pruned", keep, None, "float32", args.rank_by)
         refreshed = refresh_student(tmp / "pruned", recipe, tmp / "refresh", args.refresh_steps)
         report = compress(refreshed.student_dir, args.out_dir, None, None, args.dtype, args.rank_by)
     report.source, report.original_ngrams, report.original_size_mb = (
@@ -79,6 +80,7 @@ def _evaluation(report, out_dir: str) -> dict | None:
     from ..compression import source_run
     from ..distillation import load_recipe
     from ..distillation.evaluate import classification_metrics
+    from ..models.sparse_dan import SparseDANForSequenceClassification, SparseDANTokenizer
     from ..results import DistillationResults
     from ._student_data import labeled_texts, student_logits
 
@@ -87,11 +89,15 @@ def _evaluation(report, out_dir: str) -> dict | None:
         return None
     results = DistillationResults.load(run / "results.json")
     dev = load_recipe(str(run / "recipe.json")).data.dev
+    texts, labels, model, tokenizer = labeled_texts(str(out_dir), dev)  # the split is read once, for both
+    source = (
+        SparseDANForSequenceClassification.from_pretrained(report.source).eval(),
+        SparseDANTokenizer.from_pretrained(report.source),
+    )
     accuracy = {}
-    for key, folder in (("accuracy", out_dir), ("student_accuracy", report.source)):
-        texts, labels, model, tokenizer = labeled_texts(str(folder), dev)
-        logits, _ = student_logits(model, tokenizer, texts)
-        accuracy[key] = classification_metrics(logits, labels, model.config.id2label).accuracy
+    for key, (student, student_tokenizer) in (("accuracy", (model, tokenizer)), ("student_accuracy", source)):
+        logits, _ = student_logits(student, student_tokenizer, texts)
+        accuracy[key] = classification_metrics(logits, labels, student.config.id2label).accuracy
     return {
         "split": results.report_split, "num_examples": len(labels), **accuracy,
         "teacher_accuracy": results.teacher.metrics.accuracy,

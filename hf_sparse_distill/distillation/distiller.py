@@ -342,16 +342,18 @@ class Distiller:
             target = self.output_dir / STUDENT_DIR
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(self.stage_dir(chosen) / BEST, target)
-            if SparseDANConfig.from_pretrained(target).problem_type in (None, "single_label_classification"):
-                results.calibration = self._calibrate(target)  # temperature and cascade: single-label only
+            results.calibration = self._calibrate(target)
             results.save(self.output_dir / RESULTS_FILE)
         self.state.wait_for_everyone()
         return results
 
-    def _calibrate(self, student_dir: Path) -> CalibrationResult:
+    def _calibrate(self, student_dir: Path) -> CalibrationResult | None:
         """Fit the kept student's temperature and choose its cascade threshold on the selection split (both written
-        into `student_dir`), then measure calibration on the report split."""
+        into `student_dir`), then measure calibration on the report split. Single-label students only (None
+        otherwise)."""
         model = SparseDANForSequenceClassification.from_pretrained(student_dir).eval()
+        if model.config.problem_type not in (None, "single_label_classification"):
+            return None
         selection, report = self.eval_data("select"), self.eval_data("dev")
         calibration = calibrate_logits(
             predict_logits(model, selection.encoded), selection.teacher_logits, selection.labels,
