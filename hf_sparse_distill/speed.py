@@ -66,28 +66,39 @@ STUDENT_BATCH_SIZE = 256
 
 def compare_speed(
     student_dir: str | os.PathLike,
-    teacher_predict: Callable[[list[str]], object],
-    texts: Sequence[str],
+    teacher_predict: Callable[..., object],
+    texts: Sequence[str] | Sequence[tuple[str, str]],
     teacher_batch_size: int,
     teacher_dtype: str,
     texts_label: str,
     min_seconds: float = 5.0,
 ) -> SpeedResult:
-    """Throughput of a saved student (batched API, batch 256) and of its teacher on the same `texts`, one after
-    the other in this process, tokenization included."""
+    """Throughput of a saved student (batched API, batch 256) and of its teacher on the same `texts` (strings, or
+    `(text, text_pair)` tuples for sentence pairs: the teacher is then called as `teacher_predict(texts, pairs)`),
+    one after the other in this process, tokenization included."""
     model = SparseDANForSequenceClassification.from_pretrained(student_dir).eval()
     tokenizer = SparseDANTokenizer.from_pretrained(student_dir)
 
-    def student(batch: list[str]) -> None:
+    def split(batch: list) -> tuple[list[str], list[str] | None]:
+        if batch and isinstance(batch[0], tuple):
+            return [first for first, _ in batch], [second for _, second in batch]
+        return batch, None
+
+    def student(batch: list) -> None:
+        texts, pairs = split(batch)
         with torch.inference_mode():
-            model(**tokenizer.encode_bags(batch))
+            model(**tokenizer.encode_bags(texts, text_pair=pairs))
+
+    def teacher(batch: list) -> object:
+        texts, pairs = split(batch)
+        return teacher_predict(texts) if pairs is None else teacher_predict(texts, pairs)
 
     return SpeedResult(
         machine=machine_description(),
         texts=texts_label,
         student_texts_per_s=round(throughput(student, texts, STUDENT_BATCH_SIZE, min_seconds), 1),
         student_batch_size=STUDENT_BATCH_SIZE,
-        teacher_texts_per_s=round(throughput(teacher_predict, texts, teacher_batch_size, min_seconds), 1),
+        teacher_texts_per_s=round(throughput(teacher, texts, teacher_batch_size, min_seconds), 1),
         teacher_batch_size=teacher_batch_size,
         teacher_dtype=teacher_dtype,
     )

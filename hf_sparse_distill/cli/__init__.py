@@ -1,5 +1,5 @@
-"""`hf-sparse-distill` command line: one module per command (`vocab`, `label`, `train`, `distill`, `evaluate`,
-`calibrate`, `push`, `compress`), each adding its parser and the function that runs it.
+"""`hf-sparse-distill` command line: one module per command (`teacher`, `vocab`, `label`, `train`, `distill`,
+`evaluate`, `calibrate`, `push`, `compress`), each adding its parser and the function that runs it.
 
 Every command that trains or labels runs as it is on one CPU or GPU, and under `accelerate launch` on several
 processes (see the README for the CPU multi-process invocation).
@@ -13,9 +13,9 @@ import os
 import sys
 
 from ..extras import MissingExtraError
-from . import calibrate, compress, distill, evaluate, label, push, train, vocab
+from . import calibrate, compress, distill, evaluate, label, push, teacher, train, vocab
 
-COMMANDS = (vocab, label, train, distill, evaluate, calibrate, push, compress)
+COMMANDS = (teacher, vocab, label, train, distill, evaluate, calibrate, push, compress)
 
 
 def build_parser() -> argparse.ArgumentParser:

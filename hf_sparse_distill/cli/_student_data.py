@@ -16,6 +16,8 @@ def labeled_texts(student: str, data, text_column: str = "text", label_column: s
     from ..models.sparse_dan import SparseDANForSequenceClassification, SparseDANTokenizer
 
     model = SparseDANForSequenceClassification.from_pretrained(student).eval()
+    if model.config.pair_mode:
+        raise ValueError(f"{student} is a sentence-pair student: evaluate and calibrate take single-text students")
     tokenizer = SparseDANTokenizer.from_pretrained(student)
     if isinstance(data, DatasetSource):
         spec = data

@@ -11,13 +11,17 @@ from typing import Any
 from ..results import DistillationResults
 from .distiller import STUDENT_DIR, Distiller
 from .recipe import Recipe, recipe_from_dict
+from .teacher_training import train_teacher
 
 logger = logging.getLogger(__name__)
 
 
 def run_recipe(recipe: Recipe, stages: Sequence[str] | None = None, push: bool = True) -> DistillationResults:
     """Run every step of `recipe` (each reusing what an earlier run left in `recipe.output_dir`), save the student
-    and `results.json`, and push the student to `recipe.hub_repo_id` if the recipe names one and `push` is true."""
+    and `results.json`, and push the student to `recipe.hub_repo_id` if the recipe names one and `push` is true.
+    A recipe with `teacher.training.base_model` first fine-tunes its teacher (`train_teacher`; reused when done)."""
+    if recipe.teacher.training is not None and recipe.teacher.training.base_model:
+        train_teacher(recipe)
     distiller = Distiller(recipe)
     results = distiller.run(tuple(stages) if stages else None)
     if push and recipe.hub_repo_id and distiller.state.is_main_process:

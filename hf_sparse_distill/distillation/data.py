@@ -16,7 +16,7 @@ import numpy as np
 
 from ..models.sparse_dan.tokenization_sparse_dan import word_splitter
 from ..results import DataReport
-from .augment import augment_texts
+from .augment import augment_pairs, augment_texts
 from .recipe import AugmentConfig, DataConfig, DatasetSource, VocabConfig
 
 logger = logging.getLogger(__name__)
@@ -29,23 +29,46 @@ _CLAUSE_BREAK = re.compile(r"\s*(?:[,;:()]|--|\b(?:but|though|although|while)\b)
 
 @dataclass
 class TextSet:
-    """Texts with optional integer labels (`None` for unlabeled data)."""
+    """Texts with optional integer labels (`None` for unlabeled data) and, for sentence-pair data, the second text
+    of each example (`pairs`)."""
 
     texts: list[str]
     labels: list[int] | None = None
+    pairs: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
 
+    def subset(self, rows: Sequence[int]) -> TextSet:
+        """The examples at `rows`, in that order."""
+        return TextSet(
+            [self.texts[i] for i in rows],
+            None if self.labels is None else [self.labels[i] for i in rows],
+            None if self.pairs is None else [self.pairs[i] for i in rows],
+        )
+
+    def keys(self, key: Callable[[str], str]) -> list[str]:
+        """The de-duplication key of each example (see `dedup_key`); for a pair, the keys of both texts on two
+        lines (a key has no line break) and empty if either text has no word."""
+        if self.pairs is None:
+            return [key(t) for t in self.texts]
+        out = []
+        for first, second in zip(self.texts, self.pairs):
+            first, second = key(first), key(second)
+            out.append(f"{first}\n{second}" if first and second else "")
+        return out
+
 
 @dataclass
 class KDCorpus:
-    """The texts the teacher labels: the train set first (with gold labels), then the unlabeled texts (label -1)."""
+    """The texts the teacher labels: the train set first (with gold labels), then the unlabeled texts (label -1);
+    `pairs` holds the second text of each example for sentence-pair data."""
 
     texts: list[str]
     labels: list[int]
     num_train: int
     report: DataReport
+    pairs: list[str] | None = None
 
 
 def corpus_fingerprint(texts: Sequence[str]) -> str:
@@ -105,22 +128,36 @@ def load_source(source: DatasetSource, label2id: dict[str, int] | None = None) -
         raise ValueError(f"{source.path}: no rows")
     if source.text_column not in dataset.column_names:
         raise ValueError(f"{source.path}: no text column {source.text_column!r}; columns are {dataset.column_names}")
+    if source.text_pair_column is not None and source.text_pair_column not in dataset.column_names:
+        raise ValueError(
+            f"{source.path}: no text pair column {source.text_pair_column!r}; columns are {dataset.column_names}"
+        )
     has_labels = source.label_column is not None and source.label_column in dataset.column_names
     split = source.split_sentences or source.split_clauses  # then max_rows counts sentences / clauses, not rows
+    if split and source.text_pair_column is not None:
+        raise ValueError(f"{source.path}: split_sentences / split_clauses do not apply to sentence pairs")
     if source.max_rows is not None and not split:
         dataset = dataset.select(range(min(source.max_rows, len(dataset))))
-    texts = dataset[source.text_column]
+    texts = list(dataset[source.text_column])  # `datasets` returns a lazy column; every user wants a list
     bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
     if bad is not None:
         raise TypeError(f"{source.path}: row {bad} of column {source.text_column!r} is {texts[bad]!r}, not text")
+    pairs = None
+    if source.text_pair_column is not None:
+        pairs = list(dataset[source.text_pair_column])
+        bad = next((i for i, t in enumerate(pairs) if not isinstance(t, str)), None)
+        if bad is not None:
+            raise TypeError(f"{source.path}: row {bad} of {source.text_pair_column!r} is {pairs[bad]!r}, not text")
     labels = _labels(dataset[source.label_column], label2id, source) if has_labels else None
     if split:
         texts = _sentences(texts, source)
         labels = None
+    result = TextSet(texts=texts, labels=labels, pairs=pairs)
     if labels is not None and source.label_map is not None:
         kept = [i for i, label in enumerate(labels) if label in source.label_map]
-        texts, labels = [texts[i] for i in kept], [source.label_map[labels[i]] for i in kept]
-    return TextSet(texts=texts, labels=labels)
+        result = result.subset(kept)
+        result.labels = [source.label_map[label] for label in result.labels]
+    return result
 
 
 def _labels(values: Sequence, label2id: dict[str, int] | None, source: DatasetSource) -> list[int]:
@@ -164,15 +201,17 @@ def build_kd_corpus(
     Texts that match an evaluation text must go: otherwise the student trains on the teacher's answers to the
     evaluation set. The counts removed are in `report`.
     """
-    held_out = {key(t) for split in evaluation for t in split.texts} | excluded
-    seen = {key(t) for t in train.texts} if include_train else set()
+    held_out = {k for split in evaluation for k in split.keys(key)} | excluded
+    seen = set(train.keys(key)) if include_train else set()
     report = DataReport(train=len(train) if include_train else 0)
     texts = list(train.texts) if include_train else []
     labels = list(train.labels) if include_train and train.labels is not None else [-1] * len(texts)
+    pairs = (list(train.pairs) if include_train else []) if train.pairs is not None else None
     for part in unlabeled:
         report.unlabeled_read += len(part)
-        for text in part.texts:
-            text_key = key(text)
+        if (part.pairs is None) != (pairs is None):
+            raise ValueError("unlabeled data must be sentence pairs exactly when the train split is (text_pair_column)")
+        for i, text_key in enumerate(part.keys(key)):
             if not text_key:
                 report.unlabeled_removed_empty += 1
             elif text_key in held_out:
@@ -181,12 +220,14 @@ def build_kd_corpus(
                 report.unlabeled_removed_duplicate += 1
             else:
                 seen.add(text_key)
-                texts.append(text)
+                texts.append(part.texts[i])
                 labels.append(-1)
+                if pairs is not None:
+                    pairs.append(part.pairs[i])
     report.unlabeled_kept = len(texts) - report.train
     report.kd_total = len(texts)
     logger.info("KD corpus: %s", report)
-    return KDCorpus(texts=texts, labels=labels, num_train=report.train, report=report)
+    return KDCorpus(texts=texts, labels=labels, num_train=report.train, report=report, pairs=pairs)
 
 
 def check_labels(split: TextSet, name: str, num_labels: int) -> None:
@@ -232,20 +273,24 @@ def select_split(config: DataConfig, train: TextSet, key: Callable[[str], str], 
     pool = load_source(config.select, label2id) if config.select is not None else train
     check_labels(pool, "selection", len(label2id))
     size = config.select_size if config.select_size is not None else min(DEFAULT_SELECT_SIZE, len(pool) // 10)
-    if not 0 < size < len(pool):
-        raise ValueError(f"data.select_size must be between 1 and {len(pool) - 1} (texts to draw from), got {size}")
+    largest = len(pool) if config.select is not None else len(pool) - 1  # drawn from train: leave some to train on
+    if not 0 < size <= largest:
+        raise ValueError(f"data.select_size must be between 1 and {largest} (texts to draw from), got {size}")
+    if (pool.pairs is None) != (train.pairs is None):
+        raise ValueError("the selection split must be sentence pairs exactly when the train split is")
     order = np.random.default_rng(config.select_seed).permutation(len(pool))
     chosen, rest = sorted(order[:size]), order[size:]
-    selection = TextSet([pool.texts[i] for i in chosen], [pool.labels[i] for i in chosen])
-    excluded = {key(t) for t in selection.texts}
+    selection = pool.subset(chosen)
+    excluded = set(selection.keys(key))
     if config.select_drop_subtexts:
+        if train.pairs is not None:
+            raise ValueError("data.select_drop_subtexts applies to single texts, not to sentence pairs")
         # a run of words found in the selection but in no other text of its source would tell the student about
         # the selection texts only; runs shared with other texts are ordinary training data (as for dev texts)
         longest = max((len(key(t).split()) for t in train.texts), default=0)
         excluded |= word_runs(excluded, longest) - word_runs((key(pool.texts[i]) for i in rest), longest)
-    kept = [i for i, text in enumerate(train.texts) if key(text) not in excluded]
-    remaining = TextSet([train.texts[i] for i in kept], [train.labels[i] for i in kept])
-    return Selection(selection, excluded, remaining, len(train) - len(kept))
+    kept = [i for i, example_key in enumerate(train.keys(key)) if example_key not in excluded]
+    return Selection(selection, excluded, train.subset(kept), len(train) - len(kept))
 
 
 @dataclass
@@ -281,14 +326,23 @@ def prepare_data(
     for name, split in {"train": train, "dev": dev, "test": test}.items():
         if split is not None:
             check_labels(split, name, len(label2id))
+    sources = [config.train, config.dev, *([config.test] if config.test else []), *config.unlabeled]
+    sources += [config.select] if config.select is not None else []
+    if len({source.text_pair_column is None for source in sources}) > 1:
+        raise ValueError("a sentence-pair recipe needs text_pair_column on every data source (train, dev, ...)")
     key = dedup_key(vocab)
-    shared = len({key(t) for t in train.texts} & {key(t) for t in dev.texts})
+    shared = len(set(train.keys(key)) & set(dev.keys(key)))
     if shared:
         logger.warning(
             "%d of the %d dev texts are also train texts: dev accuracy overstates unseen text", shared, len(dev)
         )
     selection = select_split(config, train, key, label2id)
-    augmented = TextSet(augment_texts(selection.train.texts, augment)) if augment.enabled else None
+    augmented = None
+    if augment.enabled and train.pairs is not None:
+        firsts, seconds = augment_pairs(selection.train.texts, selection.train.pairs, augment)
+        augmented = TextSet(firsts, pairs=seconds)
+    elif augment.enabled:
+        augmented = TextSet(augment_texts(selection.train.texts, augment))
     evaluation = [dev] + ([test] if test is not None else [])
     corpus = build_kd_corpus(
         selection.train,

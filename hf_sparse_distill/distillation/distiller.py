@@ -118,7 +118,8 @@ class Distiller:
         same settings from the same texts."""
         if self._tokenizer is None:
             folder = self.output_dir / "tokenizer"
-            texts = self.data().corpus.texts
+            corpus = self.data().corpus
+            texts = corpus.texts + (corpus.pairs or [])  # both texts of sentence pairs share the table
             settings = vocabulary_settings(self.recipe.vocab, corpus_fingerprint(texts), self.recipe.student.max_ngrams)
             if self.state.is_main_process and saved_tokenizer_settings(folder) != settings:
                 start = time.perf_counter()
@@ -136,12 +137,12 @@ class Distiller:
             start = time.perf_counter()
             data = self.data()
             if split == "kd":
-                texts = data.corpus.texts
+                texts, pairs = data.corpus.texts, data.corpus.pairs
             elif split in data.evaluation:
-                texts = data.evaluation[split].texts
+                texts, pairs = data.evaluation[split].texts, data.evaluation[split].pairs
             else:
                 raise ValueError(f"no split {split!r} to label; splits: kd, {', '.join(data.evaluation)}")
-            self._logits[split] = self.teacher.label(texts, self.recipe.cache_path)
+            self._logits[split] = self.teacher.label(texts, self.recipe.cache_path, pairs=pairs)
             self._timed(f"label_{split}", start)
         return self._logits[split]
 
@@ -156,7 +157,9 @@ class Distiller:
         logits."""
         if split not in self._eval:
             texts = self.data().evaluation[split]
-            encoded = encode_texts(self.tokenizer(), texts.texts, self.recipe.student.max_ngrams, show_progress=False)
+            encoded = encode_texts(
+                self.tokenizer(), texts.texts, self.recipe.student.max_ngrams, show_progress=False, pairs=texts.pairs
+            )
             self._eval[split] = EvalData(encoded, np.asarray(texts.labels), self.teacher_logits(split))
         return self._eval[split]
 
@@ -180,6 +183,7 @@ class Distiller:
             id2label=id2label,
             label2id={name: i for i, name in id2label.items()},
             problem_type=getattr(self.teacher.model_config, "problem_type", None),
+            pair_mode=self.data().train.pairs is not None,
         )
         torch.manual_seed(self.recipe.seed)
         return SparseDANForSequenceClassification(config)
@@ -197,9 +201,10 @@ class Distiller:
         data, config = self.data(), self.stage_config(stage)
         if stage is Stage.KD:
             texts, labels, logits = data.corpus.texts, np.asarray(data.corpus.labels), self.teacher_logits("kd")
+            pairs = data.corpus.pairs
             model = self.new_student()
         else:
-            texts, labels, logits = data.train.texts, np.asarray(data.train.labels), None
+            texts, labels, logits, pairs = data.train.texts, np.asarray(data.train.labels), None, data.train.pairs
             if config.alpha > 0:
                 if data.corpus.num_train != len(texts):
                     raise ValueError(f"{stage.value} with alpha > 0 needs the train set inside the KD corpus")
@@ -211,7 +216,9 @@ class Distiller:
                 model = SparseDANForSequenceClassification.from_pretrained(kd_best)
             else:
                 model = self.new_student()
-        encoded = encode_texts(self.tokenizer(), texts, self.recipe.student.max_ngrams, desc=f"encoding {stage.value}")
+        encoded = encode_texts(
+            self.tokenizer(), texts, self.recipe.student.max_ngrams, desc=f"encoding {stage.value}", pairs=pairs
+        )
         return StageData(encoded, logits, labels), model
 
     def stage_fingerprint(self, stage: Stage | str) -> dict[str, str]:
@@ -231,12 +238,18 @@ class Distiller:
                 "precision": self.recipe.mixed_precision,
             },
             "tokenizer": _file_digest(self.output_dir / "tokenizer" / "ngram_vocab.json"),
-            "selection": _digest([data.select.texts, data.select.labels]),
+            "selection": _digest(
+                [data.select.texts, data.select.labels] + ([data.select.pairs] if data.select.pairs is not None else [])
+            ),
         }
         if stage is Stage.KD:
             parts["texts"] = _digest([corpus_fingerprint(data.corpus.texts), data.corpus.labels])
+            if data.corpus.pairs is not None:
+                parts["pairs"] = corpus_fingerprint(data.corpus.pairs)
         else:
             parts["texts"] = _digest([corpus_fingerprint(data.train.texts), data.train.labels])
+            if data.train.pairs is not None:
+                parts["pairs"] = corpus_fingerprint(data.train.pairs)
         if stage is Stage.KD or config.alpha > 0:
             parts["teacher"] = self.teacher.identity()
         if stage is Stage.FINETUNE:
@@ -357,7 +370,7 @@ class Distiller:
         selection, report = self.eval_data("select"), self.eval_data("dev")
         calibration = calibrate_logits(
             predict_logits(model, selection.encoded), selection.teacher_logits, selection.labels,
-            selection.encoded.lengths, "the selection split", self.recipe.cascade_target_retention,
+            selection.encoded.example_lengths, "the selection split", self.recipe.cascade_target_retention,
         )  # fmt: skip
         calibration.save(student_dir)
         write_to_config(student_dir, calibration)
@@ -385,7 +398,8 @@ class Distiller:
 
     def _measure_speed(self, student_dir: Path) -> SpeedResult:
         """Student (batch 256) and teacher (batch `teacher.batch_size`) throughput on the dev texts."""
-        texts = self.data().dev.texts
+        dev = self.data().dev
+        texts = dev.texts if dev.pairs is None else list(zip(dev.texts, dev.pairs))
         return compare_speed(
             student_dir,
             self.teacher.predict,

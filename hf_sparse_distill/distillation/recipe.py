@@ -41,7 +41,8 @@ class DatasetSource:
     its sentences, `split_clauses` into the clauses of its sentences that have several (phrase-level transfer
     text, cheap to label); `min_words` / `max_words` then bound each piece and `max_rows` counts pieces.
     `label_map` maps the labels as read to the labels used (`{0: 0, 1: 0, 3: 1, 4: 1}` turns SST-5 into SST-2);
-    rows whose label it does not name are dropped.
+    rows whose label it does not name are dropped. `text_pair_column` names the second text of sentence-pair data
+    (every source of a pair recipe has one).
     """
 
     path: str
@@ -50,6 +51,7 @@ class DatasetSource:
     data_files: str | list[str] | None = None
     revision: str | None = None
     text_column: str = "text"
+    text_pair_column: str | None = None
     label_column: str | None = "label"
     max_rows: int | None = None
     split_sentences: bool = False
@@ -83,9 +85,31 @@ class DataConfig:
 
 
 @dataclass
+class TeacherTrainingConfig:
+    """How `hf-sparse-distill teacher` fine-tunes `base_model` (a Hub id + revision, or a folder) into the teacher
+    when the user has none: transformers' `Trainer`, AdamW with linear warm-up (`warmup_ratio` of the steps) and
+    decay, texts cut to `max_length` tokens, the checkpoint kept the best on the selection split (evaluated every
+    `eval_steps`). `labels` are the class names in id order (default `LABEL_0`, `LABEL_1`, ...)."""
+
+    base_model: str | None = None
+    revision: str | None = None
+    labels: list[str] | None = None
+    epochs: float = 3.0
+    learning_rate: float = 5e-5
+    batch_size: int = 32
+    max_length: int = 128
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    max_grad_norm: float = 1.0
+    eval_steps: int = 200
+    seed: int = 0
+
+
+@dataclass
 class TeacherConfig:
     """The fine-tuned teacher: any `AutoModelForSequenceClassification` (Hub id + revision, or a folder).
-    `hub_id` names the teacher on the Hub when `model` is a local folder (the model card's `base_model`)."""
+    `hub_id` names the teacher on the Hub when `model` is a local folder (the model card's `base_model`).
+    `training` says how `hf-sparse-distill teacher` makes one (written to the folder `model`) from a base encoder."""
 
     model: str
     revision: str | None = None
@@ -94,6 +118,7 @@ class TeacherConfig:
     batch_size: int = 64
     dtype: str = "auto"
     chunk_size: int = 4096
+    training: TeacherTrainingConfig | None = None
 
 
 @dataclass
@@ -119,6 +144,7 @@ _NOT_IN_RECIPES = (
     "logit_temperature",
     "cascade_threshold",
     "cascade_min_ngrams",
+    "pair_mode",  # set by the data: a recipe with text_pair_column trains a pair student
 )
 
 
@@ -138,7 +164,7 @@ def _student_fields() -> list[tuple[str, Any, Any]]:
 StudentConfig = dataclasses.make_dataclass("StudentConfig", _student_fields())
 StudentConfig.__module__ = __name__
 StudentConfig.__doc__ = """Shape of the DAN student: the arguments of `SparseDANConfig` (same names, same defaults) except
-`vocab_size`, `ngram_range` and `pad_token_id`, which come from the vocabulary."""
+`vocab_size`, `ngram_range` and `pad_token_id`, which come from the vocabulary, and `pair_mode`, from the data."""
 
 
 @dataclass
@@ -387,6 +413,16 @@ _RULES: dict[type, list[tuple[str, Any, str]]] = {
         ("batch_size", _at_least_one, ">= 1"),
         ("chunk_size", _at_least_one, ">= 1"),
         ("dtype", lambda v: v in ("auto", "float32", "bfloat16", "float16"), "one of auto, float32, bfloat16, float16"),
+    ],
+    TeacherTrainingConfig: [
+        ("epochs", _positive, "> 0"),
+        ("learning_rate", _positive, "> 0"),
+        ("batch_size", _at_least_one, ">= 1"),
+        ("max_length", _at_least_one, ">= 1"),
+        ("weight_decay", lambda v: v >= 0, ">= 0"),
+        ("warmup_ratio", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+        ("max_grad_norm", _positive, "> 0"),
+        ("eval_steps", _at_least_one, ">= 1"),
     ],
     VocabConfig: [
         ("size", _at_least_one, ">= 1"),

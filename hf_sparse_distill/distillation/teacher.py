@@ -109,11 +109,12 @@ class Teacher:
             )
             self._model = model.to(self.state.device).eval()
 
-    def predict(self, texts: list[str]) -> np.ndarray:
-        """Logits of `texts` (float32, input order): length-sorted batches with dynamic padding."""
+    def predict(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
+        """Logits of `texts` (float32, input order): length-sorted batches with dynamic padding. Sentence pairs
+        (`pairs`: the second text of each) go through the teacher's own pair encoding."""
         self._load()
         max_length = min(self.config.max_length, self._tokenizer.model_max_length)
-        encoded = self._tokenizer(texts, truncation=True, max_length=max_length)
+        encoded = self._tokenizer(texts, pairs, truncation=True, max_length=max_length)
         order = np.argsort([len(ids) for ids in encoded["input_ids"]], kind="stable")
         logits = np.zeros((len(texts), self.num_labels), dtype=np.float32)
         with torch.inference_mode():
@@ -124,9 +125,15 @@ class Teacher:
                 logits[rows] = self._model(**batch).logits.float().cpu().numpy()
         return logits
 
-    def label(self, texts: Sequence[str], cache_dir: str | os.PathLike, show_progress: bool = True) -> np.ndarray:
-        """Logits for every text, `[len(texts), num_labels]` float32, computed once per distinct text and cached on
-        disk (see `logit_cache`).
+    def label(
+        self,
+        texts: Sequence[str],
+        cache_dir: str | os.PathLike,
+        show_progress: bool = True,
+        pairs: Sequence[str] | None = None,
+    ) -> np.ndarray:
+        """Logits for every text (or sentence pair, with `pairs`), `[len(texts), num_labels]` float32, computed once
+        per distinct text and cached on disk (see `logit_cache`).
 
         The texts without cached logits are split into hash buckets, each labelled under a file lock in shards of
         `chunk_size` texts. The processes of a run share the buckets out; a bucket locked by another run is done
@@ -139,6 +146,8 @@ class Teacher:
             cache.folder.mkdir(parents=True, exist_ok=True)
             (cache.folder / "identity.json").write_text(json.dumps(identity, indent=2, sort_keys=True))
         self.state.wait_for_everyone()
+        inputs = (texts, pairs)
+        texts = texts if pairs is None else pair_cache_texts(texts, pairs)
         keys = text_keys(texts)
         todo = cache.missing(keys)
         num_buckets = bucket_count(len(np.unique(keys, axis=0)), self.config.chunk_size)
@@ -161,7 +170,7 @@ class Teacher:
                         continue
                     try:
                         positions = todo[bucket_of == bucket]
-                        done = self._label_bucket(texts, keys, positions, cache)
+                        done = self._label_bucket(inputs, keys, positions, cache)
                     finally:
                         lock.release()
                     bar.update(done * self.state.num_processes)
@@ -169,12 +178,24 @@ class Teacher:
         cache.reload()
         return cache.lookup(texts)
 
-    def _label_bucket(self, texts: Sequence[str], keys: np.ndarray, positions: np.ndarray, cache: LogitCache) -> int:
-        """Label the texts at `positions` that no other run labelled meanwhile, `chunk_size` per shard."""
+    def _label_bucket(
+        self, inputs: tuple[Sequence[str], Sequence[str] | None], keys: np.ndarray, positions: np.ndarray, cache
+    ) -> int:
+        """Label the texts (and pairs) at `positions` that no other run labelled meanwhile, `chunk_size` per shard."""
         elsewhere = cache.keys_added_elsewhere()
         if elsewhere:
             positions = np.asarray([i for i in positions if tuple(keys[i].tolist()) not in elsewhere], dtype=np.int64)
+        texts, pairs = inputs
         for start in range(0, len(positions), self.config.chunk_size):
-            batch = [texts[i] for i in positions[start : start + self.config.chunk_size]]
-            cache.add(batch, self.predict(batch))
+            rows = positions[start : start + self.config.chunk_size]
+            batch = [texts[i] for i in rows]
+            batch_pairs = None if pairs is None else [pairs[i] for i in rows]
+            logits = self.predict(batch, batch_pairs)
+            cache.add(batch if pairs is None else pair_cache_texts(batch, batch_pairs), logits)
         return len(positions)
+
+
+def pair_cache_texts(texts: Sequence[str], pairs: Sequence[str]) -> list[str]:
+    """The string a sentence pair is cached under: both texts, with the length of the first, behind a marker no
+    ordinary text starts with."""
+    return [f"\x00pair\x00{len(first)}\x00{first}{second}" for first, second in zip(texts, pairs, strict=True)]

@@ -183,6 +183,7 @@ class SparseDANModelCardData(CardData):
             top_ngrams=self.top_ngrams,
             compression=self.compression,
             example_text=EXAMPLE_TEXT,
+            pair_mode=facts["pair_mode"],
             training_text=self._training_text(),
             hyperparameters=self._hyperparameters(),
         )
@@ -226,7 +227,10 @@ def strongest_ngrams(
     model: SparseDANForSequenceClassification, tokenizer: SparseDANTokenizer, among: int = 50_000, top: int = 10
 ) -> dict[str, list[str]]:
     """For each label, the `top` n-grams that give it the highest probability on their own (one n-gram per text),
-    among the `among` most frequent n-grams (the vocabulary is in frequency order)."""
+    among the `among` most frequent n-grams (the vocabulary is in frequency order). Empty for a sentence-pair
+    student, whose labels depend on how two texts relate, not on one n-gram."""
+    if model.config.pair_mode:
+        return {}
     ids = torch.arange(1, min(among, model.config.vocab_size - 1) + 1)
     with torch.inference_mode():
         probs = torch.softmax(model(input_ids=ids, offsets=torch.arange(len(ids))).logits.float(), dim=-1)
@@ -249,6 +253,7 @@ def model_facts(model: SparseDANForSequenceClassification) -> dict[str, Any]:
         "activation": config.activation,
         "pooling": config.pooling,
         "num_labels": config.num_labels,
+        "pair_mode": config.pair_mode,
         "max_ngrams": config.max_ngrams,
         "feature_dropout": config.feature_dropout,
         "classifier_dropout": config.classifier_dropout,

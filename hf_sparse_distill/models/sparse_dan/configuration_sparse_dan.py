@@ -52,6 +52,9 @@ class SparseDANConfig(PretrainedConfig):
             with fewer than `cascade_min_ngrams` known n-grams) are sent to the teacher (set by `calibrate`).
         cascade_min_ngrams (`int`, defaults to 1):
             Texts with fewer known n-grams go to the teacher in a cascade, and are flagged `no_evidence` otherwise.
+        pair_mode (`bool`, defaults to `False`):
+            Sentence-pair classification (the paper's bi-encoder): `text` and `text_pair` are pooled separately with
+            the same table into `h1` and `h2`, and the head reads `[h1, h2, h1 * h2, |h1 - h2|]`.
 
     `id2label`, `label2id` and `problem_type` (`"single_label_classification"`, `"multi_label_classification"`,
     `"regression"`) behave as in every transformers classifier.
@@ -90,6 +93,7 @@ class SparseDANConfig(PretrainedConfig):
         logit_temperature: float = 1.0,
         cascade_threshold: float | None = None,
         cascade_min_ngrams: int = 1,
+        pair_mode: bool = False,
         **kwargs,
     ):
         if pooling not in POOLING_MODES:
@@ -128,6 +132,7 @@ class SparseDANConfig(PretrainedConfig):
         self.logit_temperature = float(logit_temperature)
         self.cascade_threshold = None if cascade_threshold is None else float(cascade_threshold)
         self.cascade_min_ngrams = int(cascade_min_ngrams)
+        self.pair_mode = bool(pair_mode)
         if type(self).ignore_custom_pipelines:
             kwargs.pop("custom_pipelines", None)
         super().__init__(pad_token_id=pad_token_id, **kwargs)

@@ -66,6 +66,30 @@ def bags_from_padded(
     return input_ids[keep], offsets
 
 
+def pair_bags_from_padded(
+    input_ids: torch.Tensor, token_type_ids: torch.Tensor, attention_mask: torch.Tensor | None, pad_token_id: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Turn a padded `[batch, length]` matrix of sentence pairs (`token_type_ids` 0 for the first text, 1 for the
+    second) into flat ids and the offsets of `2 * batch` bags: first text of row 0, second text of row 0, first text
+    of row 1, ... (the layout of `SparseDANTokenizer.encode_bags` with `text_pair`)."""
+    if input_ids.dim() != 2 or token_type_ids.shape != input_ids.shape:
+        raise ValueError("padded pair input: input_ids and token_type_ids must both be [batch, length]")
+    keep = attention_mask.bool() if attention_mask is not None else input_ids.ne(pad_token_id)
+    rows = torch.arange(input_ids.shape[0], device=input_ids.device)[:, None].expand_as(input_ids)
+    bag = (2 * rows + token_type_ids.clamp(0, 1))[keep]
+    order = torch.argsort(bag, stable=True)  # each row's first text before its second, whatever the padding side
+    lengths = torch.bincount(bag, minlength=2 * input_ids.shape[0])
+    offsets = torch.zeros_like(lengths)
+    offsets[1:] = torch.cumsum(lengths, dim=0)[:-1]
+    return input_ids[keep][order], offsets
+
+
+def pair_features(pooled: torch.Tensor) -> torch.Tensor:
+    """`[h1, h2, h1 * h2, |h1 - h2|]` of the interleaved bag vectors `pooled` (`[2 * batch, dim]`), `[batch, 4 * dim]`."""
+    first, second = pooled[0::2], pooled[1::2]
+    return torch.cat([first, second, first * second, (first - second).abs()], dim=-1)
+
+
 def drop_features(input_ids: torch.Tensor, offsets: torch.Tensor, rate: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Remove each n-gram occurrence with probability `rate` (feature dropout), keeping bag boundaries."""
     keep = torch.rand(input_ids.shape, device=input_ids.device) >= rate
@@ -155,6 +179,7 @@ class SparseDANModel(SparseDANPreTrainedModel):
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         offsets: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPooling | tuple[torch.Tensor]:
@@ -166,14 +191,29 @@ class SparseDANModel(SparseDANPreTrainedModel):
         attention_mask (`torch.LongTensor` of shape `[batch, length]`, *optional*):
             1 for real n-grams, 0 for padding. Without it, ids equal to `pad_token_id` are padding.
         offsets (`torch.LongTensor` of shape `[batch]`, *optional*):
-            Start of each text in the flat `input_ids`. A text with no n-gram (empty bag) gets a zero vector.
+            Start of each text in the flat `input_ids`. A text with no n-gram (empty bag) gets a zero vector. With
+            `config.pair_mode`, `[2 * batch]`: the first and the second text of each pair, pair after pair.
+        token_type_ids (`torch.LongTensor` of shape `[batch, length]`, *optional*):
+            With `config.pair_mode` and padded input: 0 for the n-grams of the first text, 1 for the second.
+
+        Returns `pooler_output`: the pooled vector of each text, `[batch, embed_dim]`; with `config.pair_mode`, the
+        pair features `[h1, h2, h1 * h2, |h1 - h2|]`, `[batch, 4 * embed_dim]`.
         """
         if input_ids is None:
             raise ValueError("input_ids is required")
-        if offsets is None:
+        pairs = self.config.pair_mode
+        if offsets is None and pairs:
+            if token_type_ids is None:
+                raise ValueError("a pair model needs token_type_ids with padded input (tokenizer(text, text_pair))")
+            input_ids, offsets = pair_bags_from_padded(
+                input_ids, token_type_ids, attention_mask, self.config.pad_token_id
+            )
+        elif offsets is None:
             input_ids, offsets = bags_from_padded(input_ids, attention_mask, self.config.pad_token_id)
         elif input_ids.dim() != 1 or offsets.dim() != 1:
             raise ValueError("with offsets, input_ids and offsets must both be 1-D (flat ids, bag starts)")
+        if pairs and offsets.numel() % 2:
+            raise ValueError(f"a pair model needs two bags per example (2 * batch offsets), got {offsets.numel()}")
         if self.training and self.config.feature_dropout > 0:
             input_ids, offsets = drop_features(input_ids, offsets, self.config.feature_dropout)
         weight = self.embeddings.weight
@@ -185,6 +225,8 @@ class SparseDANModel(SparseDANPreTrainedModel):
             pooled = pooled.clamp(-limit, limit).to(weight.dtype)
         else:
             pooled = self.embeddings(input_ids, offsets)
+        if pairs:
+            pooled = pair_features(pooled)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if not return_dict:
             return (pooled,)
@@ -197,7 +239,7 @@ class SparseDANClassificationHead(nn.Module):
     def __init__(self, config: SparseDANConfig):
         super().__init__()
         layers: list[nn.Module] = []
-        width = config.embed_dim
+        width = config.embed_dim * (4 if config.pair_mode else 1)
         for hidden in config.hidden_dims:
             layers += [nn.Dropout(config.classifier_dropout), nn.Linear(width, hidden), ACT2FN[config.activation]]
             width = hidden
@@ -233,15 +275,18 @@ class SparseDANForSequenceClassification(SparseDANPreTrainedModel):
         offsets: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         return_dict: bool | None = None,
+        token_type_ids: torch.Tensor | None = None,
         **kwargs,
     ) -> SequenceClassifierOutput | tuple[torch.Tensor, ...]:
         r"""Args:
-        input_ids, attention_mask, offsets: see [`SparseDANModel.forward`].
+        input_ids, attention_mask, offsets, token_type_ids: see [`SparseDANModel.forward`].
         labels (`torch.Tensor`, *optional*):
             Class ids `[batch]` for single-label classification, multi-hot `[batch, num_labels]` for
             multi-label classification, or targets for regression (`num_labels == 1`).
         """
-        pooled = self.dan(input_ids, attention_mask=attention_mask, offsets=offsets, return_dict=False)[0]
+        pooled = self.dan(
+            input_ids, attention_mask=attention_mask, offsets=offsets, token_type_ids=token_type_ids, return_dict=False
+        )[0]
         head_dtype = self.classifier.layers[-1].weight.dtype  # the table may be stored in another dtype
         logits = self.classifier(pooled.to(head_dtype))
         problem_type = self.config.problem_type

@@ -32,8 +32,9 @@ EXPLAIN_TOP_K = 5
 
 class SparseDANClassificationPipeline(TextClassificationPipeline):
     """`TextClassificationPipeline` for sparse DAN students: a list of texts is processed `batch_size` texts at
-    a time (default 256) through `tokenizer.encode_bags` and one forward pass. Single texts, text pairs and
-    tokenizer options other than `truncation` / `max_length` go through the stock code path."""
+    a time (default 256) through `tokenizer.encode_bags` and one forward pass; so does a list of sentence pairs
+    (`{"text": ..., "text_pair": ...}` each). Single inputs and tokenizer options other than `truncation` /
+    `max_length` go through the stock code path."""
 
     def __init__(self, *args, teacher=None, teacher_max_length: int = 512, **kwargs):
         super().__init__(*args, **kwargs)
@@ -75,6 +76,11 @@ class SparseDANClassificationPipeline(TextClassificationPipeline):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size should be a positive integer value, but got batch_size={batch_size}")
         is_text_list = isinstance(inputs, (list, tuple)) and inputs and all(isinstance(t, str) for t in inputs)
+        is_pair_list = (
+            isinstance(inputs, (list, tuple))
+            and inputs
+            and all(isinstance(t, dict) and set(t) == {"text", "text_pair"} for t in inputs)
+        )
         preprocess_params, _, postprocess_params = self._sanitize_parameters(
             **{k: v for k, v in kwargs.items() if k != "num_workers"}
         )
@@ -83,15 +89,15 @@ class SparseDANClassificationPipeline(TextClassificationPipeline):
         postprocess_params = {**self._postprocess_params, **postprocess_params}
         truncation = preprocess_params.pop("truncation", None)
         max_length = preprocess_params.pop("max_length", None)
-        if not is_text_list or preprocess_params or truncation not in (None, True, False):
+        if not (is_text_list or is_pair_list) or preprocess_params or truncation not in (None, True, False):
             return super().__call__(inputs, batch_size=batch_size, **kwargs)
         # the tokenizer's rule: truncate when asked, or when a max_length is given and truncation is not set
         truncate = truncation is True or (truncation is None and max_length is not None)
         results = []
         for start in range(0, len(inputs), batch_size):
-            batch = self.tokenizer.encode_bags(
-                list(inputs[start : start + batch_size]), truncation=truncate, max_length=max_length
-            )
+            part = list(inputs[start : start + batch_size])
+            texts, pairs = ([p["text"] for p in part], [p["text_pair"] for p in part]) if is_pair_list else (part, None)
+            batch = self.tokenizer.encode_bags(texts, text_pair=pairs, truncation=truncate, max_length=max_length)
             with torch.inference_mode():
                 logits = self.model(**batch.to(self.device)).logits.cpu()
             results.extend(self._postprocess_batch(logits, **postprocess_params))

@@ -224,6 +224,19 @@ class NgramMatcher:
         return ids, lengths
 
 
+def interleave_pairs(
+    ids_a: np.ndarray, lengths_a: np.ndarray, ids_b: np.ndarray, lengths_b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Merge the flat ids of the first and of the second texts of pairs into one flat array, pair after pair
+    (first text of pair 0, second text of pair 0, first text of pair 1, ...); returns it with the `2 * n` bag
+    lengths in that order."""
+    bag_lengths = np.stack([lengths_a, lengths_b], axis=1).ravel()
+    starts = np.stack([np.cumsum(lengths_a) - lengths_a, ids_a.size + np.cumsum(lengths_b) - lengths_b], axis=1).ravel()
+    offsets = np.cumsum(bag_lengths) - bag_lengths
+    positions = np.repeat(starts - offsets, bag_lengths) + np.arange(int(bag_lengths.sum()))
+    return np.concatenate([ids_a, ids_b])[positions], bag_lengths
+
+
 class SparseDANTokenizer(PreTrainedTokenizer):
     r"""Tokenizer of the sparse DAN: maps a text to the ids of its in-vocabulary word n-grams.
 
@@ -244,7 +257,9 @@ class SparseDANTokenizer(PreTrainedTokenizer):
             N-gram occurrences kept per text with `truncation=True` (paper: 2048).
 
     Besides the usual `tokenizer(texts, padding=True, return_tensors="pt")`, [`encode_bags`] returns the flat
-    `input_ids` + `offsets` form that the model consumes fastest.
+    `input_ids` + `offsets` form that the model consumes fastest. Sentence pairs (`tokenizer(text, text_pair)`) give
+    the ids of the first text, then those of the second, with `token_type_ids` 0 and 1 (truncation keeps at most
+    `max_length` n-grams of each text).
     """
 
     vocab_files_names = VOCAB_FILES_NAMES
@@ -338,6 +353,7 @@ class SparseDANTokenizer(PreTrainedTokenizer):
     def encode_bags(
         self,
         texts: str | Sequence[str],
+        text_pair: str | Sequence[str] | None = None,
         truncation: bool = True,
         max_length: int | None = None,
         return_tensors: str | None = "pt",
@@ -347,6 +363,8 @@ class SparseDANTokenizer(PreTrainedTokenizer):
 
         Args:
             texts: One text or a sequence of texts.
+            text_pair: The second text of each pair (sentence-pair students): the bags are then the first and the
+                second text of pair 0, of pair 1, ... (`2 * len(texts)` offsets).
             truncation: Keep at most `max_length` n-grams per text.
             max_length: The limit of `truncation` (default: `model_max_length`).
             return_tensors: `"pt"`, `"np"` or `None` (Python lists).
@@ -356,6 +374,11 @@ class SparseDANTokenizer(PreTrainedTokenizer):
             raise ValueError(f"max_length must be >= 1 (n-grams kept per text), got {max_length}")
         limit = (max_length if max_length is not None else self.model_max_length) if truncation else None
         ids, lengths = self.matcher.encode(texts, max_ngrams=limit)
+        if text_pair is not None:
+            pairs = self._check_texts(text_pair)
+            if len(pairs) != len(texts):
+                raise ValueError(f"got {len(texts)} texts but {len(pairs)} text pairs")
+            ids, lengths = interleave_pairs(ids, lengths, *self.matcher.encode(pairs, max_ngrams=limit))
         offsets = np.cumsum(lengths) - lengths
         data = {"input_ids": ids, "offsets": offsets}
         if return_tensors is None:
@@ -406,9 +429,13 @@ class SparseDANTokenizer(PreTrainedTokenizer):
             raise ValueError(f"max_length must be >= 1 (n-grams kept per text), got {max_length}")
         batched = isinstance(text, (list, tuple))
         plain_texts = isinstance(text, str) or (batched and all(isinstance(t, str) for t in text))
-        special_request = (
-            text_pair is not None or is_split_into_words or return_overflowing_tokens or return_special_tokens_mask
+        plain_pairs = text_pair is None or (
+            isinstance(text_pair, str) == isinstance(text, str)
+            and (isinstance(text_pair, str) or all(isinstance(t, str) for t in text_pair))
         )
+        special_request = is_split_into_words or return_overflowing_tokens or return_special_tokens_mask
+        if text_pair is not None and not (plain_texts and plain_pairs and not special_request):
+            raise TypeError("text_pair takes a string (with one text) or a list of strings (with a list of texts)")
         if not plain_texts or special_request:
             if not batched and not isinstance(text, str):
                 raise TypeError(f"expected a string or a list of strings, got {type(text).__name__}")
@@ -437,11 +464,23 @@ class SparseDANTokenizer(PreTrainedTokenizer):
         texts = [text] if isinstance(text, str) else list(text)
         truncate = truncation_strategy != TruncationStrategy.DO_NOT_TRUNCATE and max_length is not None
         ids, lengths = self.matcher.encode(texts, max_ngrams=max_length if truncate else None)
-        data = self._pad_ids(ids, lengths, padding_strategy, max_length, pad_to_multiple_of, padding_side)
+        types = None
+        if text_pair is not None:
+            pairs = [text_pair] if isinstance(text_pair, str) else list(text_pair)
+            if len(pairs) != len(texts):
+                raise ValueError(f"got {len(texts)} texts but {len(pairs)} text pairs")
+            ids, bag_lengths = interleave_pairs(
+                ids, lengths, *self.matcher.encode(pairs, max_ngrams=max_length if truncate else None)
+            )
+            types = np.repeat(np.tile([0, 1], len(texts)), bag_lengths)
+            lengths = bag_lengths[0::2] + bag_lengths[1::2]
+        data = self._pad_ids(ids, lengths, padding_strategy, max_length, pad_to_multiple_of, padding_side, types)
         if return_attention_mask is False:
             data.pop("attention_mask")
-        if return_token_type_ids:
+        if types is None and return_token_type_ids:
             data["token_type_ids"] = [[0] * len(row) for row in data["input_ids"]]
+        elif types is not None and return_token_type_ids is False:
+            data.pop("token_type_ids")
         if return_length:
             data["length"] = lengths.tolist()
         if return_tensors is None:
@@ -458,9 +497,10 @@ class SparseDANTokenizer(PreTrainedTokenizer):
         max_length: int | None,
         pad_to_multiple_of: int | None,
         padding_side: str | None,
+        token_types: np.ndarray | None = None,
     ) -> dict[str, np.ndarray | list[list[int]]]:
-        """`input_ids` and `attention_mask`, padded as the strategy asks: 2-D arrays, or lists of rows when
-        there is no padding."""
+        """`input_ids` and `attention_mask` (and `token_type_ids` given the flat `token_types` of pairs), padded as
+        the strategy asks: 2-D arrays, or lists of rows when there is no padding."""
         longest = int(lengths.max()) if lengths.size else 0
         if padding_strategy == PaddingStrategy.LONGEST:
             width = longest
@@ -472,8 +512,12 @@ class SparseDANTokenizer(PreTrainedTokenizer):
             width = -(-width // pad_to_multiple_of) * pad_to_multiple_of
         starts = np.cumsum(lengths) - lengths
         if width is None:
-            rows = [ids[s : s + n].tolist() for s, n in zip(starts.tolist(), lengths.tolist())]
-            return {"input_ids": rows, "attention_mask": [[1] * len(row) for row in rows]}
+            spans = list(zip(starts.tolist(), lengths.tolist()))
+            rows = [ids[s : s + n].tolist() for s, n in spans]
+            data = {"input_ids": rows, "attention_mask": [[1] * len(row) for row in rows]}
+            if token_types is not None:
+                data["token_type_ids"] = [token_types[s : s + n].tolist() for s, n in spans]
+            return data
         row_of_id = np.repeat(np.arange(lengths.size), lengths)
         column = np.arange(ids.size) - starts[row_of_id]
         if (padding_side or self.padding_side) == "left":
@@ -482,7 +526,11 @@ class SparseDANTokenizer(PreTrainedTokenizer):
         attention_mask = np.zeros((lengths.size, width), dtype=np.int64)
         input_ids[row_of_id, column] = ids
         attention_mask[row_of_id, column] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask}
+        data = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_types is not None:
+            data["token_type_ids"] = np.zeros((lengths.size, width), dtype=np.int64)
+            data["token_type_ids"][row_of_id, column] = token_types
+        return data
 
     def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str]:
         """Write the vocabulary (JSON, ids in order) atomically; return its path."""
@@ -496,4 +544,4 @@ class SparseDANTokenizer(PreTrainedTokenizer):
         return (path,)
 
 
-__all__ = ["SparseDANTokenizer", "NgramMatcher", "word_ngrams", "word_splitter"]
+__all__ = ["SparseDANTokenizer", "NgramMatcher", "interleave_pairs", "word_ngrams", "word_splitter"]

@@ -1,0 +1,149 @@
+"""Sentence-pair students (the paper's bi-encoder): both texts pooled with the same table, `[h1, h2, h1*h2, |h1-h2|]`
+into the head; the tokenizer takes `text_pair` like every transformers tokenizer, and the student round-trips
+through save/load, the Auto classes, the stock and batched pipelines and the remote-code path without the package."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_model, random_texts, run_without_package
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+import hf_sparse_distill  # noqa: F401  (registers the model type)
+from hf_sparse_distill import SparseDANClassificationPipeline
+
+FIRST = ["the movie is good", "", "a bad film", "I hate this film -- terrible"] + random_texts(12, seed=8)
+SECOND = ["the film is great", "not good", "", "I love this movie"] + random_texts(12, seed=9)
+PAIRS = [{"text": a, "text_pair": b} for a, b in zip(FIRST, SECOND)]
+
+
+@pytest.fixture()
+def pair_model(tokenizer):
+    return make_model(tokenizer, seed=3, pair_mode=True)
+
+
+def test_tokenizer_pairs_first_text_then_second(tokenizer):
+    encoded = tokenizer("the movie is good", "not good")
+    first, second = tokenizer("the movie is good")["input_ids"], tokenizer("not good")["input_ids"]
+    assert encoded["input_ids"] == first + second
+    assert encoded["token_type_ids"] == [0] * len(first) + [1] * len(second)
+    padded = tokenizer(FIRST, SECOND, padding=True, truncation=True, max_length=3, return_tensors="pt")
+    for row in range(len(FIRST)):
+        mask = padded["attention_mask"][row].bool()
+        types = padded["token_type_ids"][row][mask]
+        assert int((types == 0).sum()) == min(3, len(tokenizer(FIRST[row])["input_ids"]))  # each side truncated
+        assert int((types == 1).sum()) == min(3, len(tokenizer(SECOND[row])["input_ids"]))
+    bags = tokenizer.encode_bags(FIRST, text_pair=SECOND, return_tensors=None)
+    assert len(bags["offsets"]) == 2 * len(FIRST)
+    with pytest.raises(ValueError, match="text pairs"):
+        tokenizer.encode_bags(FIRST, text_pair=SECOND[:-1])
+
+
+def test_pair_model_reads_both_texts_as_the_paper(pair_model, tokenizer):
+    assert pair_model.classifier.layers[1].in_features == 4 * pair_model.config.embed_dim
+    with torch.inference_mode():
+        padded = pair_model(**tokenizer(FIRST, SECOND, padding=True, return_tensors="pt")).logits
+        flat = pair_model(**tokenizer.encode_bags(FIRST, text_pair=SECOND)).logits
+        left = pair_model(**tokenizer(FIRST, SECOND, padding=True, padding_side="left", return_tensors="pt")).logits
+        h1 = pair_model.dan.embeddings(*tokenizer.encode_bags(FIRST).values())
+        h2 = pair_model.dan.embeddings(*tokenizer.encode_bags(SECOND).values())
+        expected = pair_model.classifier(torch.cat([h1, h2, h1 * h2, (h1 - h2).abs()], -1))
+        swapped = pair_model(**tokenizer.encode_bags(SECOND, text_pair=FIRST)).logits
+    torch.testing.assert_close(flat, expected)
+    torch.testing.assert_close(padded, expected)
+    torch.testing.assert_close(left, expected)
+    assert not torch.allclose(swapped, flat)  # the order of the texts matters (h1, h2 are not symmetric)
+    with pytest.raises(ValueError, match="token_type_ids"):
+        pair_model(**tokenizer(FIRST, padding=True, return_tensors="pt"))
+
+
+def test_pair_student_round_trip_pipelines_and_remote_code(pair_model, tokenizer, tmp_path):
+    folder = tmp_path / "pair-student"
+    pair_model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    auto_tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert model.config.pair_mode
+    with torch.inference_mode():
+        logits = model(**auto_tokenizer(FIRST, SECOND, padding=True, return_tensors="pt")).logits
+        original = pair_model(**tokenizer(FIRST, SECOND, padding=True, return_tensors="pt")).logits
+    torch.testing.assert_close(logits, original)
+
+    stock = pipeline("text-classification", model=str(folder))
+    assert "Sparse" not in type(stock).__name__
+    one_by_one = stock(PAIRS)
+    assert {r["label"] for r in one_by_one} == {"negative", "positive"}, "the fixture should predict both labels"
+    assert [stock(p)["label"] for p in PAIRS[:3]] == [r["label"] for r in one_by_one[:3]]
+    expected_scores = torch.softmax(logits, -1).max(-1).values.tolist()
+    assert [r["score"] for r in one_by_one] == pytest.approx(expected_scores, abs=1e-6)
+    fast = pipeline("text-classification", model=str(folder), pipeline_class=SparseDANClassificationPipeline)
+    batched = fast(PAIRS, batch_size=5)
+    assert [r["label"] for r in batched] == [r["label"] for r in one_by_one]
+    assert [r["score"] for r in batched] == pytest.approx([r["score"] for r in one_by_one], abs=1e-6)
+    top_k = fast(PAIRS, top_k=None, batch_size=5)
+    assert top_k == stock(PAIRS, top_k=None) or all(
+        [x["score"] for x in a] == pytest.approx([x["score"] for x in b], abs=1e-6)
+        for a, b in zip(top_k, stock(PAIRS, top_k=None), strict=True)
+    )
+
+    script = f"""
+import json
+from transformers import pipeline
+classifier = pipeline("text-classification", model={str(folder)!r}, trust_remote_code=True)
+assert type(classifier).__module__.startswith("transformers_modules"), type(classifier).__module__
+print(json.dumps({{"batched": classifier({PAIRS!r}, batch_size=5), "single": classifier({PAIRS[0]!r})}}))
+"""
+    remote = json.loads(run_without_package(script, env={"HF_HOME": str(tmp_path / "hf")}).strip().splitlines()[-1])
+    assert [r["label"] for r in remote["batched"]] == [r["label"] for r in one_by_one]
+    assert [r["score"] for r in remote["batched"]] == pytest.approx([r["score"] for r in one_by_one], abs=1e-6)
+    single = remote["single"][0] if isinstance(remote["single"], list) else remote["single"]
+    assert single["label"] == one_by_one[0]["label"]
+    assert np.isclose(single["score"], one_by_one[0]["score"], atol=1e-6)
+
+
+def test_pair_recipe_end_to_end(tiny_recipe, tmp_path, capsys):
+    """A pair recipe: the teacher labels pairs with its own pair encoding, the vocabulary covers both texts, the
+    student trains in pair mode and its results and speed are measured on pairs."""
+    import yaml
+
+    from hf_sparse_distill.cli import main
+    from hf_sparse_distill.distillation import Distiller, load_recipe
+    from hf_sparse_distill.results import DistillationResults
+
+    data = yaml.safe_load(tiny_recipe.read_text())
+    rows = {
+        split: [json.loads(line) for line in (tmp_path / "data" / f"{split}.jsonl").read_text().splitlines()]
+        for split in ("train", "dev")
+    }
+    for split, split_rows in rows.items():
+        pair_rows = []
+        for i, row in enumerate(split_rows):
+            other = split_rows[(i * 7 + 3) % len(split_rows)]["text"]
+            second = row["text"] if i % 2 else other  # a text paired with itself is a paraphrase
+            pair_rows.append({"text": row["text"], "text_pair": second, "label": int(second == row["text"])})
+        (tmp_path / "data" / f"{split}_pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pair_rows))
+        data["data"][split] = {"path": str(tmp_path / "data" / f"{split}_pairs.jsonl"), "text_pair_column": "text_pair"}
+    data["data"]["unlabeled"] = []
+    data["augment"] = {"enabled": True, "copies_per_example": 2}
+    recipe = tmp_path / "pairs.yaml"
+    recipe.write_text(yaml.safe_dump(data))
+
+    assert main(["distill", str(recipe), "--stages", "kd,finetune"]) == 0
+    results = DistillationResults.load(tmp_path / "run" / "results.json")
+    student = AutoModelForSequenceClassification.from_pretrained(results.student_dir)
+    assert student.config.pair_mode and results.teacher.metrics.num_examples == 60
+    assert results.data.augmented_generated > 0 and results.speed.student_texts_per_s > 0
+    # the teacher's logits of the dev pairs are its own pair predictions, not those of either text alone
+    distiller = Distiller(load_recipe(recipe))
+    dev = distiller.data().dev
+    np.testing.assert_allclose(
+        distiller.teacher_logits("dev"), distiller.teacher.predict(dev.texts, dev.pairs), atol=1e-5
+    )
+    single = distiller.teacher.predict(dev.texts)
+    assert np.abs(distiller.teacher_logits("dev") - single).max() > 1e-4, "the second text must change the logits"
+    # the student's dev accuracy in the table is its pipeline's accuracy on the pairs
+    classifier = pipeline("text-classification", model=results.student_dir)
+    predicted = [r["label"] for r in classifier([{"text": a, "text_pair": b} for a, b in zip(dev.texts, dev.pairs)])]
+    gold = [student.config.id2label[label] for label in dev.labels]
+    assert np.mean([p == g for p, g in zip(predicted, gold)]) == pytest.approx(results.student.accuracy)
