@@ -44,23 +44,57 @@ CANDIDATE_STAGES: tuple[Stage, ...] = (Stage.KD, Stage.FINETUNE)
 
 @dataclass
 class Metrics:
-    """Classification metrics of one model on one labeled split.
+    """Metrics of one model on one labeled split: single-label classification, multi-label classification or
+    regression (the problem type of the teacher).
 
     Args:
-        accuracy: Share of texts whose predicted class is the gold class.
-        macro_f1: Unweighted mean of the per-class F1 scores.
+        accuracy: Share of texts whose predicted class is the gold class (multi-label: whose predicted label set is
+            exactly the gold set; regression: None).
+        macro_f1: Unweighted mean of the per-class F1 scores (regression: None).
         num_examples: Texts in the split.
         per_class_f1: F1 of each class, by label name.
-        teacher_agreement: Share of texts where the model predicts what the teacher predicts (students only).
+        teacher_agreement: Share of texts where the model predicts what the teacher predicts (students only;
+            regression: None).
         step: Training step of the checkpoint that was measured (students only).
+        micro_f1: Multi-label only: F1 over every (text, label) decision.
+        pearson: Regression only: Pearson correlation of predictions and targets.
+        spearman: Regression only: Spearman rank correlation.
     """
 
-    accuracy: float
-    macro_f1: float
+    accuracy: float | None
+    macro_f1: float | None
     num_examples: int
     per_class_f1: dict[str, float] = field(default_factory=dict)
     teacher_agreement: float | None = None
     step: int | None = None
+    micro_f1: float | None = None
+    pearson: float | None = None
+    spearman: float | None = None
+
+    @property
+    def score_name(self) -> str:
+        """The metric every choice (checkpoint, stage) and the retention use: accuracy, micro-F1 (multi-label) or
+        Pearson (regression)."""
+        if self.pearson is not None:
+            return "Pearson"
+        return "micro-F1" if self.micro_f1 is not None else "accuracy"
+
+    @property
+    def score(self) -> float:
+        """The value of `score_name`."""
+        if self.pearson is not None:
+            return self.pearson
+        return self.micro_f1 if self.micro_f1 is not None else self.accuracy
+
+    @property
+    def second_name(self) -> str:
+        """The second metric of the results table: macro-F1 (classification) or Spearman (regression)."""
+        return "Spearman" if self.pearson is not None else "macro-F1"
+
+    @property
+    def second(self) -> float:
+        """The value of `second_name`."""
+        return self.spearman if self.pearson is not None else self.macro_f1
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Metrics:
@@ -191,8 +225,9 @@ class DistillationResults:
 
     @property
     def retention(self) -> float:
-        """The kept student's accuracy as a share of the teacher's."""
-        return self.student.accuracy / self.teacher.metrics.accuracy
+        """The kept student's score (accuracy; micro-F1 or Pearson for other problem types) as a share of the
+        teacher's."""
+        return self.student.score / self.teacher.metrics.score
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data (derived figures included for readers that do not use this class)."""
@@ -265,12 +300,14 @@ class DistillationResults:
         """Markdown table: the teacher and each trained student on the report split."""
         rows = [(f"teacher ({self.teacher.dtype})", self.teacher.metrics)]
         rows += [(stage.display_name, self.stages[stage.value]) for stage in STAGES if stage.value in self.stages]
-        teacher_accuracy = self.teacher.metrics.accuracy
-        lines = [f"| model ({self.report_split}) | accuracy | macro-F1 | % of teacher |", "|---|---|---|---|"]
+        teacher = self.teacher.metrics
+        lines = [
+            f"| model ({self.report_split}) | {teacher.score_name} | {teacher.second_name} | % of teacher |",
+            "|---|---|---|---|",
+        ]
         for name, metrics in rows:
             lines.append(
-                f"| {name} | {metrics.accuracy:.4f} | {metrics.macro_f1:.4f} | "
-                f"{100 * metrics.accuracy / teacher_accuracy:.1f}% |"
+                f"| {name} | {metrics.score:.4f} | {metrics.second:.4f} | {100 * metrics.score / teacher.score:.1f}% |"
             )
         lines.append(
             f"\nCheckpoints and the kept stage were chosen on {self.selection_split}; {self.report_split} was not used."

@@ -154,9 +154,11 @@ def place_in_hub_cache(folder: Path, hf_home: Path, repo_id: str) -> str:
     return revision
 
 
-def build_tiny_teacher(folder: Path, seed: int = 0) -> Path:
+def build_tiny_teacher(
+    folder: Path, seed: int = 0, labels: tuple[str, ...] = ("negative", "positive"), problem_type: str | None = None
+) -> Path:
     """A real (tiny, randomly initialised) BERT sequence classifier with its WordPiece tokenizer, saved with
-    `save_pretrained` like any fine-tuned teacher."""
+    `save_pretrained` like any fine-tuned teacher (`labels`: its outputs; `problem_type` as transformers')."""
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -171,8 +173,9 @@ def build_tiny_teacher(folder: Path, seed: int = 0) -> Path:
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=128,
-        id2label={0: "negative", 1: "positive"},
-        label2id={"negative": 0, "positive": 1},
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
+        problem_type=problem_type,
     )
     BertForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)

@@ -23,8 +23,8 @@ def labeled_texts(student: str, data, text_column: str = "text", label_column: s
         spec = data
     else:
         spec = DatasetSource(path=data, text_column=text_column, label_column=label_column, **source)
-    texts = load_source(spec, model.config.label2id)
-    check_labels(texts, spec.path, model.config.num_labels)
+    texts = load_source(spec, model.config.label2id, model.config.problem_type)
+    check_labels(texts, spec.path, model.config.num_labels, model.config.problem_type)
     return texts.texts, np.asarray(texts.labels), model, tokenizer
 
 

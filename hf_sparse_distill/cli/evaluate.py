@@ -36,10 +36,13 @@ def run(args: argparse.Namespace) -> int:
         args.model, args.data, args.text_column, args.label_column, split=args.split, name=args.name
     )
     logits, _ = student_logits(model, tokenizer, texts, batch_size=args.batch_size)
-    metrics = classification_metrics(logits, labels, model.config.id2label)
+    problem_type = model.config.problem_type
+    metrics = classification_metrics(logits, labels, model.config.id2label, problem_type=problem_type)
     if args.teacher is None:
         print(json.dumps(asdict(metrics), indent=2))
         return 0
+    if problem_type not in (None, "single_label_classification"):
+        raise ValueError("the cascade (--teacher) is for single-label classifiers")
     cascade = SparseDANClassificationPipeline(model=model, tokenizer=tokenizer, teacher=args.teacher)
     start = time.perf_counter()
     # truncated as `student_logits` (and `calibrate`) encode, so that the student answers the same inputs

@@ -109,8 +109,12 @@ def _local_builder(path: str) -> str | None:
     return None
 
 
-def load_source(source: DatasetSource, label2id: dict[str, int] | None = None) -> TextSet:
-    """Read one split with `datasets.load_dataset` and return its texts (and labels when it has them)."""
+def load_source(
+    source: DatasetSource, label2id: dict[str, int] | None = None, problem_type: str | None = None
+) -> TextSet:
+    """Read one split with `datasets.load_dataset` and return its texts (and labels when it has them): class ids
+    or names (single-label, the default), a list of class ids or names per text, turned into multi-hot rows
+    (`problem_type="multi_label_classification"`; needs `label2id`), or numbers (`"regression"`)."""
     builder = _local_builder(source.path)
     if builder is not None:
         files = sorted(glob.glob(source.path))
@@ -148,7 +152,7 @@ def load_source(source: DatasetSource, label2id: dict[str, int] | None = None) -
         bad = next((i for i, t in enumerate(pairs) if not isinstance(t, str)), None)
         if bad is not None:
             raise TypeError(f"{source.path}: row {bad} of {source.text_pair_column!r} is {pairs[bad]!r}, not text")
-    labels = _labels(dataset[source.label_column], label2id, source) if has_labels else None
+    labels = _labels(list(dataset[source.label_column]), label2id, source, problem_type) if has_labels else None
     if split:
         texts = _sentences(texts, source)
         labels = None
@@ -160,7 +164,30 @@ def load_source(source: DatasetSource, label2id: dict[str, int] | None = None) -
     return result
 
 
-def _labels(values: Sequence, label2id: dict[str, int] | None, source: DatasetSource) -> list[int]:
+def _labels(
+    values: Sequence, label2id: dict[str, int] | None, source: DatasetSource, problem_type: str | None = None
+) -> list:
+    if problem_type == "regression":
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise ValueError(
+                f"{source.path}: column {source.label_column!r} must hold numbers for a regression teacher"
+            )
+        return [float(v) for v in values]
+    if problem_type == "multi_label_classification":
+        if label2id is None or not all(isinstance(v, (list, tuple)) for v in values):
+            raise ValueError(
+                f"{source.path}: column {source.label_column!r} must hold a list of class ids or names per text for a "
+                "multi-label teacher"
+            )
+        rows = []
+        for value in values:
+            row = [0.0] * len(label2id)
+            for label in _labels(list(value), label2id, source) if value else []:
+                if not 0 <= label < len(label2id):
+                    raise ValueError(f"{source.path}: class id {label} is not in [0, {len(label2id)})")
+                row[label] = 1.0
+            rows.append(row)
+        return rows
     if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
         return list(values)
     if label2id is not None and all(isinstance(v, str) for v in values):
@@ -193,19 +220,21 @@ def build_kd_corpus(
     key: Callable[[str], str],
     include_train: bool = True,
     excluded: set[str] = frozenset(),
+    missing: int | float | list[float] = -1,
 ) -> KDCorpus:
     """Concatenate the train set and the unlabeled texts, dropping unlabeled texts whose `key` (see `dedup_key`)
     equals an evaluation text's, a train text's or an earlier unlabeled text's, is in `excluded` (the selection
     split's keys) or is empty (no word at all).
 
     Texts that match an evaluation text must go: otherwise the student trains on the teacher's answers to the
-    evaluation set. The counts removed are in `report`.
+    evaluation set. The counts removed are in `report`. Unlabeled texts get the label `missing` (-1; a row of -1
+    for multi-label data, NaN for regression).
     """
     held_out = {k for split in evaluation for k in split.keys(key)} | excluded
     seen = set(train.keys(key)) if include_train else set()
     report = DataReport(train=len(train) if include_train else 0)
     texts = list(train.texts) if include_train else []
-    labels = list(train.labels) if include_train and train.labels is not None else [-1] * len(texts)
+    labels = list(train.labels) if include_train and train.labels is not None else [missing] * len(texts)
     pairs = (list(train.pairs) if include_train else []) if train.pairs is not None else None
     for part in unlabeled:
         report.unlabeled_read += len(part)
@@ -221,7 +250,7 @@ def build_kd_corpus(
             else:
                 seen.add(text_key)
                 texts.append(part.texts[i])
-                labels.append(-1)
+                labels.append(missing)
                 if pairs is not None:
                     pairs.append(part.pairs[i])
     report.unlabeled_kept = len(texts) - report.train
@@ -230,10 +259,24 @@ def build_kd_corpus(
     return KDCorpus(texts=texts, labels=labels, num_train=report.train, report=report, pairs=pairs)
 
 
-def check_labels(split: TextSet, name: str, num_labels: int) -> None:
-    """Raise `ValueError` unless `split` has labels and every label is a class id in `[0, num_labels)`."""
+def missing_label(problem_type: str | None, num_labels: int) -> int | float | list[float]:
+    """The label of a text without one: -1 (single-label), a row of -1 (multi-label) or NaN (regression)."""
+    if problem_type == "regression":
+        return float("nan")
+    return [-1.0] * num_labels if problem_type == "multi_label_classification" else -1
+
+
+def check_labels(split: TextSet, name: str, num_labels: int, problem_type: str | None = None) -> None:
+    """Raise `ValueError` unless `split` has labels and every label is a class id in `[0, num_labels)` (multi-label:
+    a multi-hot row of `num_labels`; regression: a finite number)."""
     if split.labels is None:
         raise ValueError(f"the {name} split has no label column")
+    if problem_type == "regression":
+        if not np.isfinite(np.asarray(split.labels, dtype=np.float64)).all():
+            raise ValueError(f"the {name} split has a regression target that is not a finite number")
+        return
+    if problem_type == "multi_label_classification":
+        return  # made multi-hot by `load_source`, which checked every class id
     bad = next((label for label in split.labels if not 0 <= label < num_labels), None)
     if bad is not None:
         raise ValueError(f"the {name} split has label {bad}; class ids must be in [0, {num_labels}) for this teacher")
@@ -268,10 +311,16 @@ class Selection:
     removed_from_train: int
 
 
-def select_split(config: DataConfig, train: TextSet, key: Callable[[str], str], label2id: dict[str, int]) -> Selection:
+def select_split(
+    config: DataConfig,
+    train: TextSet,
+    key: Callable[[str], str],
+    label2id: dict[str, int],
+    problem_type: str | None = None,
+) -> Selection:
     """Draw the selection split (see `DataConfig`) and remove it from the train split."""
-    pool = load_source(config.select, label2id) if config.select is not None else train
-    check_labels(pool, "selection", len(label2id))
+    pool = load_source(config.select, label2id, problem_type) if config.select is not None else train
+    check_labels(pool, "selection", len(label2id), problem_type)
     size = config.select_size if config.select_size is not None else min(DEFAULT_SELECT_SIZE, len(pool) // 10)
     largest = len(pool) if config.select is not None else len(pool) - 1  # drawn from train: leave some to train on
     if not 0 < size <= largest:
@@ -310,7 +359,11 @@ class PreparedData:
 
 
 def prepare_data(
-    config: DataConfig, vocab: VocabConfig, augment: AugmentConfig, label2id: dict[str, int]
+    config: DataConfig,
+    vocab: VocabConfig,
+    augment: AugmentConfig,
+    label2id: dict[str, int],
+    problem_type: str | None = None,
 ) -> PreparedData:
     """Read every split a recipe names, draw the selection split and assemble the KD corpus.
 
@@ -319,13 +372,14 @@ def prepare_data(
         vocab: The recipe's vocabulary section; its word analysis is the de-duplication key.
         augment: Teacher-labelled augmentation of the train texts (added to the unlabeled texts when enabled).
         label2id: The teacher's labels: label names in the data are mapped with it, ids must be below its size.
+        problem_type: The teacher's: single-label (default), multi-label (labels are lists) or regression.
     """
-    train, dev = load_source(config.train, label2id), load_source(config.dev, label2id)
-    test = load_source(config.test, label2id) if config.test is not None else None
-    unlabeled = [load_source(source, label2id) for source in config.unlabeled]
+    train, dev = load_source(config.train, label2id, problem_type), load_source(config.dev, label2id, problem_type)
+    test = load_source(config.test, label2id, problem_type) if config.test is not None else None
+    unlabeled = [load_source(source, label2id, problem_type) for source in config.unlabeled]
     for name, split in {"train": train, "dev": dev, "test": test}.items():
         if split is not None:
-            check_labels(split, name, len(label2id))
+            check_labels(split, name, len(label2id), problem_type)
     sources = [config.train, config.dev, *([config.test] if config.test else []), *config.unlabeled]
     sources += [config.select] if config.select is not None else []
     if len({source.text_pair_column is None for source in sources}) > 1:
@@ -336,7 +390,7 @@ def prepare_data(
         logger.warning(
             "%d of the %d dev texts are also train texts: dev accuracy overstates unseen text", shared, len(dev)
         )
-    selection = select_split(config, train, key, label2id)
+    selection = select_split(config, train, key, label2id, problem_type)
     augmented = None
     if augment.enabled and train.pairs is not None:
         firsts, seconds = augment_pairs(selection.train.texts, selection.train.pairs, augment)
@@ -351,6 +405,7 @@ def prepare_data(
         key,
         config.include_train_in_kd,
         excluded=selection.excluded_keys,
+        missing=missing_label(problem_type, len(label2id)),
     )
     corpus.report.selection = len(selection.texts)
     corpus.report.train_removed_for_selection = selection.removed_from_train

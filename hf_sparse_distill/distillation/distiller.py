@@ -105,7 +105,9 @@ class Distiller:
             label2id = {name: i for i, name in self.teacher.id2label.items()}
             recipe = self.recipe
             with self.state.main_process_first():
-                self._data = prepare_data(recipe.data, recipe.vocab, recipe.augment, label2id)
+                self._data = prepare_data(
+                    recipe.data, recipe.vocab, recipe.augment, label2id, problem_type=self.teacher.problem_type
+                )
             if self.state.is_main_process:
                 self.output_dir.mkdir(parents=True, exist_ok=True)
                 (self.output_dir / DATA_REPORT_FILE).write_text(json.dumps(asdict(self._data.corpus.report), indent=2))
@@ -149,7 +151,10 @@ class Distiller:
     def teacher_metrics(self, split: str) -> Metrics:
         """The teacher's metrics on a labeled split (`"select"`, `"dev"`, `"test"`)."""
         labels = self.data().evaluation[split].labels
-        return classification_metrics(self.teacher_logits(split), labels, self.teacher.id2label)
+        teacher = self.teacher
+        return classification_metrics(
+            self.teacher_logits(split), labels, teacher.id2label, problem_type=teacher.problem_type
+        )
 
     # 4. training
     def eval_data(self, split: str) -> EvalData:
@@ -168,7 +173,9 @@ class Distiller:
         model = SparseDANForSequenceClassification.from_pretrained(self.stage_dir(stage) / BEST)
         report = self.eval_data("dev")
         logits = predict_logits(model, report.encoded, self.stage_config(stage).eval_batch_size)
-        metrics = classification_metrics(logits, report.labels, model.config.id2label, report.teacher_logits)
+        metrics = classification_metrics(
+            logits, report.labels, model.config.id2label, report.teacher_logits, self.teacher.problem_type
+        )
         metrics.step = StageSummary.load(self.stage_dir(stage) / TRAINER_STATE).best_step
         return metrics
 
@@ -182,7 +189,7 @@ class Distiller:
             pad_token_id=self.tokenizer().pad_token_id,
             id2label=id2label,
             label2id={name: i for i, name in id2label.items()},
-            problem_type=getattr(self.teacher.model_config, "problem_type", None),
+            problem_type=self.teacher.problem_type,
             pair_mode=self.data().train.pairs is not None,
         )
         torch.manual_seed(self.recipe.seed)
@@ -333,7 +340,7 @@ class Distiller:
             selection[stage.value] = Metrics.from_dict(
                 json.loads((self.stage_dir(stage) / BEST / EVAL_RESULTS).read_text())
             )
-        chosen = max(candidates, key=lambda s: selection[s.value].accuracy)
+        chosen = max(candidates, key=lambda s: selection[s.value].score)
         results = DistillationResults(
             task=self.recipe.task,
             report_split="dev",

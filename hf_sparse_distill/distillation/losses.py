@@ -33,7 +33,7 @@ def distillation_loss(
 
 
 def gold_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type: str | None = None) -> torch.Tensor:
-    """Cross-entropy (or BCE / MSE) on the rows that have a gold label; rows labelled -1 are ignored."""
+    """Cross-entropy (or BCE / MSE) against gold labels (every row labelled; see `labelled_rows`)."""
     logits = logits.float()
     if problem_type == "regression":
         return F.mse_loss(logits.squeeze(-1), labels.float())
@@ -59,7 +59,17 @@ def mixed_loss(
     if alpha < 1:
         if labels is None:
             raise ValueError("alpha < 1 needs gold labels")
-        has_label = labels >= 0 if labels.dim() == 1 and problem_type != "regression" else None
-        if has_label is None or bool(has_label.any()):
-            loss = loss + (1 - alpha) * gold_loss(student_logits, labels, problem_type)
+        has_label = labelled_rows(labels, problem_type)
+        if bool(has_label.any()):
+            loss = loss + (1 - alpha) * gold_loss(student_logits[has_label], labels[has_label], problem_type)
     return loss
+
+
+def labelled_rows(labels: torch.Tensor, problem_type: str | None = None) -> torch.Tensor:
+    """Which rows have a gold label: unlabeled rows hold -1 (a class id, or a multi-hot row of -1) or NaN (a
+    regression target)."""
+    if problem_type == "regression":
+        return ~torch.isnan(labels.float().reshape(len(labels), -1)[:, 0])
+    if labels.dim() > 1:
+        return labels[:, 0] >= 0
+    return labels >= 0

@@ -72,7 +72,7 @@ def refresh_student(student_dir: str | Path, recipe: Recipe, work_dir: str | Pat
     trainer = StageTrainer(
         model, tokenizer, corpus, selection, stage, work_dir, recipe.mixed_precision, seed=recipe.seed
     )
-    after = trainer.train(resume=False).best_accuracy
+    after = trainer.train(resume=False).best_score
     kept = after > before
     logger.info(
         "refresh: selection accuracy %.4f before, %.4f after %d steps: %s",
@@ -83,7 +83,9 @@ def refresh_student(student_dir: str | Path, recipe: Recipe, work_dir: str | Pat
 
 def _selection_accuracy(model: SparseDANForSequenceClassification, selection: EvalData) -> float:
     logits = predict_logits(model.eval(), selection.encoded)
-    return classification_metrics(logits, selection.labels, model.config.id2label).accuracy
+    return classification_metrics(
+        logits, selection.labels, model.config.id2label, problem_type=model.config.problem_type
+    ).score
 
 
 __all__ = ["RefreshResult", "refresh_student"]

@@ -73,6 +73,13 @@ class Teacher:
         return self.model_config.num_labels
 
     @property
+    def problem_type(self) -> str:
+        """`single_label_classification`, `multi_label_classification` or `regression`: the teacher's declared
+        `problem_type`, else regression for one output and single-label classification otherwise."""
+        declared = getattr(self.model_config, "problem_type", None)
+        return declared or ("regression" if self.num_labels == 1 else "single_label_classification")
+
+    @property
     def dtype(self) -> torch.dtype:
         """The dtype the teacher runs in (`teacher.dtype` of the recipe; `auto`: float16 on GPU, float32 on CPU)."""
         if self.config.dtype == "auto":

@@ -79,10 +79,11 @@ class StageSummary:
         return next((m for m in self.history if m.step == self.best_step), None)
 
     @property
-    def best_accuracy(self) -> float:
-        """Accuracy of the kept checkpoint (-1 before the first evaluation)."""
+    def best_score(self) -> float:
+        """Score (accuracy, micro-F1 or Pearson: see `Metrics.score`) of the kept checkpoint (-inf before the first
+        evaluation)."""
         best = self.best_metrics
-        return best.accuracy if best is not None else -1.0
+        return best.score if best is not None else -float("inf")
 
     def save(self, path: Path) -> None:
         """Write it as JSON (`trainer_state.json`: in a checkpoint, and in the stage folder once it is finished)."""
@@ -237,7 +238,10 @@ class StageTrainer:
         )
         if self.distributed:
             broadcast_parameter(self.table.weight)
-        self.problem_type = model.config.problem_type or "single_label_classification"
+        config = model.config
+        self.problem_type = config.problem_type or (
+            "regression" if config.num_labels == 1 else "single_label_classification"
+        )
 
     def train(self, resume: bool = True) -> StageSummary:
         """Run the stage to its last step (continuing from the newest checkpoint if `resume`); return the summary,
@@ -332,7 +336,7 @@ class StageTrainer:
         self.step += 1
         self.bar.update(1)
         if self.step % 10 == 0:
-            best = f" best={self.summary.best_accuracy:.4f}" if self.summary.best_step >= 0 else ""
+            best = f" best={self.summary.best_score:.4f}" if self.summary.best_step >= 0 else ""
             self.bar.set_postfix_str(f"loss={loss.item():.4f}{best}")
             self.accelerator.log(
                 {"train/loss": loss.item(), "train/lr": self.scheduler.get_last_lr()[0]}, step=self.step
@@ -349,16 +353,18 @@ class StageTrainer:
         if accelerator.is_main_process:
             selection = self.selection
             logits = predict_logits(model, selection.encoded, self.stage.eval_batch_size)
-            metrics = classification_metrics(logits, selection.labels, model.config.id2label, selection.teacher_logits)
+            metrics = classification_metrics(
+                logits, selection.labels, model.config.id2label, selection.teacher_logits, self.problem_type
+            )
             metrics.step = self.step
             self.summary.history.append(metrics)
-            if metrics.accuracy > self.summary.best_accuracy:
+            if metrics.score > self.summary.best_score:
                 self.summary.best_step = self.step
                 save_best(model, self.tokenizer, self.stage_dir, metrics)
             accelerator.log(
                 {f"selection/{k}": v for k, v in asdict(metrics).items() if isinstance(v, float)}, step=self.step
             )
-            self.bar.set_postfix(select_acc=f"{metrics.accuracy:.4f}", best=f"{self.summary.best_accuracy:.4f}")
+            self.bar.set_postfix(select=f"{metrics.score:.4f}", best=f"{self.summary.best_score:.4f}")
         accelerator.wait_for_everyone()
 
     def _save_checkpoint(self) -> None:

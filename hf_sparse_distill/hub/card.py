@@ -95,7 +95,21 @@ class SparseDANModelCardData(CardData):
         if self.results is not None:
             dataset_id = datasets[0] if datasets else self.task
             student = self.results.student
-            measured = [(student.accuracy, "accuracy", "Accuracy", None), (student.macro_f1, "f1", "Macro F1", "macro")]
+            if student.pearson is not None:
+                measured = [
+                    (student.pearson, "pearsonr", "Pearson", None),
+                    (student.spearman, "spearmanr", "Spearman", None),
+                ]
+            elif student.micro_f1 is not None:
+                measured = [
+                    (student.micro_f1, "f1", "Micro F1", "micro"),
+                    (student.macro_f1, "f1", "Macro F1", "macro"),
+                ]
+            else:
+                measured = [
+                    (student.accuracy, "accuracy", "Accuracy", None),
+                    (student.macro_f1, "f1", "Macro F1", "macro"),
+                ]
             if self.compression is not None:  # the run measured the uncompressed student
                 evaluation = self.compression.evaluation
                 measured = [(evaluation["accuracy"], "accuracy", "Accuracy", None)] if evaluation else []
@@ -174,7 +188,9 @@ class SparseDANModelCardData(CardData):
             selection_text=results.selection_split if results else None,
             eval_size=results.student.num_examples if results else "?",
             result_rows=rows,
-            teacher_accuracy=results.teacher.metrics.accuracy if results else 1.0,
+            teacher_accuracy=results.teacher.metrics.score if results else 1.0,
+            score_name=results.teacher.metrics.score_name if results else "accuracy",
+            second_name=results.teacher.metrics.second_name if results else "macro-F1",
             speed=speed,
             plot_file=self.plot_file,
             calibration=self.calibration,

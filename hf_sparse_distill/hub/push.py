@@ -62,10 +62,10 @@ def save_for_hub(
     plot_file = None
     if results is not None and results.speed is not None and compression is None:  # the run measured its student
         points = [
-            ("teacher", results.speed.teacher_texts_per_s, results.teacher.metrics.accuracy),
-            ("this student", results.speed.student_texts_per_s, results.student.accuracy),
+            ("teacher", results.speed.teacher_texts_per_s, results.teacher.metrics.score),
+            ("this student", results.speed.student_texts_per_s, results.student.score),
         ]
-        title = f"{results.task}: accuracy vs speed ({results.report_split})"
+        title = f"{results.task}: {results.teacher.metrics.score_name} vs speed ({results.report_split})"
         speed_accuracy_plot(points, folder / PLOT_FILE, title=title)
         plot_file = PLOT_FILE
     calibration = Calibration.load(model_dir)
