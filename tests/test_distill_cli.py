@@ -28,6 +28,7 @@ def test_distill_end_to_end_and_remote_code(tiny_recipe, tmp_path, capsys):
     assert results.data.augmented_generated > 0
     for stage in ("kd", "finetune", "scratch"):
         assert 0.0 <= results.stages[stage].accuracy <= 1.0 and (run / stage / "best" / "model.safetensors").exists()
+        assert not (run / stage / "checkpoints").exists()  # a finished stage drops its (large) checkpoints
     assert results.student_stage in ("kd", "finetune") and results.student_dir == str(run / "student")
     # choices on the selection split (15 train texts held out), the table on untouched dev
     assert results.report_split == "dev" and "15 texts drawn from the train split" in results.selection_split
@@ -73,7 +74,8 @@ def test_step_commands_and_resume(tiny_recipe, tmp_path, capsys, caplog):
     assert main(["label", str(tiny_recipe)]) == 0
     labelled = json.loads(capsys.readouterr().out)
     assert labelled["kd_rows"] == report["kd_total"]
-    assert main(["train", str(tiny_recipe), "--stage", "kd", "--set", "kd.save_steps=3"]) == 0
+    keep = ["--set", "kd.save_steps=3", "--set", "kd.keep_checkpoints=true"]
+    assert main(["train", str(tiny_recipe), "--stage", "kd", *keep]) == 0
     kd_dir = tmp_path / "run" / "kd"
     checkpoints = sorted(p.name for p in (kd_dir / "checkpoints").iterdir())
     assert checkpoints and len(checkpoints) <= 2  # save_total_limit
@@ -84,7 +86,7 @@ def test_step_commands_and_resume(tiny_recipe, tmp_path, capsys, caplog):
     (kd_dir / "checkpoints" / "step_999999.tmp").mkdir()
     caplog.clear()
     with caplog.at_level("INFO", logger="hf_sparse_distill"):
-        assert main(["train", str(tiny_recipe), "--stage", "kd", "--set", "kd.save_steps=3"]) == 0
+        assert main(["train", str(tiny_recipe), "--stage", "kd", *keep]) == 0
     assert f"resumed kd from {kd_dir / 'checkpoints' / checkpoints[-1]}" in caplog.text
     resumed = json.loads((kd_dir / "trainer_state.json").read_text())
     assert resumed["total_steps"] == state["total_steps"]

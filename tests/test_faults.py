@@ -103,7 +103,8 @@ def test_non_finite_weights_are_never_saved_as_best(tokenizer, tmp_path):
 
 # 3. pickles and damaged checkpoints
 def test_planted_pickles_are_never_run_and_damaged_checkpoints_are_skipped(tiny_recipe, tmp_path, caplog):
-    assert main(["train", str(tiny_recipe), "--stage", "kd", "--set", "kd.save_steps=4"]) == 0
+    keep = ["--set", "kd.save_steps=4", "--set", "kd.keep_checkpoints=true"]
+    assert main(["train", str(tiny_recipe), "--stage", "kd", *keep]) == 0
     stage = kd_dir(tiny_recipe)
     reference = json.loads((stage / "trainer_state.json").read_text())
     (stage / "trainer_state.json").unlink()
@@ -122,7 +123,7 @@ def test_planted_pickles_are_never_run_and_damaged_checkpoints_are_skipped(tiny_
     weights[-5] ^= 0xFF
     (older / "model.safetensors").write_bytes(bytes(weights))
     with caplog.at_level("WARNING"):
-        assert main(["train", str(tiny_recipe), "--stage", "kd", "--set", "kd.save_steps=4"]) == 0
+        assert main(["train", str(tiny_recipe), "--stage", "kd", *keep]) == 0
     assert not marker.exists(), "a planted pickle was executed"
     assert f"{newest / 'custom_checkpoint_0.pkl'} was not written by the run" in caplog.text
     assert f"{older / 'model.safetensors'} is damaged" in caplog.text

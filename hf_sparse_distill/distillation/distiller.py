@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 STUDENT_DIR = "student"
 STAGE_INPUTS = "stage_inputs.json"
 # stage settings that do not change the trained student
-_RUNTIME_ONLY = ("enabled", "save_steps", "save_total_limit", "eval_batch_size")
+_RUNTIME_ONLY = ("enabled", "save_steps", "save_total_limit", "keep_checkpoints", "eval_batch_size")
 
 
 def _digest(value: object) -> str:

@@ -184,7 +184,8 @@ class StageConfig:
     """One training stage. `alpha` weighs the KD loss against gold-label cross-entropy:
     1.0 is pure KD (paper stage 2), 0.0 is plain fine-tuning on labels (paper stage 3).
     `embedding_learning_rate` (default: `learning_rate`) is the table's own rate: with far fewer updates than the
-    paper's 1M steps, rare n-gram rows need a larger one to move."""
+    paper's 1M steps, rare n-gram rows need a larger one to move. A finished stage deletes its checkpoints (each
+    holds the table three times: weights and Adam moments) unless `keep_checkpoints`."""
 
     enabled: bool = True
     epochs: float = 1.0
@@ -202,6 +203,7 @@ class StageConfig:
     eval_steps: int | None = None
     save_steps: int | None = None
     save_total_limit: int = 2
+    keep_checkpoints: bool = False
     eval_batch_size: int = 1024
 
 

@@ -205,13 +205,17 @@ def train_teacher(recipe: Recipe, overwrite: bool = False, show_progress: bool =
         fingerprint=fingerprint,
         settings=asdict(config),
     )
-    if target.exists():
+    main_process = trainer.is_world_process_zero()  # under `accelerate launch`, one process writes
+    if main_process and target.exists():
         shutil.rmtree(target)
+    trainer.accelerator.wait_for_everyone()
     trainer.save_model(str(target))
-    (target / "training_args.bin").unlink(missing_ok=True)  # a pickle: nothing users load may be one
-    (target / TRAINING_FILE).write_text(json.dumps(asdict(result), indent=2))
-    (target / "README.md").write_text(teacher_readme(recipe, result, len(selection.texts), len(dev)))
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    if main_process:
+        (target / "training_args.bin").unlink(missing_ok=True)  # a pickle: nothing users load may be one
+        (target / TRAINING_FILE).write_text(json.dumps(asdict(result), indent=2))
+        (target / "README.md").write_text(teacher_readme(recipe, result, len(selection.texts), len(dev)))
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
     return result
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from ..models.sparse_dan.tokenization_sparse_dan import SparseDANTokenizer
 from ..results import Metrics
 from .checkpoints import (
     BEST,
+    CHECKPOINTS,
     checkpoint_problem,
     checkpoint_step,
     checkpoints,
@@ -277,6 +279,8 @@ class StageTrainer:
         self.bar.close()
         if accelerator.is_main_process:
             self.summary.save(self.stage_dir / TRAINER_STATE)
+            if not self.stage.keep_checkpoints:  # only a stage still running needs them, and they are large
+                shutil.rmtree(self.stage_dir / CHECKPOINTS, ignore_errors=True)
         for tracker in accelerator.trackers:
             tracker.finish()
         accelerator.wait_for_everyone()
