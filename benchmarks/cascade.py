@@ -2,6 +2,8 @@
 
     python benchmarks/cascade.py --student runs/sst2_shared_full/student        # about 2 minutes on 2 cores
     python benchmarks/cascade.py --student DIR --smoke --out /tmp/cascade        # seconds
+    python benchmarks/cascade.py --student runs/trec_shared/student --teacher runs/trec_shared/teacher \
+        --data ../shared/data/trec/test.jsonl --name "TREC test" --out benchmarks/cascade_trec   # another task
 
 Dev is cut in two seeded halves. On one half the temperature is fitted (gold labels) and the cheapest threshold
 reaching `--target-retention` of the teacher's accuracy is chosen; on the other half, which played no part in the
@@ -18,6 +20,7 @@ import argparse
 import datetime
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -31,8 +34,8 @@ from hf_sparse_distill.speed import machine_description
 HERE = Path(__file__).resolve().parent
 
 
-def dev_split(shared: Path) -> tuple[list[str], np.ndarray]:
-    rows = [json.loads(line) for line in (shared / "data" / "sst2" / "dev.jsonl").read_text().splitlines()]
+def labeled_split(path: Path) -> tuple[list[str], np.ndarray]:
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
     return [r["text"] for r in rows], np.asarray([r["label"] for r in rows])
 
 
@@ -96,6 +99,8 @@ def main() -> None:
     parser.add_argument("--student", required=True)
     parser.add_argument("--teacher", help="default: $HFSD_SHARED/teachers/minilm-l6-sst2")
     parser.add_argument("--shared", default=None, help="default: $HFSD_SHARED or ../shared")
+    parser.add_argument("--data", help="labeled JSON Lines file (text, label); default: SST-2 dev of the shared data")
+    parser.add_argument("--name", default="SST-2 dev", help="what --data is, for the report")
     parser.add_argument("--target-retention", type=float, default=0.995)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=60, help="more random halves, both directions each")
@@ -105,7 +110,7 @@ def main() -> None:
     args = parser.parse_args()
     shared = Path(args.shared or os.environ.get("HFSD_SHARED", HERE.parents[1] / "shared"))
     teacher_dir = args.teacher or str(shared / "teachers" / "minilm-l6-sst2")
-    texts, labels = dev_split(shared)
+    texts, labels = labeled_split(Path(args.data) if args.data else shared / "data" / "sst2" / "dev.jsonl")
     if args.smoke:
         texts, labels, args.repeats = texts[:120], labels[:120], 2
     model = SparseDANForSequenceClassification.from_pretrained(args.student).eval()
@@ -154,8 +159,11 @@ def main() -> None:
         "date": datetime.date.today().isoformat(),
         "student": args.student,
         "teacher": teacher_dir,
+        "data": args.name,
+        "command": "python benchmarks/cascade.py " + " ".join(sys.argv[1:]),
         "target_retention": args.target_retention,
         "half_size": len(a),
+        "odd": len(texts) % 2,
         "halves": halves,
         "random_halves": spread,
         "throughput": {
@@ -176,10 +184,10 @@ def main() -> None:
 
 def markdown(report: dict) -> str:
     lines = [
-        "# Student + teacher cascade on SST-2 dev",
+        f"# Student + teacher cascade on {report.get('data', 'SST-2 dev')}",
         "",
-        f"Generated {report['date']} by `python benchmarks/cascade.py --student {report['student']}` on: "
-        f"{report['machine']}. Temperature and threshold chosen on one half of dev ({report['half_size']} sentences) for "
+        f"Generated {report['date']} by `{report.get('command', 'python benchmarks/cascade.py --student ' + report['student'])}` "
+        f"on: {report['machine']}. Temperature and threshold chosen on one half ({report['half_size']} texts) for "
         f"{100 * report['target_retention']:.1f} % of the teacher's accuracy, measured on the other half.",
         "",
         "| chosen on → measured on | threshold | teacher calls | accuracy | teacher | retention | student ECE (raw) | teacher ECE |",
@@ -202,14 +210,19 @@ def markdown(report: dict) -> str:
         "of them at most 25 %).",
         "",
         "Caveat: the threshold rule (the cheapest point from which the accuracy stays above the goal, rather than the "
-        "first point that reaches it) was chosen after comparing the two rules on random halves of this same dev "
-        "split, so these figures are not free of that one choice.",
+        "first point that reaches it) was chosen after comparing the two rules on random halves of SST-2 dev"
+        + (
+            ", this same split, so these figures are not free of that one choice."
+            if report.get("data", "SST-2 dev") == "SST-2 dev"
+            else "; nothing was chosen on this data."
+        ),
         "",
-        f"Throughput on all 872 dev sentences (threshold of half A, {100 * t['teacher_call_rate']:.1f} % to the "
+        f"Throughput on all {2 * report['half_size'] + report.get('odd', 0)} texts (threshold of half A, "
+        f"{100 * t['teacher_call_rate']:.1f} % to the "
         f"teacher): cascade {t['cascade_texts_per_s']:,.0f} texts/s, teacher alone {t['teacher_texts_per_s']:,.0f} "
         f"texts/s: **{t['speedup']:.1f}×**.",
         "",
-        f"Explanations ({f['texts']} dev sentences with at least 8 known n-grams): removing the 3 top-ranked n-grams "
+        f"Explanations ({f['texts']} texts with at least 8 known n-grams): removing the 3 top-ranked n-grams "
         f"changes the label of {100 * f['top3_flip_rate']:.0f} % of them, removing 3 random known n-grams "
         f"{100 * f['random3_flip_rate']:.0f} %.",
     ]
