@@ -43,7 +43,7 @@ def main(out_dir: str) -> None:
     weights = {name: p.detach().clone().contiguous() for name, p in model.named_parameters()}
     save_file(weights, str(Path(out_dir) / f"rank{state.process_index}_of{state.num_processes}.safetensors"))
     if state.is_main_process:
-        (Path(out_dir) / "best_accuracy.txt").write_text(str(summary.best_accuracy))
+        (Path(out_dir) / "best_accuracy.txt").write_text(str(summary.best_score))
 
 
 if __name__ == "__main__":

@@ -211,7 +211,7 @@ def train_teacher(recipe: Recipe, overwrite: bool = False, show_progress: bool =
     trainer.accelerator.wait_for_everyone()
     trainer.save_model(str(target))
     if main_process:
-        (target / "training_args.bin").unlink(missing_ok=True)  # a pickle: nothing users load may be one
+        (target / "training_args.bin").unlink(missing_ok=True)  # serialized Python objects: not in what users load
         (target / TRAINING_FILE).write_text(json.dumps(asdict(result), indent=2))
         (target / "README.md").write_text(teacher_readme(recipe, result, len(selection.texts), len(dev)))
         shutil.rmtree(checkpoints, ignore_errors=True)
