@@ -145,9 +145,10 @@ def report(data: dict) -> str:
         f"Produced by `python benchmarks/tasks.py` on {data['machine']}, {data['date']}. Accuracy on each task's",
         "report split, which no choice looked at (checkpoints and KD vs KD+FT are chosen on the recipe's selection",
         "split). Retention = kept student / teacher. Throughput: texts/s on the report texts, tokenization",
-        "included (student batch 256, teacher its recipe batch). Minutes: the whole run from a cold cache, teacher",
-        "fine-tuning included. Sentence pairs (marked *pair*): the student is the paper's bi-encoder; fastText reads",
-        "both texts joined by a separator word, TF-IDF + LR reads `[v1, v2, v1·v2, |v1−v2|]` of the two TF-IDF vectors.",
+        "included (student batch 256, teacher its recipe batch). Minutes: the stage times the last run recorded,",
+        "teacher fine-tuning included (a resumed run does not count the stages an earlier run finished). Sentence",
+        "pairs (marked *pair*): the student is the paper's bi-encoder; fastText reads both texts joined by a separator",
+        "word, TF-IDF + LR reads `[v1, v2, v1·v2, |v1−v2|]` of the two TF-IDF vectors; `majority` is the largest class.",
         "",
         "| task | teacher | scratch | KD | KD+FT | kept (retention) | fastText | TF-IDF+LR | student/s | teacher/s | minutes |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -164,7 +165,8 @@ def report(data: dict) -> str:
     for name, t in data["tasks"].items():
         lines.append(
             f"- **{name}** (`{t['recipe']}`): report split {t['report_split']}; teacher {t['teacher']}; "
-            f"{t['kd_texts']:,} teacher-labelled texts; stage wall times (s): {t['wall_s']}."
+            f"{t['kd_texts']:,} teacher-labelled texts; stage wall times (s): {t['wall_s']}"
+            + (f"; majority class {t['majority_acc']:.4f}." if "majority_acc" in t else ".")
         )
     if data.get("not_run"):
         lines += ["", "## Not measured yet", ""]
