@@ -12,13 +12,18 @@ from collections.abc import Sequence
 from .recipe import AugmentConfig
 
 
+def _delete_words(words: list[str], config: AugmentConfig, rng: random.Random) -> list[str]:
+    """The words left after deleting each with probability `mask_prob`."""
+    return [word for word in words if rng.random() >= config.mask_prob]
+
+
 def _variant(words: list[str], config: AugmentConfig, rng: random.Random) -> list[str]:
     """One variant of a text's words: an n-gram window (with probability `ngram_sample_prob`) or word deletion."""
     if len(words) > 1 and rng.random() < config.ngram_sample_prob:
         width = rng.randint(1, min(config.max_sample_words, len(words)))
         start = rng.randrange(len(words) - width + 1)
         return words[start : start + width]
-    return [word for word in words if rng.random() >= config.mask_prob]
+    return _delete_words(words, config, rng)
 
 
 def augment_texts(texts: Sequence[str], config: AugmentConfig) -> list[str]:
@@ -43,7 +48,7 @@ def augment_pairs(texts: Sequence[str], pairs: Sequence[str], config: AugmentCon
     for first, second in zip(texts, pairs, strict=True):
         words = (first.split(), second.split())
         for _ in range(config.copies_per_example):
-            new = [" ".join(w for w in side if rng.random() >= config.mask_prob) for side in words]
+            new = [" ".join(_delete_words(side, config, rng)) for side in words]
             if all(new) and (new[0], new[1]) != (" ".join(words[0]), " ".join(words[1])):
                 firsts.append(new[0])
                 seconds.append(new[1])

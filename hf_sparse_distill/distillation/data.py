@@ -142,16 +142,8 @@ def load_source(
         raise ValueError(f"{source.path}: split_sentences / split_clauses do not apply to sentence pairs")
     if source.max_rows is not None and not split:
         dataset = dataset.select(range(min(source.max_rows, len(dataset))))
-    texts = list(dataset[source.text_column])  # `datasets` returns a lazy column; every user wants a list
-    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
-    if bad is not None:
-        raise TypeError(f"{source.path}: row {bad} of column {source.text_column!r} is {texts[bad]!r}, not text")
-    pairs = None
-    if source.text_pair_column is not None:
-        pairs = list(dataset[source.text_pair_column])
-        bad = next((i for i, t in enumerate(pairs) if not isinstance(t, str)), None)
-        if bad is not None:
-            raise TypeError(f"{source.path}: row {bad} of {source.text_pair_column!r} is {pairs[bad]!r}, not text")
+    texts = _text_column(dataset, source.text_column, source.path)
+    pairs = _text_column(dataset, source.text_pair_column, source.path) if source.text_pair_column else None
     labels = _labels(list(dataset[source.label_column]), label2id, source, problem_type) if has_labels else None
     if split:
         texts = _sentences(texts, source)
@@ -162,6 +154,15 @@ def load_source(
         result = result.subset(kept)
         result.labels = [source.label_map[label] for label in result.labels]
     return result
+
+
+def _text_column(dataset: datasets.Dataset, column: str, path: str) -> list[str]:
+    """The texts of `column` as a list (`datasets` returns a lazy column); an error names a row that is not text."""
+    texts = list(dataset[column])
+    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+    if bad is not None:
+        raise TypeError(f"{path}: row {bad} of column {column!r} is {texts[bad]!r}, not text")
+    return texts
 
 
 def _labels(

@@ -249,14 +249,10 @@ class Distiller:
                 [data.select.texts, data.select.labels] + ([data.select.pairs] if data.select.pairs is not None else [])
             ),
         }
-        if stage is Stage.KD:
-            parts["texts"] = _digest([corpus_fingerprint(data.corpus.texts), data.corpus.labels])
-            if data.corpus.pairs is not None:
-                parts["pairs"] = corpus_fingerprint(data.corpus.pairs)
-        else:
-            parts["texts"] = _digest([corpus_fingerprint(data.train.texts), data.train.labels])
-            if data.train.pairs is not None:
-                parts["pairs"] = corpus_fingerprint(data.train.pairs)
+        trained_on = data.corpus if stage is Stage.KD else data.train
+        parts["texts"] = _digest([corpus_fingerprint(trained_on.texts), trained_on.labels])
+        if trained_on.pairs is not None:
+            parts["pairs"] = corpus_fingerprint(trained_on.pairs)
         if stage is Stage.KD or config.alpha > 0:
             parts["teacher"] = self.teacher.identity()
         if stage is Stage.FINETUNE:

@@ -22,15 +22,25 @@ def predict_logits(model: torch.nn.Module, encoded: EncodedTexts, batch_size: in
     return np.concatenate(out) if out else np.zeros((0, model.config.num_labels), dtype=np.float32)
 
 
+def problem_type_of(config) -> str:
+    """`single_label_classification`, `multi_label_classification` or `regression`: a model config's declared
+    `problem_type`, else regression for one output and single-label classification otherwise."""
+    return config.problem_type or ("regression" if config.num_labels == 1 else "single_label_classification")
+
+
 def per_class_f1(predictions: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
     """F1 of each class (0 for a class that is neither predicted nor present, as scikit-learn's
     `zero_division=0`)."""
     classes = np.arange(num_classes)
-    predicted = predictions[:, None] == classes
-    actual = labels[:, None] == classes
+    return _column_f1(predictions[:, None] == classes, labels[:, None] == classes)
+
+
+def _column_f1(predicted: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    """F1 of each column of boolean `[n, classes]` decisions against the gold ones (0 where a class is neither
+    predicted nor present)."""
     true_positive = (predicted & actual).sum(axis=0)
     denominator = predicted.sum(axis=0) + actual.sum(axis=0)
-    return np.divide(2 * true_positive, denominator, out=np.zeros(num_classes), where=denominator > 0)
+    return np.divide(2 * true_positive, denominator, out=np.zeros(predicted.shape[1]), where=denominator > 0)
 
 
 def classification_metrics(
@@ -50,10 +60,9 @@ def classification_metrics(
     names = [(id2label or {}).get(c, str(c)) for c in range(logits.shape[-1])]
     if problem_type == "multi_label_classification":
         predicted, actual = logits > 0, labels > 0.5
-        true_positive = (predicted & actual).sum(axis=0)
-        denominator = predicted.sum(axis=0) + actual.sum(axis=0)
-        f1 = np.divide(2 * true_positive, denominator, out=np.zeros(len(names)), where=denominator > 0)
-        micro = 2 * true_positive.sum() / denominator.sum() if denominator.sum() else 0.0
+        f1 = _column_f1(predicted, actual)
+        decisions = predicted.sum() + actual.sum()
+        micro = 2 * (predicted & actual).sum() / decisions if decisions else 0.0
         agreement = None
         if teacher_logits is not None:
             agreement = float(((teacher_logits > 0) == predicted).all(axis=1).mean())

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from .distributed import process_state
+from .evaluate import problem_type_of
 from .logit_cache import LogitCache, bucket_count, identity_folder_name, text_keys
 from .recipe import TeacherConfig
 
@@ -74,10 +75,9 @@ class Teacher:
 
     @property
     def problem_type(self) -> str:
-        """`single_label_classification`, `multi_label_classification` or `regression`: the teacher's declared
-        `problem_type`, else regression for one output and single-label classification otherwise."""
-        declared = getattr(self.model_config, "problem_type", None)
-        return declared or ("regression" if self.num_labels == 1 else "single_label_classification")
+        """The teacher's `single_label_classification`, `multi_label_classification` or `regression` (see
+        `problem_type_of`)."""
+        return problem_type_of(self.model_config)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -154,7 +154,7 @@ class Teacher:
             (cache.folder / "identity.json").write_text(json.dumps(identity, indent=2, sort_keys=True))
         self.state.wait_for_everyone()
         inputs = (texts, pairs)
-        texts = texts if pairs is None else pair_cache_texts(texts, pairs)
+        texts = texts if pairs is None else pair_cache_texts(texts, pairs)  # what the cache knows each example by
         keys = text_keys(texts)
         todo = cache.missing(keys)
         num_buckets = bucket_count(len(np.unique(keys, axis=0)), self.config.chunk_size)
@@ -177,7 +177,7 @@ class Teacher:
                         continue
                     try:
                         positions = todo[bucket_of == bucket]
-                        done = self._label_bucket(inputs, keys, positions, cache)
+                        done = self._label_bucket(inputs, texts, keys, positions, cache)
                     finally:
                         lock.release()
                     bar.update(done * self.state.num_processes)
@@ -186,9 +186,15 @@ class Teacher:
         return cache.lookup(texts)
 
     def _label_bucket(
-        self, inputs: tuple[Sequence[str], Sequence[str] | None], keys: np.ndarray, positions: np.ndarray, cache
+        self,
+        inputs: tuple[Sequence[str], Sequence[str] | None],
+        cache_texts: Sequence[str],
+        keys: np.ndarray,
+        positions: np.ndarray,
+        cache: LogitCache,
     ) -> int:
-        """Label the texts (and pairs) at `positions` that no other run labelled meanwhile, `chunk_size` per shard."""
+        """Label the texts (and pairs) at `positions` that no other run labelled meanwhile, `chunk_size` per shard,
+        caching them under `cache_texts`."""
         elsewhere = cache.keys_added_elsewhere()
         if elsewhere:
             positions = np.asarray([i for i in positions if tuple(keys[i].tolist()) not in elsewhere], dtype=np.int64)
@@ -197,8 +203,7 @@ class Teacher:
             rows = positions[start : start + self.config.chunk_size]
             batch = [texts[i] for i in rows]
             batch_pairs = None if pairs is None else [pairs[i] for i in rows]
-            logits = self.predict(batch, batch_pairs)
-            cache.add(batch if pairs is None else pair_cache_texts(batch, batch_pairs), logits)
+            cache.add([cache_texts[i] for i in rows], self.predict(batch, batch_pairs))
         return len(positions)
 
 

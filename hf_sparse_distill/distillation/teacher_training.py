@@ -115,8 +115,8 @@ def train_teacher(recipe: Recipe, overwrite: bool = False, show_progress: bool =
     """Fine-tune `recipe.teacher.training.base_model` into the recipe's teacher (`recipe.teacher.model`, a folder).
 
     A folder that already holds a teacher fine-tuned from the same inputs is reused, one fine-tuned from other
-    inputs is replaced, and one holding anything else is an error unless `overwrite`. Checkpoints go to `<output_dir>/teacher_checkpoints` and an interrupted run resumes
-    from the last one. Returns (and writes to `teacher_training.json` beside the weights) what was done.
+    inputs is replaced, and one holding anything else is an error unless `overwrite`. Checkpoints go to
+    `<output_dir>/teacher_checkpoints` and an interrupted run resumes from the last one. Returns (and writes to `teacher_training.json` beside the weights) what was done.
     """
     config = recipe.teacher.training
     if config is None or not config.base_model:

@@ -35,7 +35,7 @@ from .checkpoints import (
 )
 from .distributed import average_sparse_gradient, broadcast_parameter, exclude_from_ddp
 from .encoding import EncodedTexts
-from .evaluate import classification_metrics, predict_logits
+from .evaluate import classification_metrics, predict_logits, problem_type_of
 from .losses import mixed_loss
 from .optim import MixedSparseAdamW, linear_warmup_decay, param_groups
 from .recipe import StageConfig
@@ -240,10 +240,7 @@ class StageTrainer:
         )
         if self.distributed:
             broadcast_parameter(self.table.weight)
-        config = model.config
-        self.problem_type = config.problem_type or (
-            "regression" if config.num_labels == 1 else "single_label_classification"
-        )
+        self.problem_type = problem_type_of(model.config)
 
     def train(self, resume: bool = True) -> StageSummary:
         """Run the stage to its last step (continuing from the newest checkpoint if `resume`); return the summary,

@@ -375,15 +375,22 @@ class SparseDANTokenizer(PreTrainedTokenizer):
         limit = (max_length if max_length is not None else self.model_max_length) if truncation else None
         ids, lengths = self.matcher.encode(texts, max_ngrams=limit)
         if text_pair is not None:
-            pairs = self._check_texts(text_pair)
-            if len(pairs) != len(texts):
-                raise ValueError(f"got {len(texts)} texts but {len(pairs)} text pairs")
-            ids, lengths = interleave_pairs(ids, lengths, *self.matcher.encode(pairs, max_ngrams=limit))
+            ids, lengths = self._with_pairs(texts, ids, lengths, text_pair, limit)
         offsets = np.cumsum(lengths) - lengths
         data = {"input_ids": ids, "offsets": offsets}
         if return_tensors is None:
             data = {key: value.tolist() for key, value in data.items()}
         return BatchEncoding(data, tensor_type=return_tensors)
+
+    def _with_pairs(
+        self, texts: list[str], ids: np.ndarray, lengths: np.ndarray, text_pair: str | Sequence[str], limit: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ids of `texts` (`ids`, `lengths`) merged pair by pair with those of `text_pair` (at most `limit`
+        n-grams each): the flat ids and the `2 * len(texts)` bag lengths (see `interleave_pairs`)."""
+        pairs = self._check_texts(text_pair)
+        if len(pairs) != len(texts):
+            raise ValueError(f"got {len(texts)} texts but {len(pairs)} text pairs")
+        return interleave_pairs(ids, lengths, *self.matcher.encode(pairs, max_ngrams=limit))
 
     @staticmethod
     def _check_texts(texts: str | Sequence[str]) -> list[str]:
@@ -463,15 +470,11 @@ class SparseDANTokenizer(PreTrainedTokenizer):
             )
         texts = [text] if isinstance(text, str) else list(text)
         truncate = truncation_strategy != TruncationStrategy.DO_NOT_TRUNCATE and max_length is not None
-        ids, lengths = self.matcher.encode(texts, max_ngrams=max_length if truncate else None)
+        limit = max_length if truncate else None
+        ids, lengths = self.matcher.encode(texts, max_ngrams=limit)
         types = None
         if text_pair is not None:
-            pairs = [text_pair] if isinstance(text_pair, str) else list(text_pair)
-            if len(pairs) != len(texts):
-                raise ValueError(f"got {len(texts)} texts but {len(pairs)} text pairs")
-            ids, bag_lengths = interleave_pairs(
-                ids, lengths, *self.matcher.encode(pairs, max_ngrams=max_length if truncate else None)
-            )
+            ids, bag_lengths = self._with_pairs(texts, ids, lengths, text_pair, limit)
             types = np.repeat(np.tile([0, 1], len(texts)), bag_lengths)
             lengths = bag_lengths[0::2] + bag_lengths[1::2]
         data = self._pad_ids(ids, lengths, padding_strategy, max_length, pad_to_multiple_of, padding_side, types)
