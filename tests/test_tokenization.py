@@ -187,6 +187,34 @@ def test_hash_index_equals_a_dict():
     assert HashIndex(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)).get(keys[:3]).tolist() == [-1] * 3
 
 
+def test_hash_index_with_keys_crowding_one_slot():
+    """Hundreds of keys with the same home slot (the last one): they probe past the end of the table into spare
+    slots, which grow as needed, and every one is still found."""
+    from hf_sparse_distill.models.sparse_dan.tokenization_sparse_dan import HashIndex
+
+    rng = np.random.default_rng(1)
+    candidates = np.unique(rng.integers(0, 2**40, size=2_000_000))
+    probe = HashIndex(candidates[:300], np.zeros(300, dtype=np.int64))  # same table size as the index below
+    crowd = candidates[probe._hash(candidates) == probe._hash(candidates).max()][:300]
+    assert len(crowd) == 300
+    index = HashIndex(crowd, np.arange(300))
+    assert index.max_probe >= 299 and index.slot_keys.size > 1024 + 64
+    absent = np.setdiff1d(candidates[:5000], crowd)
+    assert index.get(np.concatenate([crowd, absent])).tolist() == list(range(300)) + [-1] * len(absent)
+
+
+@pytest.mark.parametrize("pattern", [r"(?u)\b\w\w+\b", r"(?u)n't|\b\w+\b|[!?]", r"\S+", r"[^\s,]+"])
+def test_ascii_and_other_texts_agree_with_countvectorizer(pattern):
+    """ASCII texts are read with the pattern compiled for bytes, the others with the str pattern, in one batch; the
+    ids are CountVectorizer's either way, also where `\\s` differs between the two (`\\x1c`-`\\x1f`)."""
+    texts = random_texts(200, seed=11) + ["a\x1cb c\x1fd", "plain ascii text", "naïve\x1ccafé", "x\x1d,y z"]
+    texts += [f"plain {i} text, here" for i in range(20)]
+    vectorizer = CountVectorizer(ngram_range=(1, 4), token_pattern=pattern, max_features=3000).fit(texts)
+    tokenizer = SparseDANTokenizer.from_ngrams(vectorizer.get_feature_names_out().tolist(), token_pattern=pattern)
+    assert tokenizer.matcher.findall_ascii is not None  # the bytes path is in use
+    assert [Counter(ids) for ids in tokenizer(texts)["input_ids"]] == counts_by_vectorizer(vectorizer, texts)
+
+
 @pytest.mark.parametrize("pattern", [r"(?u)\b\w\w+\b", r"(?u)n't|\b\w+\b|[!?]", r"\S+", r"^\w+", r"\w+ \w+"])
 def test_batch_word_pass_equals_text_by_text(pattern):
     """Words are found for a whole batch at once when the pattern allows it; the result is the same as text by

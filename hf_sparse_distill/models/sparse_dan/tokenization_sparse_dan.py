@@ -44,19 +44,24 @@ def word_ngrams(words: Sequence[str], ngram_range: Sequence[int]) -> list[str]:
 
 class HashIndex:
     """A map from non-negative int64 keys to int64 values, built and queried with numpy: open addressing with
-    linear probing, every probe round vectorised over all pending keys. A lookup costs about one random memory
-    access, where a binary search over a sorted array of a million keys costs twenty."""
+    linear probing at a low load, every probe round of the build vectorised over all pending keys. A lookup checks
+    each key's home slot, then, for the few keys whose home slot holds another key, the next `max_probe` slots in
+    one gather: two vectorised steps whatever the table size, about one random memory access per key."""
 
     _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing
 
-    def __init__(self, keys: np.ndarray, values: np.ndarray, max_load: float = 0.6):
+    def __init__(self, keys: np.ndarray, values: np.ndarray, max_load: float = 0.3):
         bits = max(4, int(np.ceil(np.log2(max(len(keys), 1) / max_load))))
-        self.mask = (1 << bits) - 1
         self.shift = np.uint64(64 - bits)
-        self.slot_keys = np.full(1 << bits, -1, dtype=np.int64)
-        self.slot_values = np.zeros(1 << bits, dtype=np.int64)
-        pending, slots = np.arange(len(keys)), self._hash(keys)
+        # no wrap-around: a key probes past the last home slot into spare slots at the end
+        self.slot_keys = np.full((1 << bits) + 64, -1, dtype=np.int64)
+        self.slot_values = np.zeros(self.slot_keys.size, dtype=np.int64)
+        pending, home = np.arange(len(keys)), self._hash(keys)
+        slots, self.max_probe = home.copy(), 0
         while pending.size:
+            if slots[pending].max() >= self.slot_keys.size:  # more spare slots
+                self.slot_keys = np.concatenate([self.slot_keys, np.full(self.slot_keys.size, -1, np.int64)])
+                self.slot_values = np.concatenate([self.slot_values, np.zeros(self.slot_values.size, np.int64)])
             # among the keys whose probed slot is free, the first one per slot takes it; all others probe on
             current = slots[pending]
             free = self.slot_keys[current] == -1
@@ -67,23 +72,26 @@ class HashIndex:
             placed = np.zeros(len(keys), dtype=bool)
             placed[winners] = True
             pending = pending[~placed[pending]]
-            slots[pending] = (slots[pending] + 1) & self.mask
+            slots[pending] += 1
+        if len(keys):
+            self.max_probe = int((slots - home).max())
 
     def _hash(self, keys: np.ndarray) -> np.ndarray:
         return ((keys.astype(np.uint64) * self._MULTIPLIER) >> self.shift).astype(np.int64)
 
     def get(self, keys: np.ndarray) -> np.ndarray:
         """The value of each key, or -1 where the key is absent."""
-        out = np.full(len(keys), -1, dtype=np.int64)
-        pending, slots = np.arange(len(keys)), self._hash(keys)
-        while pending.size:
-            current = slots[pending]
-            found = self.slot_keys[current]
-            hit = found == keys[pending]
-            out[pending[hit]] = self.slot_values[current[hit]]
-            more = ~hit & (found != -1)  # an occupied slot of another key: probe the next one
-            slots[pending[more]] = (current[more] + 1) & self.mask
-            pending = pending[more]
+        home = self._hash(keys)
+        found = self.slot_keys[home]
+        out = np.where(found == keys, self.slot_values[home], -1)
+        if self.max_probe:
+            # keys whose home slot holds another key: look at the next max_probe slots at once
+            rest = np.flatnonzero((found != keys) & (found != -1))
+            if rest.size:
+                slots = home[rest, None] + np.arange(1, self.max_probe + 1)
+                match = self.slot_keys[slots] == keys[rest, None]
+                hit = match.any(axis=1)
+                out[rest[hit]] = self.slot_values[slots[hit, match[hit].argmax(axis=1)]]
         return out
 
 
@@ -93,7 +101,8 @@ class NgramMatcher:
     Each vocabulary word gets an integer id; n-grams are found by walking a trie level by level over all word
     positions of a batch at once (a `HashIndex` on the `parent * n_words + word` keys), so no n-gram string is ever
     built at encoding time. The words of a whole batch are found by one regular-expression pass over the texts
-    joined by a separator word, when the word pattern allows it (checked), otherwise text by text.
+    joined by a separator word, when the word pattern allows it (checked), otherwise text by text. ASCII texts are
+    matched as bytes (a bytes pattern runs faster, and on ASCII text it finds the same words: checked at build).
     """
 
     SEPARATOR = "sparsedanseparatorword"
@@ -158,6 +167,13 @@ class NgramMatcher:
         self.findall = re.compile(token_pattern).findall
         self.word_or_separator = {**word_ids, self.SEPARATOR: -2}
         self.joinable = self._separator_is_safe()
+        self.findall_ascii = self._ascii_findall(token_pattern)
+        # `\s` matches \x1c-\x1f in a str pattern but not in a bytes one: texts holding them take the str path
+        space_sensitive = "\\s" in token_pattern.lower()
+        self._space_only_in_unicode = re.compile("[\x1c-\x1f]").search if space_sensitive else None
+        self.ascii_word_or_separator = {
+            word.encode(): idx for word, idx in self.word_or_separator.items() if word.isascii()
+        }
 
     def _separator_is_safe(self) -> bool:
         """Whether finding the words of texts joined by ` SEPARATOR ` gives each text's words: the pattern must
@@ -167,26 +183,74 @@ class NgramMatcher:
         expected = [self.SEPARATOR if w is None else w for p in probes for w in [None, *self.words(p)]][1:]
         return self.words(joined) == expected and not any(" " in w for w in self.words("ab cd ef"))
 
-    def _word_ids(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Vocabulary word id (-1 if none) of every word of every text, flat, and the number of words per text."""
-        if self.joinable and len(texts) > 1:
-            joined = f" {self.SEPARATOR} ".join(texts)
-            words = self.findall(joined.lower() if self.lowercase else joined)
-            wid = np.fromiter(map(self.word_or_separator.get, words, repeat(-1)), dtype=np.int64, count=len(words))
-            breaks = np.flatnonzero(wid == -2)
-            if len(breaks) == len(texts) - 1:  # a text holding the separator word itself: text by text instead
-                counts = np.diff(np.concatenate([[-1], breaks, [len(wid)]])) - 1
-                return wid[wid != -2], counts
+    def _ascii_findall(self, token_pattern: str) -> Callable[[bytes], list[bytes]] | None:
+        """`findall` of the pattern compiled for bytes, used on ASCII texts: there a str pattern's Unicode classes
+        match the same characters as their ASCII forms, except that `\\s` also matches `\\x1c`-`\\x1f` (texts
+        holding those take the str path). None when the batch pass is unsafe, the pattern does not compile for
+        bytes, or it disagrees with the str pattern on the probes."""
+        if not self.joinable:
+            return None
+        try:
+            compiled = re.compile(token_pattern.replace("(?u)", "").encode("ascii"))
+        except (UnicodeEncodeError, re.error):
+            return None
+        probes = "a b The end. x n't don't A-B c!? 42 snake_case e-mail 3.14 \t\n ... !!! UPPER"
+        text = probes.lower() if self.lowercase else probes
+        if [w.decode() for w in compiled.findall(text.encode())] != self.findall(text):
+            return None
+        return compiled.findall
+
+    def _bytes_path_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Which texts the bytes pattern reads exactly as the str pattern does (see `_ascii_findall`)."""
+        space_only_in_unicode = self._space_only_in_unicode
+        return np.fromiter(
+            (t.isascii() and not (space_only_in_unicode and space_only_in_unicode(t)) for t in texts),
+            dtype=bool,
+            count=len(texts),
+        )
+
+    def _word_ids(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Vocabulary word id of every word of every text, flat, with -2 between texts and -1 for words outside the
+        vocabulary; and the order of the texts in it (None: as given; else the ASCII texts come first)."""
+        if self.findall_ascii is None or not texts:
+            wid = self._joined_word_ids(texts) if self.joinable and len(texts) > 1 else None
+            return (self._word_ids_one_by_one(texts) if wid is None else wid), None
+        joined = f" {self.SEPARATOR} ".join(texts)
+        if joined.isascii() and not (self._space_only_in_unicode and self._space_only_in_unicode(joined)):
+            order, ascii_texts, rest = None, texts, None
+        else:
+            plain = self._bytes_path_texts(texts)
+            order = np.argsort(~plain, kind="stable")
+            n_plain = int(plain.sum())
+            ascii_texts = [texts[i] for i in order[:n_plain]]
+            rest = self._joined_word_ids([texts[i] for i in order[n_plain:]])
+            if rest is None:
+                return self._word_ids_one_by_one(texts), None
+            if not ascii_texts:
+                return rest, order
+            joined = f" {self.SEPARATOR} ".join(ascii_texts)
+        words = self.findall_ascii((joined.lower() if self.lowercase else joined).encode())
+        wid = np.fromiter(map(self.ascii_word_or_separator.get, words, repeat(-1)), dtype=np.int64, count=len(words))
+        if int((wid == -2).sum()) != len(ascii_texts) - 1:  # a text holds the separator word itself
+            return self._word_ids_one_by_one(texts), None
+        return (wid, None) if rest is None else (np.concatenate([wid, [-2], rest]), order)
+
+    def _joined_word_ids(self, texts: Sequence[str]) -> np.ndarray | None:
+        """Word ids of `texts` (-2 between texts) from one str pattern pass over the joined texts; None if a text
+        holds the separator word itself."""
+        joined = f" {self.SEPARATOR} ".join(texts)
+        words = self.findall(joined.lower() if self.lowercase else joined)
+        wid = np.fromiter(map(self.word_or_separator.get, words, repeat(-1)), dtype=np.int64, count=len(words))
+        return wid if int((wid == -2).sum()) == len(texts) - 1 else None
+
+    def _word_ids_one_by_one(self, texts: Sequence[str]) -> np.ndarray:
+        """Word ids of `texts` (-2 between texts), text by text."""
         tokens = list(map(self.words, texts))
         counts = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
         wid = np.fromiter(
             map(self.word_ids.get, chain.from_iterable(tokens), repeat(-1)), dtype=np.int64, count=int(counts.sum())
         )
-        return wid, counts
-
-    def _children(self, nodes: np.ndarray, words: np.ndarray) -> np.ndarray:
-        """Trie child of each (node, word) pair, or -1 where the prefix is not in the vocabulary."""
-        return self.children.get(nodes * self.n_words + words)
+        return np.insert(wid, np.cumsum(counts)[:-1], -2)
 
     def encode(self, texts: Sequence[str], max_ngrams: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Ids of every in-vocabulary n-gram occurrence of each text.
@@ -194,34 +258,47 @@ class NgramMatcher:
         Returns `(ids, lengths)`: the flat concatenation of each text's ids (position order) and the number of
         ids of each text, after keeping at most `max_ngrams` per text (the first ones).
         """
-        wid, word_counts = self._word_ids(texts)
-        n_positions = int(word_counts.sum())
-        # Words left in the text from each position on (inclusive): an n-gram starting there needs >= n.
-        ends = np.cumsum(word_counts)
-        left = np.repeat(ends, word_counts) - np.arange(n_positions)
-        found = np.full((n_positions, self.max_n - self.min_n + 1), -1, dtype=np.int64)
-        node = wid  # trie node of the (n-1)-gram starting at each position, -1 if none
+        wid, order = self._word_ids(texts)
+        n_positions = wid.size
+        orders = self.max_n - self.min_n + 1
+        # words past the end read as -1, so an n-gram never runs off the array; -2 (between texts) stops it too
+        padded = np.concatenate([wid, np.full(self.max_n, -1, dtype=np.int64)])
+        found = np.full((n_positions, orders), -1, dtype=np.int64)
+        starts = np.flatnonzero(wid >= 0)  # positions whose (n-1)-gram is a trie node
+        node = wid[starts]
         for n in range(1, self.max_n + 1):
             if n > 1:
-                starts = np.flatnonzero(left >= n)
-                starts = starts[(node[starts] >= 0) & (wid[starts + n - 1] >= 0)]
-                starts = starts[self.has_child[node[starts]]]
-                parents = node[starts]
-                node = np.full(n_positions, -1, dtype=np.int64)
-                node[starts] = self._children(parents, wid[starts + n - 1])
+                keep = self.has_child[node]
+                starts, node = starts[keep], node[keep]
+                word = padded[starts + n - 1]
+                keep = word >= 0
+                starts, node = starts[keep], self.children.get(node[keep] * self.n_words + word[keep])
+                keep = node >= 0
+                starts, node = starts[keep], node[keep]
             if n >= self.min_n:
-                hit = node >= 0
-                found[hit, n - self.min_n] = self.node_term[node[hit]]
+                found[starts, n - self.min_n] = self.node_term[node]
         flat = found.ravel()
         valid = flat >= 0
         ids = flat[valid]
-        text_of_id = np.repeat(np.repeat(np.arange(len(texts)), word_counts), found.shape[1])[valid]
+        text_of_id = np.repeat(np.cumsum(wid == -2), orders)[valid]
         lengths = np.bincount(text_of_id, minlength=len(texts)).astype(np.int64)
         if max_ngrams is not None and lengths.size and lengths.max() > max_ngrams:
             first = np.cumsum(lengths) - lengths
             keep = np.arange(ids.size) - first[text_of_id] < max_ngrams
             ids, lengths = ids[keep], np.minimum(lengths, max_ngrams)
+        if order is not None:  # back to the order of `texts`
+            ids, lengths = reorder_bags(ids, lengths, order)
         return ids, lengths
+
+
+def reorder_bags(ids: np.ndarray, lengths: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The flat ids of bags given in `order` (bag `k` is text `order[k]`), rearranged into text order."""
+    starts = np.cumsum(lengths) - lengths
+    new_lengths, source_starts = np.empty_like(lengths), np.empty_like(starts)
+    new_lengths[order], source_starts[order] = lengths, starts
+    offsets = np.cumsum(new_lengths) - new_lengths
+    positions = np.repeat(source_starts - offsets, new_lengths) + np.arange(int(new_lengths.sum()))
+    return ids[positions], new_lengths
 
 
 def interleave_pairs(
