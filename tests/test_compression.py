@@ -51,7 +51,8 @@ def test_int8_table_stays_int8_and_close(saved_student, tmp_path):
     report = compress(saved_student, tmp_path / "int8", dtype="int8", rank_by="norm", keep_ngrams=10_000)
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "int8")
     table = model.get_input_embeddings()
-    assert isinstance(table, Int8EmbeddingBag) and table.weight.dtype == torch.int8
+    assert isinstance(table, Int8EmbeddingBag) and table.weight.dtype == torch.uint8
+    assert table.weight.shape == (model.config.vocab_size, model.config.embed_dim + 8)  # codes, scale, offset
     assert model.config.table_quantization == "int8" and report.dtype == "int8"
     full = logits_of(saved_student)
     small = logits_of(tmp_path / "int8")
@@ -134,3 +135,19 @@ def test_refresh_after_pruning_trains_on_the_recipe_and_keeps_the_better_student
     assert changed == refresh["kept"]
     with pytest.raises(ValueError, match="at least one step"):
         main([*args, "--refresh-steps", "0"])
+
+
+@pytest.mark.parametrize("mode", ["mean", "sum", "max"])
+def test_int8_table_pools_as_its_dequantized_rows(mode):
+    """The quantized kernel (sum, mean) and the row-by-row path (max) both pool exactly the dequantized rows, which
+    are within half a quantization step of the float table; empty bags give zeros."""
+    table = torch.randn(50, 16)
+    table[7] = 0.0  # an all-zero row keeps a finite scale
+    int8 = Int8EmbeddingBag.quantize(table, mode)
+    rows = int8.dequantized()
+    step = table.abs().amax(dim=1, keepdim=True) / 127
+    assert ((rows - table).abs() <= step / 2 + 1e-6).all() and torch.equal(rows[7], torch.zeros(16))
+    input_ids = torch.tensor([3, 4, 5, 7, 1, 1, 49])
+    offsets = torch.tensor([0, 3, 3, 5])  # the second bag is empty
+    expected = torch.nn.functional.embedding_bag(input_ids, rows, offsets, mode=mode)
+    torch.testing.assert_close(int8(input_ids, offsets), expected)

@@ -42,8 +42,8 @@ class SparseDANConfig(PretrainedConfig):
         pad_token_id (`int`, defaults to 0):
             Id of the padding row; it never contributes to a text's vector.
         table_quantization (`str`, *optional*):
-            `"int8"` for a table stored in int8 with one scale per row (made by `hf-sparse-distill compress`; such
-            a table is for inference only).
+            `"int8"` for a table stored in 8 bits per value with a scale and an offset per row (made by
+            `hf-sparse-distill compress`; such a table is for inference only).
         logit_temperature (`float`, defaults to 1.0):
             The logits are divided by it (temperature scaling, fitted by `hf-sparse-distill calibrate`): it changes
             the scores, never the predicted label. Regression outputs are never divided.

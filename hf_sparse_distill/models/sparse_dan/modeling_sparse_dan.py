@@ -124,33 +124,52 @@ def pool_rows(rows: torch.Tensor, offsets: torch.Tensor, mode: str) -> torch.Ten
 
 
 class Int8EmbeddingBag(nn.Module):
-    """A frozen n-gram table in int8 with one float32 scale per row (row-wise symmetric quantization). Rows are
-    dequantized as they are gathered, so the table stays int8 in memory; called like `nn.EmbeddingBag` (flat ids and
-    offsets). Made by `quantize`; used by students compressed to int8."""
+    """A frozen n-gram table in 8 bits per value, one float32 scale and offset per row, called like
+    `nn.EmbeddingBag` (flat ids and offsets). `weight` is `[num_embeddings, embedding_dim + 8]` uint8 in PyTorch's
+    row-wise 8-bit layout: each row holds its codes, then its scale and its offset as float32 bytes, and value `j` of
+    row `i` is `code[i, j] * scale[i] + offset[i]`. Sums and means are pooled by PyTorch's quantized embedding-bag
+    kernel, which dequantizes rows as it reads them, so the table stays 8-bit in memory. Made by `quantize`; used by
+    students compressed to int8."""
 
     def __init__(self, num_embeddings: int, embedding_dim: int, mode: str = "mean"):
         super().__init__()
         self.mode = mode
-        self.register_buffer("weight", torch.zeros(num_embeddings, embedding_dim, dtype=torch.int8))
-        self.register_buffer("scale", torch.ones(num_embeddings, dtype=torch.float32))
+        self.embedding_dim = embedding_dim
+        self.register_buffer("weight", torch.zeros(num_embeddings, embedding_dim + 8, dtype=torch.uint8))
 
     @classmethod
     def quantize(cls, table: torch.Tensor, mode: str = "mean") -> "Int8EmbeddingBag":
-        """Row `i` becomes `round(table[i] / scale[i])` with `scale[i] = max |table[i]| / 127`."""
+        """Symmetric row-wise quantization: row `i` becomes `round(table[i] / scale[i])` in [-127, 127], with
+        `scale[i] = max |table[i]| / 127`, stored as codes `+ 128` with offset `-128 * scale[i]`."""
         module = cls(table.shape[0], table.shape[1], mode)
-        scale = table.detach().float().abs().amax(dim=1).clamp(min=torch.finfo(torch.float32).tiny) / 127
-        module.weight.copy_(torch.round(table.detach().float() / scale[:, None]).clamp(-127, 127).to(torch.int8))
-        module.scale.copy_(scale)
+        values = table.detach().float()
+        scale = values.abs().amax(dim=1).clamp(min=torch.finfo(torch.float32).tiny) / 127
+        codes = torch.round(values / scale[:, None]).clamp(-127, 127) + 128
+        module.weight[:, : table.shape[1]] = codes.to(torch.uint8)
+        scale_and_offset = torch.stack([scale, -128 * scale], dim=1).contiguous()
+        module.weight[:, table.shape[1] :] = scale_and_offset.view(torch.uint8)
         return module
+
+    def _rows(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The rows of `input_ids`, dequantized to float32."""
+        packed = self.weight.index_select(0, input_ids)
+        scale_and_offset = packed[:, self.embedding_dim :].contiguous().view(torch.float32)
+        return packed[:, : self.embedding_dim].float() * scale_and_offset[:, :1] + scale_and_offset[:, 1:]
 
     def dequantized(self) -> torch.Tensor:
         """The whole table as float32 (for inspection; the forward pass never builds it)."""
-        return self.weight.float() * self.scale[:, None]
+        return self._rows(torch.arange(self.weight.shape[0], device=self.weight.device))
 
     def forward(self, input_ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         """Pooled float32 vectors `[batch, dim]` of the bags of `input_ids` starting at `offsets`."""
-        rows = self.weight.index_select(0, input_ids).float() * self.scale.index_select(0, input_ids)[:, None]
-        return pool_rows(rows, offsets, self.mode)
+        if self.mode == "max" or self.weight.device.type != "cpu":
+            return pool_rows(self._rows(input_ids), offsets, self.mode)
+        # the kernel sums each bag (an empty bag gives zeros) whatever mode it is given
+        pooled = torch.ops.quantized.embedding_bag_byte_rowwise_offsets(self.weight, input_ids, offsets)
+        if self.mode == "mean":
+            lengths = torch.diff(offsets, append=offsets.new_tensor([input_ids.numel()]))
+            pooled /= lengths.clamp(min=1)[:, None].to(pooled.dtype)
+        return pooled
 
 
 class SparseDANModel(SparseDANPreTrainedModel):
