@@ -6,6 +6,9 @@ import gzip
 import json
 import os
 import resource
+import statistics
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from hf_sparse_distill.speed import batches_per_second, machine_description, throughput
@@ -14,6 +17,7 @@ __all__ = [
     "batches_per_second",
     "machine_description",
     "throughput",
+    "interleaved_throughput",
     "rss_mb",
     "peak_rss_mb",
     "shared_dir",
@@ -62,3 +66,21 @@ def long_reviews(count: int, words: int = 300) -> list[str]:
             if len(out) == count:
                 break
     return out
+
+
+def interleaved_throughput(
+    predicts: dict[str, Callable[[list[str]], object]], texts: Sequence[str], batch_size: int, rounds: int = 30
+) -> dict[str, float]:
+    """Median texts per second of each predict over `rounds` rounds, where each round runs every predict once over
+    all of `texts` (in batches), one after the other. The speed of a shared machine drifts by tens of percent within
+    minutes; models measured in turns within each round see the same drift, so their ratio holds."""
+    batches = [list(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
+    speeds: dict[str, list[float]] = {name: [] for name in predicts}
+    for round_index in range(rounds + 1):  # round 0 warms up
+        for name, predict in predicts.items():
+            start = time.perf_counter()
+            for batch in batches:
+                predict(batch)
+            if round_index:
+                speeds[name].append(len(texts) / (time.perf_counter() - start))
+    return {name: statistics.median(values) for name, values in speeds.items()}

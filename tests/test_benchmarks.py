@@ -41,11 +41,15 @@ def test_benchmark_smoke(saved_student, tmp_path):
         str(tmp_path),
         "--model2vec",
         str(tmp_path / "none"),
+        *("--small", str(run_dir / "student"), "--small-label", "copy a"),
+        *("--small", str(run_dir / "student"), "--small-label", "copy b"),
     )
     results = json.loads((tmp_path / "results.json").read_text())
     names = {r["name"] for r in results["results"]}
     assert {
         "student (direct API)",
+        "student, copy a (direct API)",
+        "student, copy b (direct API)",
         "student (stock pipeline)",
         "student (batched pipeline)",
         "student (remote code, shipped pipeline)",
@@ -61,6 +65,12 @@ def test_benchmark_smoke(saved_student, tmp_path):
     assert teacher["accuracy"] == pytest.approx(0.8968, abs=1e-3)  # the teacher README's dev accuracy
     text = (tmp_path / "RESULTS.md").read_text()
     assert "## Targets" in text and "texts per second" in text
+    for name in ("student (direct API)", "student, copy a (direct API)", "student, copy b (direct API)"):
+        assert f"| {name} ≥ fastText texts/s (SST-2, b256), more accurate |" in text
+    head = results["head_to_head"]["sst2_b256_median"]  # fastText and the students, measured in turns
+    assert set(head) == {"fastText (bigrams)", "student (direct API)", "student, copy a (direct API)",
+                         "student, copy b (direct API)"} and all(v > 0 for v in head.values())  # fmt: skip
+    assert "## Head to head with fastText" in text
     assert "the DAN (KD+FT) student of that run (dev accuracy 87.16, 97.2 % of the teacher)" in text
     assert (tmp_path / "speed_accuracy.png").stat().st_size > 0
 
@@ -94,3 +104,12 @@ def test_compression_smoke(saved_student, tmp_path):
     report = json.loads((tmp_path / "compression.json").read_text())
     assert len(report["points"]) == 3 and all(p["size_mb"] > 0 for p in report["points"])
     assert "| n-grams kept |" in (tmp_path / "COMPRESSION.md").read_text()
+
+
+@pytest.mark.skipif(not (ROOT / ".git").exists(), reason="compares with a git revision of the tokenizer")
+def test_tokenizer_speed_smoke(saved_student):
+    """The current tokenizer against the committed one: same ids on SST-2 dev and long reviews, a speed row each."""
+    done = run("tokenizer_speed.py", "--student", str(saved_student), "--baseline", "HEAD", "--rounds", "1",
+               "--long-texts", "8")  # fmt: skip
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| SST-2 dev") or line.startswith("| IMDB")]
+    assert len(rows) == 2 and all(row.endswith("× |") for row in rows)
