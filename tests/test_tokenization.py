@@ -203,6 +203,21 @@ def test_hash_index_with_keys_crowding_one_slot():
     assert index.get(np.concatenate([crowd, absent])).tolist() == list(range(300)) + [-1] * len(absent)
 
 
+def test_hash_index_long_probe_far_from_the_end():
+    """A crowd of keys in the middle of the table makes lookups read far ahead; a key whose home is the last slot
+    then reads past the end of the build's own slots (they are padded for it)."""
+    from hf_sparse_distill.models.sparse_dan.tokenization_sparse_dan import HashIndex
+
+    rng = np.random.default_rng(2)
+    candidates = np.unique(rng.integers(0, 2**40, size=2_000_000))
+    homes = HashIndex(candidates[:201], np.zeros(201, dtype=np.int64))._hash(candidates)  # same table size
+    crowd = candidates[homes == 200][:200]
+    last = candidates[homes == homes.max()][:2]  # one stored, one absent, both with the last home slot
+    index = HashIndex(np.concatenate([crowd, last[:1]]), np.arange(201))
+    assert index.max_probe > 64
+    assert index.get(np.concatenate([crowd, last])).tolist() == list(range(201)) + [-1]
+
+
 @pytest.mark.parametrize("pattern", [r"(?u)\b\w\w+\b", r"(?u)n't|\b\w+\b|[!?]", r"\S+", r"[^\s,]+"])
 def test_ascii_and_other_texts_agree_with_countvectorizer(pattern):
     """ASCII texts are read with the pattern compiled for bytes, the others with the str pattern, in one batch; the

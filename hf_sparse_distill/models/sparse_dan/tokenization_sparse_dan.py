@@ -75,6 +75,11 @@ class HashIndex:
             slots[pending] += 1
         if len(keys):
             self.max_probe = int((slots - home).max())
+        # a lookup reads up to max_probe slots past the last home slot, whatever the build itself reached
+        missing = (1 << bits) + self.max_probe - self.slot_keys.size
+        if missing > 0:
+            self.slot_keys = np.concatenate([self.slot_keys, np.full(missing, -1, np.int64)])
+            self.slot_values = np.concatenate([self.slot_values, np.zeros(missing, np.int64)])
 
     def _hash(self, keys: np.ndarray) -> np.ndarray:
         return ((keys.astype(np.uint64) * self._MULTIPLIER) >> self.shift).astype(np.int64)
