@@ -72,12 +72,16 @@ def interleaved_throughput(
     predicts: dict[str, Callable[[list[str]], object]], texts: Sequence[str], batch_size: int, rounds: int = 30
 ) -> dict[str, float]:
     """Median texts per second of each predict over `rounds` rounds, where each round runs every predict once over
-    all of `texts` (in batches), one after the other. The speed of a shared machine drifts by tens of percent within
-    minutes; models measured in turns within each round see the same drift, so their ratio holds."""
+    all of `texts` (in batches), one after the other, starting one further along the list each round. The speed of
+    a shared machine drifts by tens of percent within minutes; models measured in turns within each round see the
+    same drift, so their ratio holds, and none always runs first or after the same model."""
     batches = [list(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
     speeds: dict[str, list[float]] = {name: [] for name in predicts}
+    order = list(predicts)
     for round_index in range(rounds + 1):  # round 0 warms up
-        for name, predict in predicts.items():
+        shift = round_index % len(order)
+        for name in order[shift:] + order[:shift]:
+            predict = predicts[name]
             start = time.perf_counter()
             for batch in batches:
                 predict(batch)

@@ -76,8 +76,7 @@ def head_to_head(args: argparse.Namespace) -> dict:
     the ratio of their SST-2 texts/s at batch 256 does not depend on how fast the shared machine runs that minute."""
     from measure import interleaved_throughput, sst2_split
 
-    names = ["fasttext", "student_direct"] + (["student_int8"] if args.int8 else [])
-    names += [f"student_small_{i}" for i in range(len(args.small))]
+    names = [n for n in args.head_to_head.split(",") if n]
     contestants = [build(name, args) for name in names]
     texts = sst2_split("dev")[0][: args.sst_texts]
     medians = interleaved_throughput({c.name: c.predict for c in contestants}, texts, 256, rounds=args.rounds)
@@ -183,6 +182,8 @@ def run_worker(name: str, threads: int, args: argparse.Namespace) -> dict:
         str(args.long_texts),
         "--rounds",
         str(args.rounds),
+        "--head-to-head",
+        args.head_to_head,
     ]
     command += ["--int8", args.int8] if args.int8 else []
     for folder, label in zip(args.small, args.small_label):
@@ -221,6 +222,7 @@ def report(
         f"{' --run-dir ' + args.run_dir if args.run_dir else ''}"
         f"{' --int8 ' + args.int8 if args.int8 else ''}"
         + "".join(f" --small {d} --small-label {label!r}" for d, label in zip(args.small, args.small_label))
+        + (f" --rounds {head['rounds']}" if head else "")
         + f"` on: {machine}.",
         student_line(args, run),
         "",
@@ -405,6 +407,7 @@ def main() -> None:
     parser.add_argument("--sst-texts", type=int, default=872)
     parser.add_argument("--long-texts", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=30, help="rounds of the head-to-head with fastText")
+    parser.add_argument("--head-to-head", default="", help=argparse.SUPPRESS)  # contestants of the head-to-head worker
     parser.add_argument("--smoke", action="store_true", help="tiny budgets, 1 thread: only checks that everything runs")
     parser.add_argument("--int8", help="a compressed student with the whole vocabulary in int8 (compress --dtype int8)")
     parser.add_argument(
@@ -434,6 +437,8 @@ def main() -> None:
         if not args.run_dir:
             parser.error("give --run-dir or --student")
         args.student = str(Path(args.run_dir) / "student")
+    if len(args.small_label) != len(args.small):
+        parser.error("give one --small-label per --small")
     run = DistillationResults.load(Path(args.run_dir) / "results.json") if args.run_dir else None
     out = Path(args.out)
     if args.report_only:  # the measurements of an earlier run (e.g. after a change of the report's wording)
@@ -441,8 +446,6 @@ def main() -> None:
         write_report(saved["results"], saved.get("head_to_head"), run, args, saved["machine"], out)
         return
     names = args.only.split(",") if args.only else CONTESTANTS
-    if len(args.small_label) != len(args.small):
-        parser.error("give one --small-label per --small")
     names = [n for n in names if not (n == "student_int8" and not args.int8)]
     if "student_small" in names:  # one contestant per --small student
         at = names.index("student_small")
@@ -454,6 +457,8 @@ def main() -> None:
             results.append(run_worker(name, threads, args))
     head = None
     if {"fasttext", "student_direct"} <= set(names):
+        direct = ("fasttext", "student_direct", "student_int8")  # and every student_small_i
+        args.head_to_head = ",".join(n for n in names if n in direct or n.startswith("student_small_"))
         threads = max(int(t) for t in args.threads.split(","))
         print(f"measuring fastText and the students in turns with {threads} thread(s)", file=sys.stderr, flush=True)
         head = run_worker(HEAD_TO_HEAD, threads, args)
