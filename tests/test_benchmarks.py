@@ -68,7 +68,8 @@ def test_benchmark_smoke(saved_student, tmp_path):
     for name in ("student (direct API)", "student, copy a (direct API)", "student, copy b (direct API)"):
         assert f"| {name} ≥ fastText texts/s (SST-2, b256), more accurate |" in text
     head = results["head_to_head"]["sst2_b256_median"]  # fastText and the students, measured in turns
-    assert set(head) == {"fastText (bigrams)", "student (direct API)", "student, copy a (direct API)",
+    assert set(head) == {"fastText (bigrams)", "student (direct API)", "student (batched pipeline)",
+                         "student (remote code, shipped pipeline)", "student, copy a (direct API)",
                          "student, copy b (direct API)"} and all(v > 0 for v in head.values())  # fmt: skip
     assert "## Head to head with fastText" in text
     assert "the DAN (KD+FT) student of that run (dev accuracy 87.16, 97.2 % of the teacher)" in text
