@@ -147,3 +147,64 @@ def test_pair_recipe_end_to_end(tiny_recipe, tmp_path, capsys):
     predicted = [r["label"] for r in classifier([{"text": a, "text_pair": b} for a, b in zip(dev.texts, dev.pairs)])]
     gold = [student.config.id2label[label] for label in dev.labels]
     assert np.mean([p == g for p, g in zip(predicted, gold)]) == pytest.approx(results.student.accuracy)
+
+
+def test_pair_cascade_calibrate_and_evaluate(pair_model, tokenizer, tiny_teacher, tmp_path, capsys):
+    """The cascade takes sentence pairs (the hard ones go to the teacher in its own pair encoding), and `calibrate`
+    and `evaluate` read the second texts from `--text-pair-column`."""
+    from conftest import write_jsonl
+
+    from hf_sparse_distill.calibration import Calibration
+    from hf_sparse_distill.cli import main
+
+    pipe = SparseDANClassificationPipeline(model=pair_model, tokenizer=tokenizer, teacher=str(tiny_teacher))
+    teacher = pipeline("text-classification", model=str(tiny_teacher))(PAIRS)
+    everything = pipe(PAIRS, threshold=1.01)
+    assert {o["model"] for o in everything} == {"teacher"}
+    assert [o["label"] for o in everything] == [o["label"] for o in teacher]
+    # padded batches against one pair at a time: float32 noise only
+    assert [o["score"] for o in everything] == pytest.approx([o["score"] for o in teacher], abs=5e-5)
+    single_teacher = pipeline("text-classification", model=str(tiny_teacher))(FIRST)
+    assert [o["score"] for o in everything] != pytest.approx([o["score"] for o in single_teacher], abs=1e-4)
+    student = pipe(PAIRS, cascade=False)
+    bags = tokenizer.encode_bags(FIRST, text_pair=SECOND, return_tensors="np")
+    lengths = np.diff(bags["offsets"], append=len(bags["input_ids"]))
+    known = lengths[0::2] + lengths[1::2]
+    middle = pipe(PAIRS, threshold=0.55, batch_size=5)
+    for got, s, t, n in zip(middle, student, teacher, known):
+        assert (got["model"] == "teacher") == (s["score"] < 0.55 or n == 0)
+        assert got["label"] == (t["label"] if got["model"] == "teacher" else s["label"])
+    assert {o["model"] for o in middle} == {"student", "teacher"}, "the fixture should send some pairs each way"
+    with pytest.raises(ValueError, match="sentence pairs"):
+        pipe(FIRST, threshold=0.5)  # a pair student would read two consecutive texts as one pair
+    with pytest.raises(ValueError, match="sentence pairs"):
+        pipe(FIRST, cascade=False)
+    with pytest.raises(TypeError, match="single texts"):
+        pipe(PAIRS, explain=True, cascade=False)
+
+    out = tmp_path / "student"
+    pair_model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    firsts, others = random_texts(200, seed=45), random_texts(200, seed=46)
+    rows = [{"a": a, "b": a if i % 2 else b, "label": i % 2} for i, (a, b) in enumerate(zip(firsts, others))]
+    data = write_jsonl(tmp_path / "dev_pairs.jsonl", rows)
+    columns = ["--text-column", "a", "--text-pair-column", "b"]
+    with pytest.raises(ValueError, match="--text-pair-column"):
+        main(["calibrate", str(out), "--dev", data, "--teacher", str(tiny_teacher), "--text-column", "a"])
+    assert main(["calibrate", str(out), "--dev", data, "--teacher", str(tiny_teacher), *columns]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    calibration = Calibration.load(out)
+    assert json.loads((out / "config.json").read_text())["cascade_threshold"] == summary["threshold"]
+    assert main(["evaluate", str(out), "--data", data, "--teacher", str(tiny_teacher), *columns]) == 0
+    result = json.loads(capsys.readouterr().out)
+    inputs = [{"text": r["a"], "text_pair": r["b"]} for r in rows]
+    gold = np.asarray([r["label"] for r in rows])
+    stock_teacher = pipeline("text-classification", model=str(tiny_teacher))(inputs)
+    teacher_ids = np.asarray([int(o["label"] == "positive") for o in stock_teacher])
+    assert result["teacher_accuracy"] == pytest.approx(float((teacher_ids == gold).mean()))
+    calibrated = pipeline("text-classification", model=str(out))(inputs)
+    student_ids = np.asarray([int(o["label"] == "positive") for o in calibrated])
+    assert result["student_accuracy"] == pytest.approx(float((student_ids == gold).mean()))
+    assert result["num_examples"] == 200 and result["threshold"] == summary["threshold"]
+    assert result["teacher_call_rate"] == pytest.approx(calibration.chosen.teacher_call_rate)
+    assert result["accuracy"] == pytest.approx(calibration.chosen.accuracy)

@@ -19,6 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--min-ngrams", type=int, default=1, help="texts with fewer known n-grams go to the teacher")
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--label-column", default="label")
+    parser.add_argument("--text-pair-column", help="column of the second texts (sentence-pair students)")
     parser.set_defaults(func=run)
 
 
@@ -27,10 +28,12 @@ def run(args: argparse.Namespace) -> int:
     from ..calibration import calibrate_logits, write_to_config
     from ._student_data import labeled_texts, student_logits, teacher_logits
 
-    texts, labels, model, tokenizer = labeled_texts(args.student, args.dev, args.text_column, args.label_column)
-    logits, known = student_logits(model, tokenizer, texts, raw=True)
+    examples, labels, model, tokenizer = labeled_texts(
+        args.student, args.dev, args.text_column, args.label_column, args.text_pair_column
+    )
+    logits, known = student_logits(model, tokenizer, examples, raw=True)
     calibration = calibrate_logits(
-        logits, teacher_logits(args.teacher, model, tokenizer, texts), labels, known, args.dev, args.target_retention,
+        logits, teacher_logits(args.teacher, model, tokenizer, examples), labels, known, args.dev, args.target_retention,
         args.against, args.min_ngrams,
     )  # fmt: skip
     calibration.save(args.student)

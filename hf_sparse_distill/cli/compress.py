@@ -89,14 +89,14 @@ def _evaluation(report, out_dir: str) -> dict | None:
         return None
     results = DistillationResults.load(run / "results.json")
     dev = load_recipe(str(run / "recipe.json")).data.dev
-    texts, labels, model, tokenizer = labeled_texts(str(out_dir), dev)  # the split is read once, for both
+    examples, labels, model, tokenizer = labeled_texts(str(out_dir), dev)  # the split is read once, for both
     source = (
         SparseDANForSequenceClassification.from_pretrained(report.source).eval(),
         SparseDANTokenizer.from_pretrained(report.source),
     )
     accuracy = {}
     for key, (student, student_tokenizer) in (("accuracy", (model, tokenizer)), ("student_accuracy", source)):
-        logits, _ = student_logits(student, student_tokenizer, texts)
+        logits, _ = student_logits(student, student_tokenizer, examples)
         accuracy[key] = classification_metrics(logits, labels, student.config.id2label).accuracy
     return {
         "split": results.report_split, "num_examples": len(labels), **accuracy,

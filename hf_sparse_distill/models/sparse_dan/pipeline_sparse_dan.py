@@ -11,7 +11,7 @@ encodes each batch with one vectorised `encode_bags` call and one forward pass. 
 - `coverage=True`: each output gets `words`, `known_words` (words that are themselves in the vocabulary),
   `known_ngrams` (occurrences of vocabulary n-grams) and `no_evidence` (no known n-gram: the answer is the model's
   bias only);
-- a teacher (`pipeline(..., teacher="org/teacher")`): a cascade; texts whose top score is under
+- a teacher (`pipeline(..., teacher="org/teacher")`): a cascade; texts (or sentence pairs) whose top score is under
   `config.cascade_threshold` (or `threshold=`), or with fewer than `config.cascade_min_ngrams` known n-grams, are
   answered by the teacher, in batches; each output says which `model` answered.
 
@@ -65,9 +65,8 @@ class SparseDANClassificationPipeline(TextClassificationPipeline):
         if cascade and self.teacher_model is None:
             raise ValueError("cascade=True needs a teacher: pipeline(..., teacher='org/teacher')")
         if extras.get("explain") or extras.get("coverage") or cascade:
-            single = isinstance(inputs, str)
             outputs = self._classify(
-                [inputs] if single else list(inputs), kwargs, bool(extras.get("explain")),
+                [inputs] if isinstance(inputs, (str, dict)) else list(inputs), kwargs, bool(extras.get("explain")),
                 bool(extras.get("coverage")), extras.get("threshold") if cascade else False,
             )  # fmt: skip
             return outputs  # a list for a single text too, as the stock pipeline
@@ -91,6 +90,7 @@ class SparseDANClassificationPipeline(TextClassificationPipeline):
         max_length = preprocess_params.pop("max_length", None)
         if not (is_text_list or is_pair_list) or preprocess_params or truncation not in (None, True, False):
             return super().__call__(inputs, batch_size=batch_size, **kwargs)
+        self._check_input_kind(is_pair_list)
         # the tokenizer's rule: truncate when asked, or when a max_length is given and truncation is not set
         truncate = truncation is True or (truncation is None and max_length is not None)
         results = []
@@ -103,11 +103,29 @@ class SparseDANClassificationPipeline(TextClassificationPipeline):
             results.extend(self._postprocess_batch(logits, **postprocess_params))
         return results
 
-    def _classify(self, texts: list[str], kwargs: dict, explain: bool, coverage: bool, threshold) -> list[dict]:
-        """The batched path with the pipeline's own options (default output format only). `threshold` is False
-        without a cascade, None for the configured one."""
-        if any(not isinstance(t, str) for t in texts):
-            raise TypeError("explain, coverage and cascade take texts (a string or a list of strings)")
+    def _check_input_kind(self, pairs: bool) -> None:
+        """Refuse sentence pairs for a single-text student and single texts for a pair student (whose model would
+        otherwise read two consecutive texts as one pair)."""
+        if pairs and not self.model.config.pair_mode:
+            raise ValueError("this student classifies single texts, not sentence pairs ({'text', 'text_pair'})")
+        if not pairs and self.model.config.pair_mode:
+            raise ValueError("this student classifies sentence pairs: pass {'text': ..., 'text_pair': ...} per example")
+
+    def _classify(self, inputs: list, kwargs: dict, explain: bool, coverage: bool, threshold) -> list[dict]:
+        """The batched path with the pipeline's own options (default output format only). `inputs` are texts, or
+        sentence pairs (`{"text": ..., "text_pair": ...}`: cascade only). `threshold` is False without a cascade,
+        None for the configured one."""
+        texts, pairs = inputs, None
+        if inputs and all(isinstance(t, dict) and set(t) == {"text", "text_pair"} for t in inputs):
+            if explain or coverage:
+                raise TypeError("explain and coverage take single texts, not sentence pairs")
+            texts, pairs = [p["text"] for p in inputs], [p["text_pair"] for p in inputs]
+        elif any(not isinstance(t, str) for t in inputs):
+            raise TypeError(
+                "explain, coverage and cascade take texts (a string or a list of strings); the cascade also takes "
+                "sentence pairs ({'text': ..., 'text_pair': ...})"
+            )
+        self._check_input_kind(pairs is not None)
         batch_size = kwargs.pop("batch_size", None) or self._batch_size or DEFAULT_BATCH_SIZE
         kwargs.pop("num_workers", None)
         kwargs = {**self._preprocess_params, **self._postprocess_params, **kwargs}
@@ -119,16 +137,21 @@ class SparseDANClassificationPipeline(TextClassificationPipeline):
         results = []
         for start in range(0, len(texts), batch_size):
             batch = texts[start : start + batch_size]
-            encoded = self.tokenizer.encode_bags(batch, truncation=truncate, max_length=kwargs.get("max_length"))
+            batch_pairs = None if pairs is None else pairs[start : start + batch_size]
+            encoded = self.tokenizer.encode_bags(
+                batch, text_pair=batch_pairs, truncation=truncate, max_length=kwargs.get("max_length")
+            )
             with torch.inference_mode():
                 logits = self.model(**encoded.to(self.device)).logits.cpu()
             ids, offsets = encoded["input_ids"].cpu(), encoded["offsets"].cpu()
             lengths = torch.diff(offsets, append=offsets.new_tensor([ids.numel()]))
+            if batch_pairs is not None:  # known n-grams of both texts of each pair
+                lengths = lengths[0::2] + lengths[1::2]
             if explain:  # the student's own decision, also where the teacher answers
                 explanations = self._explain(ids, offsets, lengths, logits.argmax(-1))
             answered_by = ["student"] * len(batch)
             if threshold is not False:
-                logits, answered_by = self._cascade(batch, logits, lengths, threshold)
+                logits, answered_by = self._cascade(batch, logits, lengths, threshold, batch_pairs)
             outputs = self._postprocess_batch(logits, function_to_apply=postprocess.get("function_to_apply"))
             for i, output in enumerate(outputs):
                 if threshold is not False:
@@ -150,8 +173,10 @@ class SparseDANClassificationPipeline(TextClassificationPipeline):
             "no_evidence": known_ngrams == 0,
         }
 
-    def _cascade(self, texts: list[str], logits: torch.Tensor, lengths: torch.Tensor, threshold) -> tuple:
-        """Replace the logits of the texts the student is not sure of by the teacher's."""
+    def _cascade(
+        self, texts: list[str], logits: torch.Tensor, lengths: torch.Tensor, threshold, pairs: list[str] | None = None
+    ) -> tuple:
+        """Replace the logits of the texts (or pairs) the student is not sure of by the teacher's."""
         config = self.model.config
         threshold = config.cascade_threshold if threshold is None else threshold
         if threshold is None:
@@ -162,22 +187,28 @@ class SparseDANClassificationPipeline(TextClassificationPipeline):
         answered_by = ["student"] * len(texts)
         if hard:
             logits = logits.clone().float()
-            logits[hard] = torch.as_tensor(self.teacher_logits([texts[i] for i in hard]))
+            hard_pairs = None if pairs is None else [pairs[i] for i in hard]
+            logits[hard] = torch.as_tensor(self.teacher_logits([texts[i] for i in hard], hard_pairs))
             for i in hard:
                 answered_by[i] = "teacher"
         return logits, answered_by
 
-    def teacher_logits(self, texts: list[str]) -> np.ndarray:
-        """The teacher's logits of `texts`, in the student's label order (length-sorted batches)."""
+    def teacher_logits(self, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
+        """The teacher's logits of `texts` (with `pairs`: of the sentence pairs, in the teacher's own pair
+        encoding), in the student's label order (length-sorted batches)."""
         tokenizer = self.teacher_tokenizer
         max_length = min(self.teacher_max_length, tokenizer.model_max_length)
-        order = np.argsort([len(t) for t in texts], kind="stable")
+        sizes = (
+            [len(t) for t in texts] if pairs is None else [len(t) + len(p) for t, p in zip(texts, pairs, strict=True)]
+        )
+        order = np.argsort(sizes, kind="stable")
         out = np.zeros((len(texts), self.model.config.num_labels), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, len(texts), TEACHER_BATCH_SIZE):
                 rows = order[start : start + TEACHER_BATCH_SIZE]
-                batch = tokenizer([texts[i] for i in rows], padding=True, truncation=True, max_length=max_length,
-                                  return_tensors="pt").to(self.teacher_model.device)  # fmt: skip
+                second = None if pairs is None else [pairs[i] for i in rows]
+                batch = tokenizer([texts[i] for i in rows], second, padding=True, truncation=True,
+                                  max_length=max_length, return_tensors="pt").to(self.teacher_model.device)  # fmt: skip
                 out[rows] = self.teacher_model(**batch).logits.float().cpu().numpy()[:, self.teacher_columns]
         return out
 
