@@ -49,19 +49,28 @@ def mixed_loss(
     alpha: float,
     temperature: float = 1.0,
     problem_type: str | None = None,
+    kd_weight: float = 1.0,
+    gold_weight: float = 1.0,
 ) -> torch.Tensor:
-    """`alpha * KD + (1 - alpha) * gold`; alpha = 1 is pure distillation, alpha = 0 plain supervised training."""
-    loss = student_logits.new_zeros((), dtype=torch.float32)
+    """`alpha * KD + (1 - alpha) * gold`; alpha = 1 is pure distillation, alpha = 0 plain supervised training.
+
+    `kd_weight` and `gold_weight` scale the two means (a process's share of a global batch split between
+    processes, see `train.BagCollator`). A batch without rows, or without labelled rows for the gold term, adds
+    zero, still connected to the model so that every parameter gets a (zero) gradient."""
+    loss = student_logits.sum().float() * 0.0
     if alpha > 0:
         if teacher_logits is None:
             raise ValueError("alpha > 0 needs teacher logits")
-        loss = loss + alpha * distillation_loss(student_logits, teacher_logits, temperature, problem_type)
+        if len(student_logits):
+            kd = distillation_loss(student_logits, teacher_logits, temperature, problem_type)
+            loss = loss + alpha * kd_weight * kd
     if alpha < 1:
         if labels is None:
             raise ValueError("alpha < 1 needs gold labels")
         has_label = labelled_rows(labels, problem_type)
         if bool(has_label.any()):
-            loss = loss + (1 - alpha) * gold_loss(student_logits[has_label], labels[has_label], problem_type)
+            gold = gold_loss(student_logits[has_label], labels[has_label], problem_type)
+            loss = loss + (1 - alpha) * gold_weight * gold
     return loss
 
 

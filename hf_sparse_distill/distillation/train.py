@@ -2,8 +2,9 @@
 
 Works on one CPU, one GPU, or several processes under `accelerate launch`. In the multi-process case the
 embedding table is kept out of DDP and its sparse gradient is averaged by `distributed.average_sparse_gradient`
-(dense collectives only, so NCCL and gloo both work); the global batch is split between processes, so a run on
-N processes follows the same trajectory as a run on one.
+(dense collectives only, so NCCL and gloo both work); every global batch, the last and shorter one of an epoch
+included, is split between the processes and each weighs its loss by its share, so a run on N processes follows
+the same trajectory as a run on one.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import logging
 import math
 import shutil
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,7 +38,7 @@ from .checkpoints import (
 from .distributed import average_sparse_gradient, broadcast_parameter, exclude_from_ddp
 from .encoding import EncodedTexts
 from .evaluate import classification_metrics, predict_logits, problem_type_of
-from .losses import mixed_loss
+from .losses import labelled_rows, mixed_loss
 from .optim import MixedSparseAdamW, linear_warmup_decay, param_groups
 from .recipe import StageConfig
 
@@ -99,56 +101,47 @@ class StageSummary:
         return cls(total_steps=state["total_steps"], best_step=state["best_step"], history=history)
 
 
-class ShuffledBatches(torch.utils.data.Sampler):
-    """Global batches of a seeded permutation, re-drawn each epoch (`use_epoch`): the same for any number of
-    processes (accelerate then hands each process its slice of every batch). The method is deliberately not
-    called `set_epoch`: accelerate would reset it to its own per-dataloader iteration count, which differs
-    between a resumed, a single-process and a multi-process run."""
-
-    def __init__(self, size: int, batch_size: int, seed: int):
-        self.size, self.batch_size, self.seed, self.epoch = size, batch_size, seed, 0
-
-    def use_epoch(self, epoch: int) -> None:
-        """Draw the permutation of `epoch` next time the sampler is iterated."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return math.ceil(self.size / self.batch_size)
-
-    def __iter__(self):
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
-        for start in range(0, self.size, self.batch_size):
-            yield order[start : start + self.batch_size].tolist()
-
-
-class _Indices(torch.utils.data.Dataset):
-    """Row numbers `0 .. size-1`: the collator gathers the rows themselves from the flat arrays."""
-
-    def __init__(self, size: int):
-        self.size = size
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __getitem__(self, index: int) -> int:
-        return index
+def shuffled_batches(size: int, batch_size: int, seed: int, epoch: int, skip: int = 0) -> Iterator[np.ndarray]:
+    """The global batches (row numbers) of `epoch`: a permutation seeded by `(seed, epoch)`, cut into batches of
+    `batch_size` (the last one shorter), from batch `skip` on. The same for any number of processes and for a
+    resumed run."""
+    order = np.random.default_rng([seed, epoch]).permutation(size)
+    for start in range(skip * batch_size, size, batch_size):
+        yield order[start : start + batch_size]
 
 
 class BagCollator:
-    """Builds a batch (flat ids, offsets, teacher logits, labels) from a list of row indices."""
+    """Builds this process's part of a global batch: flat ids, offsets, teacher logits, labels, and the loss
+    weights that make the processes' mean gradient equal to the gradient of the whole batch.
 
-    def __init__(self, data: StageData):
-        self.data = data
+    Args:
+        data: The stage's texts, teacher logits and labels.
+        num_processes: How many processes share each global batch.
+        process_index: Which contiguous part (`len(rows) * i // n` to `len(rows) * (i + 1) // n`) this one takes.
+        problem_type: The student's (it tells which rows hold a gold label).
+    """
 
-    def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        """The batch of rows `indices`."""
-        rows = np.asarray(indices, dtype=np.int64)
-        input_ids, offsets = self.data.encoded.batch(rows)
-        batch = {"input_ids": input_ids, "offsets": offsets}
+    def __init__(
+        self, data: StageData, num_processes: int = 1, process_index: int = 0, problem_type: str | None = None
+    ):
+        self.data, self.num_processes, self.process_index = data, num_processes, process_index
+        self.problem_type = problem_type
+
+    def __call__(self, rows: np.ndarray) -> dict:
+        """The batch of this process for the global batch `rows`, with `kd_weight` and `gold_weight`: its share of
+        the batch's rows (of its labelled rows), times the number of processes (their gradients are averaged)."""
+        n, world, index = len(rows), self.num_processes, self.process_index
+        local = np.asarray(rows[n * index // world : n * (index + 1) // world], dtype=np.int64)
+        input_ids, offsets = self.data.encoded.batch(local)
+        batch = {"input_ids": input_ids, "offsets": offsets, "kd_weight": world * len(local) / n, "gold_weight": 1.0}
         if self.data.teacher_logits is not None:
-            batch["teacher_logits"] = torch.from_numpy(self.data.teacher_logits[rows])
+            batch["teacher_logits"] = torch.from_numpy(self.data.teacher_logits[local])
         if self.data.labels is not None:
-            batch["labels"] = torch.from_numpy(self.data.labels[rows])
+            batch["labels"] = torch.from_numpy(self.data.labels[local])
+            if world > 1:
+                labelled = labelled_rows(torch.from_numpy(self.data.labels[rows]), self.problem_type).numpy()
+                mine = int(labelled[n * index // world : n * (index + 1) // world].sum())
+                batch["gold_weight"] = world * mine / max(1, int(labelled.sum()))
         return batch
 
 
@@ -217,7 +210,6 @@ class StageTrainer:
         self.summary = StageSummary(total_steps=self.schedule.total_steps)
         self.step = 0
         self.seed = seed
-        self.sampler = ShuffledBatches(len(data.encoded), stage.batch_size, seed)
         self._prepare()
 
     def _prepare(self) -> None:
@@ -225,9 +217,6 @@ class StageTrainer:
         stage, model = self.stage, self.model
         self.table = model.get_input_embeddings()
         self.table.sparse = model.config.pooling != "max"  # EmbeddingBag has no sparse gradient for max pooling
-        loader = torch.utils.data.DataLoader(
-            _Indices(len(self.data.encoded)), batch_sampler=self.sampler, collate_fn=BagCollator(self.data)
-        )
         groups = param_groups(model, stage.weight_decay, stage.embedding_learning_rate)
         optimizer = MixedSparseAdamW(groups, lr=stage.learning_rate, betas=tuple(stage.betas), eps=stage.eps)
         scheduler = linear_warmup_decay(optimizer, self.schedule.total_steps, stage.warmup_ratio)
@@ -235,12 +224,14 @@ class StageTrainer:
         self.distributed = self.accelerator.num_processes > 1
         if self.distributed:
             exclude_from_ddp(model, self.table.weight)
-        self.wrapped, self.optimizer, self.loader, self.scheduler = self.accelerator.prepare(
-            model, optimizer, loader, scheduler
-        )
+        # the batches are split here, not by accelerate: its even_batches would pad a short last batch with rows
+        # of the first (training on them twice) and its split ignores the batch's own size
+        self.wrapped, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
         if self.distributed:
             broadcast_parameter(self.table.weight)
         self.problem_type = problem_type_of(model.config)
+        accelerator = self.accelerator
+        self.collator = BagCollator(self.data, accelerator.num_processes, accelerator.process_index, self.problem_type)
 
     def train(self, resume: bool = True) -> StageSummary:
         """Run the stage to its last step (continuing from the newest checkpoint if `resume`); return the summary,
@@ -262,11 +253,10 @@ class StageTrainer:
         first_epoch, skip = divmod(self.step, self.schedule.steps_per_epoch)
         last_epoch = math.ceil(self.schedule.total_steps / self.schedule.steps_per_epoch)
         for epoch in range(first_epoch, last_epoch):
-            self.sampler.use_epoch(epoch)
-            batches = accelerator.skip_first_batches(self.loader, skip) if skip else self.loader
+            batches = shuffled_batches(len(self.data.encoded), self.stage.batch_size, self.seed, epoch, skip)
             skip = 0
-            for batch in batches:
-                self._train_step(batch)
+            for rows in batches:
+                self._train_step(self.collator(rows))
                 if self.step % self.schedule.eval_steps == 0 or self.step == self.schedule.total_steps:
                     self._evaluate()
                 if self.step == self.schedule.total_steps:
@@ -309,17 +299,21 @@ class StageTrainer:
         state = np.random.SeedSequence([self.seed, self.step, self.accelerator.process_index]).generate_state(2)
         torch.manual_seed(int(state[0]) << 32 | int(state[1]))
 
-    def _train_step(self, batch: dict[str, torch.Tensor]) -> None:
+    def _train_step(self, batch: dict) -> None:
         self.wrapped.train()
         self._seed_step()
-        logits = self.wrapped(input_ids=batch["input_ids"], offsets=batch["offsets"]).logits
+        device = self.accelerator.device
+        tensors = {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+        logits = self.wrapped(input_ids=tensors["input_ids"], offsets=tensors["offsets"]).logits
         loss = mixed_loss(
             logits,
-            batch.get("teacher_logits"),
-            batch.get("labels"),
+            tensors.get("teacher_logits"),
+            tensors.get("labels"),
             self.stage.alpha,
             self.stage.temperature,
             self.problem_type,
+            kd_weight=batch["kd_weight"],
+            gold_weight=batch["gold_weight"],
         )
         if not torch.isfinite(loss):
             raise NonFiniteTrainingError(
