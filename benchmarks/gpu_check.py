@@ -84,10 +84,9 @@ def worker(args: argparse.Namespace) -> None:
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
-    if state.is_main_process:
-        vocab = VocabConfig(size=args.vocab_size, ngram_range=[1, 2], num_workers=1)
-        build_tokenizer(texts, vocab, 256, out / "tokenizer", {"check": True})
-    state.wait_for_everyone()
+    vocab = VocabConfig(size=args.vocab_size, ngram_range=[1, 2], num_workers=1)
+    chunk_size = max(100, args.texts // 8)  # several chunks: the processes share them out
+    build_tokenizer(texts, vocab, 256, out / "tokenizer", {"check": True}, state, chunk_size=chunk_size)
     tokenizer = SparseDANTokenizer.from_pretrained(out / "tokenizer")
     timings["vocab_s"] = time.perf_counter() - start
 

@@ -1,8 +1,13 @@
 """Reading data through `datasets` (local files and a Hub dataset from the cache) and building the KD corpus."""
 
 import json
+import shutil
+from unittest import mock
 
+import numpy as np
 import pytest
+import torch
+from conftest import random_texts
 
 from hf_sparse_distill.distillation.data import (
     TextSet,
@@ -208,3 +213,50 @@ def test_held_out_sentences_take_the_phrases_seen_only_in_them(tmp_path):
         selection.train, [TextSet(["gripping", "brand new text"])], [], key, excluded=selection.excluded_keys
     )
     assert corpus.texts[-1:] == ["brand new text"] and corpus.report.unlabeled_removed_eval_overlap == 1
+
+
+def test_encoding_on_disk_matches_memory_and_resumes(tokenizer, tmp_path):
+    from hf_sparse_distill.distillation.encoding import encode_texts
+
+    texts = random_texts(500, seed=21) + ["", "!!!"]
+    in_memory = encode_texts(tokenizer, texts, max_ngrams=7, chunk_size=64, show_progress=False)
+    folder = tmp_path / "encoded"
+    on_disk = encode_texts(
+        tokenizer, texts, max_ngrams=7, chunk_size=64, show_progress=False, folder=folder, identity="a"
+    )
+    assert isinstance(on_disk.ids, np.memmap) and not list(folder.glob("ids-*.npy"))  # chunks joined, then removed
+    np.testing.assert_array_equal(on_disk.ids, in_memory.ids)
+    np.testing.assert_array_equal(on_disk.lengths, in_memory.lengths)
+    rows = np.array([3, 0, 501, 250])
+    for a, b in zip(on_disk.batch(rows), in_memory.batch(rows)):
+        assert a.dtype == b.dtype == torch.int64 and torch.equal(a, b)
+    # an interrupted encoding: the chunks written are kept, the others encoded, the result the same
+    shutil.rmtree(folder)
+    calls = []
+    real = tokenizer.matcher.encode
+    with mock.patch.object(tokenizer.matcher, "encode", side_effect=lambda t, m: calls.append(len(t)) or real(t, m)):
+        with pytest.raises(KeyboardInterrupt):
+            with mock.patch("hf_sparse_distill.distillation.encoding._save_npy", side_effect=_interrupt_after(5)):
+                encode_texts(tokenizer, texts, 7, 64, show_progress=False, folder=folder, identity="a")
+        calls.clear()
+        resumed = encode_texts(tokenizer, texts, 7, 64, show_progress=False, folder=folder, identity="a")
+        assert len(calls) == 8 - 2  # 8 chunks, 2 finished before the interruption (ids + lengths files each)
+        np.testing.assert_array_equal(resumed.ids, in_memory.ids)
+        calls.clear()
+        encode_texts(tokenizer, texts, 7, 64, show_progress=False, folder=folder, identity="a")
+        assert calls == []  # read back
+        encode_texts(tokenizer, texts[:100], 7, 64, show_progress=False, folder=folder, identity="b")
+        assert calls == [64, 36]  # another identity: encoded again
+
+
+def _interrupt_after(saves: int):
+    from hf_sparse_distill.distillation.encoding import _save_npy as real
+
+    count = iter(range(10**6))
+
+    def save(path, array):
+        if next(count) == saves:
+            raise KeyboardInterrupt
+        real(path, array)
+
+    return save

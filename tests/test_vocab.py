@@ -63,3 +63,26 @@ def test_generator_input_larger_than_one_chunk():
     generated = (f"text number {i % 50} with words" for i in range(5000))
     ranked = count_top_ngrams(generated, size=3, num_workers=2, chunk_size=300, show_progress=False)
     assert ranked[0] == ("number", 5000)
+
+
+def test_an_interrupted_count_resumes_from_its_chunks(tmp_path, monkeypatch):
+    from hf_sparse_distill.distillation import vocab
+
+    texts = random_texts(600, seed=12)
+    expected = count_top_ngrams(texts, size=300, num_workers=1, chunk_size=100, show_progress=False)
+    counted = []
+    real = vocab._count_chunk
+    monkeypatch.setattr(vocab, "_count_chunk", lambda t, a, i, *rest: counted.append(i) or real(t, a, i, *rest))
+    settings = dict(size=300, num_workers=1, chunk_size=100, show_progress=False, counts_dir=tmp_path / "counts")
+    assert count_top_ngrams(texts, identity={"corpus": "a"}, **settings) == expected
+    assert counted == [0, 1, 2, 3, 4, 5]
+    # an interruption while chunk 4 was written: its marker and every partition's top are missing
+    (tmp_path / "counts" / "chunk0000004.done").unlink()
+    for top in (tmp_path / "counts").glob("top.part*.tsv"):
+        top.unlink()
+    counted.clear()
+    assert count_top_ngrams(texts, identity={"corpus": "a"}, **settings) == expected
+    assert counted == [4]
+    counted.clear()  # other texts (another identity): nothing is reused
+    other = count_top_ngrams(texts[:300], identity={"corpus": "b"}, **settings)
+    assert counted == [0, 1, 2] and other == count_top_ngrams(texts[:300], 300, num_workers=1, show_progress=False)

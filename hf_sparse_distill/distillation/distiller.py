@@ -49,6 +49,7 @@ from .vocab import build_tokenizer, saved_tokenizer_settings, vocabulary_setting
 logger = logging.getLogger(__name__)
 
 STUDENT_DIR = "student"
+ENCODED_DIR = "encoded"
 STAGE_INPUTS = "stage_inputs.json"
 # stage settings that do not change the trained student
 _RUNTIME_ONLY = ("enabled", "save_steps", "save_total_limit", "keep_checkpoints", "eval_batch_size")
@@ -123,11 +124,12 @@ class Distiller:
             corpus = self.data().corpus
             texts = corpus.texts + (corpus.pairs or [])  # both texts of sentence pairs share the table
             settings = vocabulary_settings(self.recipe.vocab, corpus_fingerprint(texts), self.recipe.student.max_ngrams)
-            if self.state.is_main_process and saved_tokenizer_settings(folder) != settings:
+            build = saved_tokenizer_settings(folder) != settings
+            self.state.wait_for_everyone()  # every process decides before the main one writes the tokenizer
+            if build:  # the processes share the counting out
                 start = time.perf_counter()
-                build_tokenizer(texts, self.recipe.vocab, self.recipe.student.max_ngrams, folder, settings)
+                build_tokenizer(texts, self.recipe.vocab, self.recipe.student.max_ngrams, folder, settings, self.state)
                 self._timed("vocab", start)
-            self.state.wait_for_everyone()
             self._tokenizer = SparseDANTokenizer.from_pretrained(folder)
         return self._tokenizer
 
@@ -223,9 +225,16 @@ class Distiller:
                 model = SparseDANForSequenceClassification.from_pretrained(kd_best)
             else:
                 model = self.new_student()
-        encoded = encode_texts(
-            self.tokenizer(), texts, self.recipe.student.max_ngrams, desc=f"encoding {stage.value}", pairs=pairs
-        )
+        # on disk (memory-mapped), reused by a resumed or repeated run of the same texts and tokenizer; the main
+        # process writes it, the others then read it
+        max_ngrams, fingerprint = self.recipe.student.max_ngrams, self.stage_fingerprint(stage)
+        identity = _digest([fingerprint["tokenizer"], fingerprint["texts"], fingerprint.get("pairs"), max_ngrams])
+        with self.state.main_process_first():
+            encoded = encode_texts(
+                self.tokenizer(), texts, max_ngrams, desc=f"encoding {stage.value}", pairs=pairs,
+                folder=self.output_dir / ENCODED_DIR / stage.value, identity=identity,
+                show_progress=self.state.is_main_process,
+            )  # fmt: skip
         return StageData(encoded, logits, labels), model
 
     def stage_fingerprint(self, stage: Stage | str) -> dict[str, str]:

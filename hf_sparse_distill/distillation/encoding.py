@@ -1,10 +1,19 @@
 """Pre-encoded corpora: every text's n-gram ids once, in flat arrays, gathered into batches without copying
-Python lists (the form `nn.EmbeddingBag` consumes)."""
+Python lists (the form `nn.EmbeddingBag` consumes).
+
+A corpus encoded into a folder lives on disk: the ids are written chunk by chunk (an interrupted encoding resumes
+from the chunks it wrote), joined into one `.npy` file and memory-mapped, so training reads its batches from the
+page cache instead of holding every id in the process's own memory.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,7 +47,7 @@ class EncodedTexts:
         lengths = self.lengths[indices]
         offsets = np.cumsum(lengths) - lengths
         positions = np.repeat(self.starts[indices] - offsets, lengths) + np.arange(int(lengths.sum()))
-        return torch.from_numpy(self.ids[positions]), torch.from_numpy(offsets)
+        return torch.from_numpy(self.ids[positions].astype(np.int64)), torch.from_numpy(offsets)
 
 
 def encode_texts(
@@ -49,22 +58,98 @@ def encode_texts(
     show_progress: bool = True,
     desc: str = "encoding n-grams",
     pairs: Sequence[str] | None = None,
+    folder: str | os.PathLike | None = None,
+    identity: str = "",
 ) -> EncodedTexts:
     """Encode `texts` (and the second texts `pairs` of sentence pairs) with the tokenizer's vectorised matcher,
-    keeping at most `max_ngrams` ids per text."""
+    keeping at most `max_ngrams` ids per text (int32 ids: vocabularies stay below 2**31 n-grams).
+
+    With `folder`, the ids are written there and memory-mapped (see the module's docstring); `identity` names what
+    was encoded (the tokenizer, the texts, `max_ngrams`): a folder holding another identity is encoded again, one
+    holding this one is read back (or its encoding resumed) without encoding anything it already holds."""
     if pairs is not None:
-        first = encode_texts(tokenizer, texts, max_ngrams, chunk_size, show_progress, desc)
-        second = encode_texts(tokenizer, pairs, max_ngrams, chunk_size, show_progress, f"{desc} (second texts)")
+        first_folder, second_folder = (
+            (None, None) if folder is None else (Path(folder) / "first", Path(folder) / "second")
+        )
+        first = encode_texts(tokenizer, texts, max_ngrams, chunk_size, show_progress, desc, folder=first_folder,
+                             identity=identity)  # fmt: skip
+        second = encode_texts(tokenizer, pairs, max_ngrams, chunk_size, show_progress, f"{desc} (second texts)",
+                              folder=second_folder, identity=identity)  # fmt: skip
         lengths = np.stack([first.lengths, second.lengths], axis=1).ravel()
         starts = np.stack([first.starts, first.ids.size + second.starts], axis=1).ravel()
         return EncodedTexts(np.concatenate([first.ids, second.ids]), starts, lengths, pairs=True)
+    if folder is not None:
+        return _encode_to_folder(tokenizer, texts, max_ngrams, chunk_size, show_progress, desc, Path(folder), identity)
     ids, lengths = [], []
     with tqdm(total=len(texts), desc=desc, unit="texts", disable=not show_progress) as bar:
         for start in range(0, len(texts), chunk_size):
             chunk_ids, chunk_lengths = tokenizer.matcher.encode(texts[start : start + chunk_size], max_ngrams)
-            ids.append(chunk_ids)
+            ids.append(chunk_ids.astype(np.int32))
             lengths.append(chunk_lengths)
             bar.update(len(chunk_lengths))
     all_lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
-    all_ids = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
+    all_ids = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int32)
     return EncodedTexts(all_ids, np.cumsum(all_lengths) - all_lengths, all_lengths)
+
+
+IDS_FILE, LENGTHS_FILE, ENCODING_MANIFEST = "ids.npy", "lengths.npy", "encoding.json"
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    """`np.save`, atomically (a file that exists is complete)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+    os.replace(tmp, path)
+
+
+def _encode_to_folder(
+    tokenizer: SparseDANTokenizer,
+    texts: Sequence[str],
+    max_ngrams: int | None,
+    chunk_size: int,
+    show_progress: bool,
+    desc: str,
+    folder: Path,
+    identity: str,
+) -> EncodedTexts:
+    manifest = {"identity": identity, "texts": len(texts), "chunk_size": chunk_size}
+    manifest_path = folder / ENCODING_MANIFEST
+    if not manifest_path.exists() or json.loads(manifest_path.read_text()) != manifest:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        manifest_path.write_text(json.dumps(manifest))
+    if not (folder / LENGTHS_FILE).exists():
+        chunks = range(0, len(texts), chunk_size)
+        with tqdm(total=len(texts), desc=desc, unit="texts", disable=not show_progress) as bar:
+            for k, start in enumerate(chunks):
+                part = texts[start : start + chunk_size]
+                if not (folder / f"lengths-{k:06d}.npy").exists():
+                    chunk_ids, chunk_lengths = tokenizer.matcher.encode(part, max_ngrams)
+                    _save_npy(folder / f"ids-{k:06d}.npy", chunk_ids.astype(np.int32))
+                    _save_npy(folder / f"lengths-{k:06d}.npy", chunk_lengths)  # written last: the chunk is done
+                bar.update(len(part))
+        lengths = [np.load(folder / f"lengths-{k:06d}.npy") for k in range(len(chunks))]
+        all_lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
+        # join the chunks into one file, chunk by chunk (bounded memory)
+        tmp = folder / f".{IDS_FILE}.{os.getpid()}.tmp"
+        total = int(all_lengths.sum())
+        if total == 0:  # nothing to map
+            np.save(tmp, np.zeros(0, dtype=np.int32))
+            tmp = tmp.with_name(tmp.name + ".npy")
+        else:
+            joined = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int32, shape=(total,))
+            at = 0
+            for k in range(len(chunks)):
+                part = np.load(folder / f"ids-{k:06d}.npy")
+                joined[at : at + part.size] = part
+                at += part.size
+            joined.flush()
+            del joined
+        os.replace(tmp, folder / IDS_FILE)
+        _save_npy(folder / LENGTHS_FILE, all_lengths)
+        for chunk_file in [*folder.glob("ids-*.npy"), *folder.glob("lengths-*.npy")]:
+            chunk_file.unlink()
+    lengths = np.load(folder / LENGTHS_FILE)
+    ids = np.load(folder / IDS_FILE, mmap_mode="r" if lengths.sum() else None)
+    return EncodedTexts(ids, np.cumsum(lengths) - lengths, lengths)

@@ -6,10 +6,14 @@ in exactly one partition, so the sums are exact) and its K best entries are kept
 partition lists gives the global top K. Memory is bounded by one chunk's and one partition's distinct n-grams,
 not by the corpus. Ranking is by total count (as `CountVectorizer(max_features=K)`), ties broken by the n-gram
 string, so the result does not depend on chunking or on the number of processes.
+
+Under `accelerate launch` the processes share the chunks and then the partitions out (through a folder they all
+see); with a lasting `counts_dir`, an interrupted count resumes from the chunks and partitions already written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import json
@@ -23,6 +27,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from accelerate import PartialState
 from tqdm.auto import tqdm
 
 from ..models.sparse_dan.tokenization_sparse_dan import (
@@ -53,15 +58,29 @@ def _partition(ngram: str, num_partitions: int) -> int:
     return zlib.crc32(ngram.encode("utf-8")) % num_partitions
 
 
+COUNTS_MANIFEST = "manifest.json"
+
+
+def _write_atomically(path: Path, lines: Iterable[str]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(lines)
+    os.replace(tmp, path)
+
+
+def _chunk_done(work_dir: str | Path, chunk_index: int) -> Path:
+    return Path(work_dir) / f"chunk{chunk_index:07d}.done"
+
+
 def _count_chunk(texts: list[str], analyzer: Analyzer, chunk_index: int, work_dir: str, num_partitions: int) -> int:
-    """Count one chunk and write its counts as `count<TAB>ngram` lines, one file per partition."""
+    """Count one chunk and write its counts as `count<TAB>ngram` lines, one file per partition, then its marker."""
     counts = Counter(analyzer.ngrams(texts))
     parts: list[list[str]] = [[] for _ in range(num_partitions)]
     for ngram, count in counts.items():
         parts[_partition(ngram, num_partitions)].append(f"{count}\t{ngram}\n")
     for p, lines in enumerate(parts):
-        with open(Path(work_dir) / f"chunk{chunk_index:07d}.part{p:04d}.tsv", "w", encoding="utf-8") as f:
-            f.writelines(lines)
+        _write_atomically(Path(work_dir) / f"chunk{chunk_index:07d}.part{p:04d}.tsv", lines)
+    _chunk_done(work_dir, chunk_index).touch()
     return len(texts)
 
 
@@ -74,10 +93,13 @@ def _top_of_partition(work_dir: str, partition: int, size: int, min_count: int) 
                 count, ngram = line.rstrip("\n").split("\t", 1)
                 totals[ngram] += int(count)
     best = heapq.nsmallest(size, ((-c, g) for g, c in totals.items() if c >= min_count))
-    out = Path(work_dir) / f"top.part{partition:04d}.tsv"
-    with open(out, "w", encoding="utf-8") as f:
-        f.writelines(f"{-neg}\t{g}\n" for neg, g in best)
+    out = _top_file(work_dir, partition)
+    _write_atomically(out, (f"{-neg}\t{g}\n" for neg, g in best))
     return str(out)
+
+
+def _top_file(work_dir: str | Path, partition: int) -> Path:
+    return Path(work_dir) / f"top.part{partition:04d}.tsv"
 
 
 def _read_top(path: str) -> Iterator[tuple[int, str]]:
@@ -121,6 +143,9 @@ def count_top_ngrams(
     work_dir: str | os.PathLike | None = None,
     total: int | None = None,
     show_progress: bool = True,
+    counts_dir: str | os.PathLike | None = None,
+    identity: dict | None = None,
+    state: PartialState | None = None,
 ) -> list[tuple[str, int]]:
     """The `size` most frequent n-grams of `texts` with their counts, most frequent first (ties: by string).
 
@@ -136,32 +161,66 @@ def count_top_ngrams(
         work_dir: Where the temporary count files go (default: the system temporary directory).
         total: Number of texts, for the progress bar only.
         show_progress: Show progress bars.
+        counts_dir: A lasting folder for the counts (default: a temporary one in `work_dir`, removed at the end):
+            a count interrupted and started again with the same texts and `identity` resumes from the chunks and
+            partitions it finished. Needed with several processes: they must all see it.
+        identity: What the counts in `counts_dir` belong to (e.g. a fingerprint of the texts); counts made with
+            another identity or other settings are cleared first.
+        state: The accelerate process state: each process counts every N-th chunk and merges every N-th
+            partition (all processes must call this with the same texts); every process returns the result.
     """
     workers = num_workers if num_workers is not None else (os.cpu_count() or 1)
-    with tempfile.TemporaryDirectory(dir=work_dir, prefix="hfsd-vocab-") as tmp:
+    world, rank = (state.num_processes, state.process_index) if state is not None else (1, 0)
+    if world > 1 and counts_dir is None:
+        raise ValueError("several processes count n-grams into a counts_dir they all see: name one")
+    manifest = {
+        "analyzer": asdict(analyzer), "size": size, "min_count": min_count, "num_partitions": num_partitions,
+        "chunk_size": chunk_size, "identity": identity,
+    }  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        if counts_dir is None:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=work_dir, prefix="hfsd-vocab-")))
+        else:
+            folder = Path(counts_dir)
+            if rank == 0:
+                _clear_other_counts(folder, manifest)
+            if state is not None:
+                state.wait_for_everyone()
         executor = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
-        try:
-            calls = (
-                (_count_chunk, chunk, analyzer, i, tmp, num_partitions)
-                for i, chunk in enumerate(_chunks(texts, chunk_size))
-            )
-            with tqdm(total=total, desc="counting n-grams", unit="texts", disable=not show_progress) as bar:
-                for done in _run_bounded(executor, calls, limit=2 * max(workers, 1)):
-                    bar.update(done)
-            merges = ((_top_of_partition, tmp, p, size, min_count) for p in range(num_partitions))
-            tops = list(
-                tqdm(
-                    _run_bounded(executor, merges, limit=max(workers, 1)),
-                    total=num_partitions,
-                    desc="merging partitions",
-                    disable=not show_progress,
-                )
-            )
-        finally:
-            if executor is not None:
-                executor.shutdown()
+        stack.callback(lambda: executor is not None and executor.shutdown())
+        calls = (
+            (_count_chunk, chunk, analyzer, i, str(folder), num_partitions)
+            for i, chunk in enumerate(_chunks(texts, chunk_size))
+            if i % world == rank and not _chunk_done(folder, i).exists()
+        )
+        share = None if total is None else -(-total // world)
+        with tqdm(total=share, desc="counting n-grams", unit="texts", disable=not show_progress) as bar:
+            for done in _run_bounded(executor, calls, limit=2 * max(workers, 1)):
+                bar.update(done)
+        if state is not None:
+            state.wait_for_everyone()
+        mine = [p for p in range(num_partitions) if p % world == rank and not _top_file(folder, p).exists()]
+        merges = ((_top_of_partition, str(folder), p, size, min_count) for p in mine)
+        for _ in tqdm(
+            _run_bounded(executor, merges, limit=max(workers, 1)),
+            total=len(mine), desc="merging partitions", disable=not show_progress,
+        ):  # fmt: skip
+            pass
+        if state is not None:
+            state.wait_for_everyone()
+        tops = [_top_file(folder, p) for p in range(num_partitions)]
         best = itertools.islice(heapq.merge(*(_read_top(path) for path in tops)), size)
         return [(ngram, -neg) for neg, ngram in best]
+
+
+def _clear_other_counts(folder: Path, manifest: dict) -> None:
+    """Empty `folder` unless it holds counts made with `manifest`'s settings; then record them."""
+    path = folder / COUNTS_MANIFEST
+    if path.exists() and json.loads(path.read_text()) == json.loads(json.dumps(manifest)):
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    path.write_text(json.dumps(manifest, indent=2))
 
 
 def build_vocabulary(texts: Iterable[str], size: int, analyzer: Analyzer = Analyzer(), **kwargs) -> list[str]:
@@ -181,11 +240,22 @@ def vocabulary_settings(vocab: VocabConfig, corpus_fingerprint: str, max_ngrams:
 
 
 def build_tokenizer(
-    texts: Sequence[str], vocab: VocabConfig, max_ngrams: int, folder: Path, settings: dict
+    texts: Sequence[str],
+    vocab: VocabConfig,
+    max_ngrams: int,
+    folder: Path,
+    settings: dict,
+    state: PartialState | None = None,
+    chunk_size: int = 20_000,
 ) -> SparseDANTokenizer:
     """Count the top n-grams of `texts` as `vocab` says and save the tokenizer to `folder` (replacing what was
-    there), with `settings` in `vocab_settings.json`."""
+    there), with `settings` in `vocab_settings.json`.
+
+    The counts are kept in `<folder>.counts/` until the tokenizer is saved, so an interrupted count resumes. With
+    `state`, every process of the run must call this: they count their shares (`chunk_size` texts each) and the
+    main process saves."""
     analyzer = Analyzer(tuple(vocab.ngram_range), vocab.lowercase, vocab.token_pattern)
+    counts_dir = folder.with_name(folder.name + ".counts")
     ngrams = build_vocabulary(
         texts,
         vocab.size,
@@ -194,6 +264,11 @@ def build_tokenizer(
         num_workers=vocab.num_workers,
         num_partitions=vocab.num_partitions,
         total=len(texts),
+        chunk_size=chunk_size,
+        counts_dir=counts_dir,
+        identity=settings,
+        state=state,
+        show_progress=state is None or state.is_main_process,
     )
     tokenizer = SparseDANTokenizer.from_ngrams(
         ngrams,
@@ -202,9 +277,13 @@ def build_tokenizer(
         token_pattern=vocab.token_pattern,
         model_max_length=max_ngrams,
     )
-    shutil.rmtree(folder, ignore_errors=True)
-    tokenizer.save_pretrained(folder)
-    (folder / VOCAB_SETTINGS).write_text(json.dumps(settings, indent=2))
+    if state is None or state.is_main_process:
+        shutil.rmtree(folder, ignore_errors=True)
+        tokenizer.save_pretrained(folder)
+        (folder / VOCAB_SETTINGS).write_text(json.dumps(settings, indent=2))
+        shutil.rmtree(counts_dir, ignore_errors=True)
+    if state is not None:
+        state.wait_for_everyone()
     return tokenizer
 
 
