@@ -114,3 +114,14 @@ def test_tokenizer_speed_smoke(saved_student):
                "--long-texts", "8")  # fmt: skip
     rows = [line for line in done.stdout.splitlines() if line.startswith("| SST-2 dev") or line.startswith("| IMDB")]
     assert len(rows) == 2 and all(row.endswith("× |") for row in rows)
+
+
+def test_variants_smoke(tiny_recipe, tmp_path):
+    run("variants.py", "--recipe", str(tiny_recipe), "--smoke", "--seeds", "0,1", "--work", str(tmp_path / "work"),
+        "--out", str(tmp_path))  # fmt: skip
+    report = json.loads((tmp_path / "variants.json").read_text())
+    assert [(p["variant"], p["seed"]) for p in report["points"]] == [
+        ("recipe as shipped", 0), ("feature dropout 0.1", 0), ("recipe as shipped", 1), ("feature dropout 0.1", 1),
+    ]  # fmt: skip
+    assert all(0 <= p["report_accuracy"] <= 1 and p["teacher_report_accuracy"] > 0 for p in report["points"])
+    assert "| feature dropout 0.1 | 2 |" in (tmp_path / "VARIANTS.md").read_text()
