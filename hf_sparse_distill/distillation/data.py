@@ -214,6 +214,13 @@ def _sentences(texts: Iterable[str], source: DatasetSource) -> list[str]:
     return out
 
 
+def key_digests(keys: Sequence[str]) -> np.ndarray:
+    """The first 16 bytes of the SHA-256 of each de-duplication key, one `V16` item per key: a fixed-size stand-in
+    for the key that numpy can sort and compare (no Python set of strings)."""
+    digests = b"".join(hashlib.sha256(k.encode("utf-8")).digest()[:16] for k in keys)
+    return np.frombuffer(digests, dtype="V16").copy()
+
+
 def build_kd_corpus(
     train: TextSet,
     unlabeled: Sequence[TextSet],
@@ -229,31 +236,38 @@ def build_kd_corpus(
 
     Texts that match an evaluation text must go: otherwise the student trains on the teacher's answers to the
     evaluation set. The counts removed are in `report`. Unlabeled texts get the label `missing` (-1; a row of -1
-    for multi-label data, NaN for regression).
+    for multi-label data, NaN for regression). Keys are compared by their digests (`key_digests`), in numpy.
     """
-    held_out = {k for split in evaluation for k in split.keys(key)} | excluded
-    seen = set(train.keys(key)) if include_train else set()
+    held_out = key_digests([k for split in evaluation for k in split.keys(key)] + sorted(excluded))
+    seen = key_digests(train.keys(key)) if include_train else key_digests([])
     report = DataReport(train=len(train) if include_train else 0)
     texts = list(train.texts) if include_train else []
     labels = list(train.labels) if include_train and train.labels is not None else [missing] * len(texts)
     pairs = (list(train.pairs) if include_train else []) if train.pairs is not None else None
     for part in unlabeled:
-        report.unlabeled_read += len(part)
         if (part.pairs is None) != (pairs is None):
             raise ValueError("unlabeled data must be sentence pairs exactly when the train split is (text_pair_column)")
-        for i, text_key in enumerate(part.keys(key)):
-            if not text_key:
-                report.unlabeled_removed_empty += 1
-            elif text_key in held_out:
-                report.unlabeled_removed_eval_overlap += 1
-            elif text_key in seen:
-                report.unlabeled_removed_duplicate += 1
-            else:
-                seen.add(text_key)
-                texts.append(part.texts[i])
-                labels.append(missing)
-                if pairs is not None:
-                    pairs.append(part.pairs[i])
+    keys = [k for part in unlabeled for k in part.keys(key)]
+    digests = key_digests(keys)
+    empty = np.fromiter((not k for k in keys), dtype=bool, count=len(keys))
+    del keys
+    held = ~empty & np.isin(digests, held_out)
+    first = np.zeros(len(digests), dtype=bool)
+    first[np.unique(digests, return_index=True)[1]] = True  # an earlier unlabeled text has the same key otherwise
+    duplicate = ~empty & ~held & (~first | np.isin(digests, seen))
+    kept = ~(empty | held | duplicate)
+    report.unlabeled_read = len(digests)
+    report.unlabeled_removed_empty = int(empty.sum())
+    report.unlabeled_removed_eval_overlap = int(held.sum())
+    report.unlabeled_removed_duplicate = int(duplicate.sum())
+    at = 0
+    for part in unlabeled:
+        for i in np.flatnonzero(kept[at : at + len(part)]):
+            texts.append(part.texts[i])
+            labels.append(missing)
+            if pairs is not None:
+                pairs.append(part.pairs[i])
+        at += len(part)
     report.unlabeled_kept = len(texts) - report.train
     report.kd_total = len(texts)
     logger.info("KD corpus: %s", report)
