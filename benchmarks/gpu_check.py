@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -86,7 +87,8 @@ def worker(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     vocab = VocabConfig(size=args.vocab_size, ngram_range=[1, 2], num_workers=1)
     chunk_size = max(100, args.texts // 8)  # several chunks: the processes share them out
-    build_tokenizer(texts, vocab, 256, out / "tokenizer", {"check": True}, state, chunk_size=chunk_size)
+    identity = {"texts": args.texts, "seed": args.seed}
+    build_tokenizer(texts, vocab, 256, out / "tokenizer", identity, state, chunk_size=chunk_size)
     tokenizer = SparseDANTokenizer.from_pretrained(out / "tokenizer")
     timings["vocab_s"] = time.perf_counter() - start
 
@@ -216,6 +218,7 @@ def main() -> int:
     if args.teacher is None:
         args.teacher = str(random_teacher(out / "teacher", synthetic_texts(args.texts, args.seed)))
     for processes, folder in ((1, ONE), (args.processes, MANY)):
+        shutil.rmtree(out / folder, ignore_errors=True)  # nothing of an earlier run may pass for this one's
         result = launch(args, processes, out / folder)
         done = all((out / folder / f"rank{r}.json").exists() for r in range(processes))
         if not done:  # gloo may abort at exit after the work is written: judge by the outputs

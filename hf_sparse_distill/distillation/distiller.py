@@ -225,16 +225,15 @@ class Distiller:
                 model = SparseDANForSequenceClassification.from_pretrained(kd_best)
             else:
                 model = self.new_student()
-        # on disk (memory-mapped), reused by a resumed or repeated run of the same texts and tokenizer; the main
-        # process writes it, the others then read it
+        # on disk (memory-mapped), reused by a resumed or repeated run of the same texts and tokenizer; the
+        # processes of the run share the chunks out
         max_ngrams, fingerprint = self.recipe.student.max_ngrams, self.stage_fingerprint(stage)
         identity = _digest([fingerprint["tokenizer"], fingerprint["texts"], fingerprint.get("pairs"), max_ngrams])
-        with self.state.main_process_first():
-            encoded = encode_texts(
-                self.tokenizer(), texts, max_ngrams, desc=f"encoding {stage.value}", pairs=pairs,
-                folder=self.output_dir / ENCODED_DIR / stage.value, identity=identity,
-                show_progress=self.state.is_main_process,
-            )  # fmt: skip
+        encoded = encode_texts(
+            self.tokenizer(), texts, max_ngrams, desc=f"encoding {stage.value}", pairs=pairs,
+            folder=self.output_dir / ENCODED_DIR / stage.value, identity=identity,
+            show_progress=self.state.is_main_process, state=self.state,
+        )  # fmt: skip
         return StageData(encoded, logits, labels), model
 
     def stage_fingerprint(self, stage: Stage | str) -> dict[str, str]:

@@ -2,8 +2,9 @@
 Python lists (the form `nn.EmbeddingBag` consumes).
 
 A corpus encoded into a folder lives on disk: the ids are written chunk by chunk (an interrupted encoding resumes
-from the chunks it wrote), joined into one `.npy` file and memory-mapped, so training reads its batches from the
-page cache instead of holding every id in the process's own memory.
+from the chunks it wrote; the processes of a run share the chunks out), joined into one `.npy` file and
+memory-mapped, so training reads its batches from the page cache instead of holding every id in the process's own
+memory (sentence pairs: the ids of both texts are joined in memory).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate import PartialState
 from tqdm.auto import tqdm
 
 from ..models.sparse_dan.tokenization_sparse_dan import SparseDANTokenizer
@@ -60,26 +62,30 @@ def encode_texts(
     pairs: Sequence[str] | None = None,
     folder: str | os.PathLike | None = None,
     identity: str = "",
+    state: PartialState | None = None,
 ) -> EncodedTexts:
     """Encode `texts` (and the second texts `pairs` of sentence pairs) with the tokenizer's vectorised matcher,
     keeping at most `max_ngrams` ids per text (int32 ids: vocabularies stay below 2**31 n-grams).
 
     With `folder`, the ids are written there and memory-mapped (see the module's docstring); `identity` names what
     was encoded (the tokenizer, the texts, `max_ngrams`): a folder holding another identity is encoded again, one
-    holding this one is read back (or its encoding resumed) without encoding anything it already holds."""
+    holding this one is read back (or its encoding resumed) without encoding anything it already holds. With
+    `state` (and a folder), every process of the run must call this: each encodes every N-th chunk."""
     if pairs is not None:
         first_folder, second_folder = (
             (None, None) if folder is None else (Path(folder) / "first", Path(folder) / "second")
         )
         first = encode_texts(tokenizer, texts, max_ngrams, chunk_size, show_progress, desc, folder=first_folder,
-                             identity=identity)  # fmt: skip
+                             identity=identity, state=state)  # fmt: skip
         second = encode_texts(tokenizer, pairs, max_ngrams, chunk_size, show_progress, f"{desc} (second texts)",
-                              folder=second_folder, identity=identity)  # fmt: skip
+                              folder=second_folder, identity=identity, state=state)  # fmt: skip
         lengths = np.stack([first.lengths, second.lengths], axis=1).ravel()
         starts = np.stack([first.starts, first.ids.size + second.starts], axis=1).ravel()
         return EncodedTexts(np.concatenate([first.ids, second.ids]), starts, lengths, pairs=True)
     if folder is not None:
-        return _encode_to_folder(tokenizer, texts, max_ngrams, chunk_size, show_progress, desc, Path(folder), identity)
+        return _encode_to_folder(
+            tokenizer, texts, max_ngrams, chunk_size, show_progress, desc, Path(folder), identity, state
+        )
     ids, lengths = [], []
     with tqdm(total=len(texts), desc=desc, unit="texts", disable=not show_progress) as bar:
         for start in range(0, len(texts), chunk_size):
@@ -112,44 +118,65 @@ def _encode_to_folder(
     desc: str,
     folder: Path,
     identity: str,
+    state: PartialState | None = None,
 ) -> EncodedTexts:
+    world, rank = (state.num_processes, state.process_index) if state is not None else (1, 0)
+    barrier = state.wait_for_everyone if state is not None else lambda: None
     manifest = {"identity": identity, "texts": len(texts), "chunk_size": chunk_size}
     manifest_path = folder / ENCODING_MANIFEST
-    if not manifest_path.exists() or json.loads(manifest_path.read_text()) != manifest:
+    if rank == 0 and _read_json(manifest_path) != manifest:
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        manifest_path.write_text(json.dumps(manifest))
-    if not (folder / LENGTHS_FILE).exists():
+        tmp = manifest_path.with_name(f".{manifest_path.name}.tmp")
+        tmp.write_text(json.dumps(manifest))
+        os.replace(tmp, manifest_path)
+    barrier()
+    if not (folder / LENGTHS_FILE).exists():  # the same answer in every process: only written after the barrier below
         chunks = range(0, len(texts), chunk_size)
-        with tqdm(total=len(texts), desc=desc, unit="texts", disable=not show_progress) as bar:
-            for k, start in enumerate(chunks):
-                part = texts[start : start + chunk_size]
+        mine = [k for k in range(len(chunks)) if k % world == rank]
+        with tqdm(total=len(mine), desc=desc, unit="chunks", disable=not show_progress) as bar:
+            for k in mine:
                 if not (folder / f"lengths-{k:06d}.npy").exists():
+                    part = texts[chunks[k] : chunks[k] + chunk_size]
                     chunk_ids, chunk_lengths = tokenizer.matcher.encode(part, max_ngrams)
                     _save_npy(folder / f"ids-{k:06d}.npy", chunk_ids.astype(np.int32))
                     _save_npy(folder / f"lengths-{k:06d}.npy", chunk_lengths)  # written last: the chunk is done
-                bar.update(len(part))
-        lengths = [np.load(folder / f"lengths-{k:06d}.npy") for k in range(len(chunks))]
-        all_lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
-        # join the chunks into one file, chunk by chunk (bounded memory)
-        tmp = folder / f".{IDS_FILE}.{os.getpid()}.tmp"
-        total = int(all_lengths.sum())
-        if total == 0:  # nothing to map
-            np.save(tmp, np.zeros(0, dtype=np.int32))
-            tmp = tmp.with_name(tmp.name + ".npy")
-        else:
-            joined = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int32, shape=(total,))
-            at = 0
-            for k in range(len(chunks)):
-                part = np.load(folder / f"ids-{k:06d}.npy")
-                joined[at : at + part.size] = part
-                at += part.size
-            joined.flush()
-            del joined
-        os.replace(tmp, folder / IDS_FILE)
-        _save_npy(folder / LENGTHS_FILE, all_lengths)
-        for chunk_file in [*folder.glob("ids-*.npy"), *folder.glob("lengths-*.npy")]:
-            chunk_file.unlink()
+                bar.update(1)
+        barrier()
+        if rank == 0:
+            _join_chunks(folder, len(chunks))
+        barrier()
     lengths = np.load(folder / LENGTHS_FILE)
     ids = np.load(folder / IDS_FILE, mmap_mode="r" if lengths.sum() else None)
     return EncodedTexts(ids, np.cumsum(lengths) - lengths, lengths)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):  # none yet, or cut short by a crash
+        return None
+
+
+def _join_chunks(folder: Path, num_chunks: int) -> None:
+    """Join the chunk files into `ids.npy` and `lengths.npy` (chunk by chunk: bounded memory), then remove them."""
+    lengths = [np.load(folder / f"lengths-{k:06d}.npy") for k in range(num_chunks)]
+    all_lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
+    tmp = folder / f".{IDS_FILE}.{os.getpid()}.tmp"
+    total = int(all_lengths.sum())
+    if total == 0:  # nothing to map
+        np.save(tmp, np.zeros(0, dtype=np.int32))
+        tmp = tmp.with_name(tmp.name + ".npy")
+    else:
+        joined = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int32, shape=(total,))
+        at = 0
+        for k in range(num_chunks):
+            part = np.load(folder / f"ids-{k:06d}.npy")
+            joined[at : at + part.size] = part
+            at += part.size
+        joined.flush()
+        del joined
+    os.replace(tmp, folder / IDS_FILE)
+    _save_npy(folder / LENGTHS_FILE, all_lengths)  # written last: the encoding is done
+    for chunk_file in [*folder.glob("ids-*.npy"), *folder.glob("lengths-*.npy")]:
+        chunk_file.unlink()

@@ -4,7 +4,7 @@ Works on one CPU, one GPU, or several processes under `accelerate launch`. In th
 embedding table is kept out of DDP and its sparse gradient is averaged by `distributed.average_sparse_gradient`
 (dense collectives only, so NCCL and gloo both work); every global batch, the last and shorter one of an epoch
 included, is split between the processes and each weighs its loss by its share, so a run on N processes follows
-the same trajectory as a run on one.
+the same trajectory as a run on one (without dropout: the masks are drawn per process).
 """
 
 from __future__ import annotations
@@ -198,6 +198,8 @@ class StageTrainer:
         self.report_to = list(report_to)
         self.accelerator = Accelerator(
             mixed_precision=mixed_precision,
+            # the batches are split between processes here, not by accelerate; split_batches also makes its
+            # scheduler wrapper step once per step rather than once per process
             dataloader_config=DataLoaderConfiguration(split_batches=True),
             log_with=self.report_to or None,
             project_dir=str(self.stage_dir),
@@ -213,7 +215,8 @@ class StageTrainer:
         self._prepare()
 
     def _prepare(self) -> None:
-        """Optimizer, schedule and data loader, wrapped by accelerate; the table is synchronised by hand."""
+        """Optimizer and schedule, wrapped by accelerate (batches come from `shuffled_batches` and `BagCollator`); the
+        table is synchronised by hand."""
         stage, model = self.stage, self.model
         self.table = model.get_input_embeddings()
         self.table.sparse = model.config.pooling != "max"  # EmbeddingBag has no sparse gradient for max pooling

@@ -155,7 +155,8 @@ def count_top_ngrams(
         size: How many n-grams to keep (paper: 1,000,000).
         analyzer: Word analysis (must match the tokenizer that will use the vocabulary).
         min_count: Drop n-grams seen fewer times.
-        num_workers: Processes for counting and merging (default: all CPU cores; 0 or 1 counts in-process).
+        num_workers: Processes for counting and merging (default: the CPU cores, shared between the processes of
+            `state`; 0 or 1 counts in-process).
         num_partitions: Hash partitions of the on-disk counts; more partitions, less memory per merge.
         chunk_size: Texts per counting task.
         work_dir: Where the temporary count files go (default: the system temporary directory).
@@ -169,8 +170,8 @@ def count_top_ngrams(
         state: The accelerate process state: each process counts every N-th chunk and merges every N-th
             partition (all processes must call this with the same texts); every process returns the result.
     """
-    workers = num_workers if num_workers is not None else (os.cpu_count() or 1)
     world, rank = (state.num_processes, state.process_index) if state is not None else (1, 0)
+    workers = num_workers if num_workers is not None else max(1, (os.cpu_count() or 1) // world)
     if world > 1 and counts_dir is None:
         raise ValueError("several processes count n-grams into a counts_dir they all see: name one")
     manifest = {
@@ -216,11 +217,19 @@ def count_top_ngrams(
 def _clear_other_counts(folder: Path, manifest: dict) -> None:
     """Empty `folder` unless it holds counts made with `manifest`'s settings; then record them."""
     path = folder / COUNTS_MANIFEST
-    if path.exists() and json.loads(path.read_text()) == json.loads(json.dumps(manifest)):
+    if _read_json(path) == json.loads(json.dumps(manifest)):
         return
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    path.write_text(json.dumps(manifest, indent=2))
+    _write_atomically(path, [json.dumps(manifest, indent=2)])
+
+
+def _read_json(path: Path) -> dict | None:
+    """The JSON object in `path`, or None if there is none or it cannot be read (e.g. cut short by a crash)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def build_vocabulary(texts: Iterable[str], size: int, analyzer: Analyzer = Analyzer(), **kwargs) -> list[str]:
@@ -277,6 +286,8 @@ def build_tokenizer(
         token_pattern=vocab.token_pattern,
         model_max_length=max_ngrams,
     )
+    if state is not None:
+        state.wait_for_everyone()  # every process has read the counts before they go
     if state is None or state.is_main_process:
         shutil.rmtree(folder, ignore_errors=True)
         tokenizer.save_pretrained(folder)
