@@ -17,6 +17,7 @@ import numpy as np
 from ..models.sparse_dan.tokenization_sparse_dan import word_splitter
 from ..results import DataReport
 from .augment import augment_pairs, augment_texts
+from .logit_cache import text_keys
 from .recipe import AugmentConfig, DataConfig, DatasetSource, VocabConfig
 
 logger = logging.getLogger(__name__)
@@ -215,10 +216,9 @@ def _sentences(texts: Iterable[str], source: DatasetSource) -> list[str]:
 
 
 def key_digests(keys: Sequence[str]) -> np.ndarray:
-    """The first 16 bytes of the SHA-256 of each de-duplication key, one `V16` item per key: a fixed-size stand-in
-    for the key that numpy can sort and compare (no Python set of strings)."""
-    digests = b"".join(hashlib.sha256(k.encode("utf-8")).digest()[:16] for k in keys)
-    return np.frombuffer(digests, dtype="V16").copy()
+    """Each de-duplication key as the cache knows a text (`logit_cache.text_keys`: 16 bytes of its SHA-256), one
+    `V16` item per key: a fixed-size stand-in that numpy can sort and compare (no Python set of strings)."""
+    return np.ascontiguousarray(text_keys(keys)).view("V16").ravel()
 
 
 def build_kd_corpus(

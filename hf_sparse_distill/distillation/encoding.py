@@ -9,9 +9,7 @@ memory (sentence pairs: the ids of both texts are joined in memory).
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ from accelerate import PartialState
 from tqdm.auto import tqdm
 
 from ..models.sparse_dan.tokenization_sparse_dan import SparseDANTokenizer
+from .files import atomic_file, reset_folder
 
 
 @dataclass
@@ -103,10 +102,8 @@ IDS_FILE, LENGTHS_FILE, ENCODING_MANIFEST = "ids.npy", "lengths.npy", "encoding.
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
     """`np.save`, atomically (a file that exists is complete)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_file(path, "wb") as f:
         np.save(f, array)
-    os.replace(tmp, path)
 
 
 def _encode_to_folder(
@@ -122,14 +119,8 @@ def _encode_to_folder(
 ) -> EncodedTexts:
     world, rank = (state.num_processes, state.process_index) if state is not None else (1, 0)
     barrier = state.wait_for_everyone if state is not None else lambda: None
-    manifest = {"identity": identity, "texts": len(texts), "chunk_size": chunk_size}
-    manifest_path = folder / ENCODING_MANIFEST
-    if rank == 0 and _read_json(manifest_path) != manifest:
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        tmp = manifest_path.with_name(f".{manifest_path.name}.tmp")
-        tmp.write_text(json.dumps(manifest))
-        os.replace(tmp, manifest_path)
+    if rank == 0:
+        reset_folder(folder, ENCODING_MANIFEST, {"identity": identity, "texts": len(texts), "chunk_size": chunk_size})
     barrier()
     if not (folder / LENGTHS_FILE).exists():  # the same answer in every process: only written after the barrier below
         chunks = range(0, len(texts), chunk_size)
@@ -151,23 +142,15 @@ def _encode_to_folder(
     return EncodedTexts(ids, np.cumsum(lengths) - lengths, lengths)
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):  # none yet, or cut short by a crash
-        return None
-
-
 def _join_chunks(folder: Path, num_chunks: int) -> None:
     """Join the chunk files into `ids.npy` and `lengths.npy` (chunk by chunk: bounded memory), then remove them."""
     lengths = [np.load(folder / f"lengths-{k:06d}.npy") for k in range(num_chunks)]
     all_lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
-    tmp = folder / f".{IDS_FILE}.{os.getpid()}.tmp"
     total = int(all_lengths.sum())
     if total == 0:  # nothing to map
-        np.save(tmp, np.zeros(0, dtype=np.int32))
-        tmp = tmp.with_name(tmp.name + ".npy")
+        _save_npy(folder / IDS_FILE, np.zeros(0, dtype=np.int32))
     else:
+        tmp = folder / f".{IDS_FILE}.{os.getpid()}.tmp"
         joined = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int32, shape=(total,))
         at = 0
         for k in range(num_chunks):
@@ -176,7 +159,7 @@ def _join_chunks(folder: Path, num_chunks: int) -> None:
             at += part.size
         joined.flush()
         del joined
-    os.replace(tmp, folder / IDS_FILE)
+        os.replace(tmp, folder / IDS_FILE)
     _save_npy(folder / LENGTHS_FILE, all_lengths)  # written last: the encoding is done
     for chunk_file in [*folder.glob("ids-*.npy"), *folder.glob("lengths-*.npy")]:
         chunk_file.unlink()

@@ -24,6 +24,8 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load, save
 
+from .files import atomic_file
+
 logger = logging.getLogger(__name__)
 
 SHARD_PREFIX = "shard-"
@@ -134,9 +136,8 @@ class LogitCache:
         data = save({"keys": text_keys(texts), "logits": logits})
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{SHARD_PREFIX}{_file_sha256(data)}.safetensors"
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        with atomic_file(path, "wb") as f:
+            f.write(data)
         self._written.add(path)
         return path
 

@@ -131,7 +131,8 @@ class BagCollator:
         """The batch of this process for the global batch `rows`, with `kd_weight` and `gold_weight`: its share of
         the batch's rows (of its labelled rows), times the number of processes (their gradients are averaged)."""
         n, world, index = len(rows), self.num_processes, self.process_index
-        local = np.asarray(rows[n * index // world : n * (index + 1) // world], dtype=np.int64)
+        lo, hi = n * index // world, n * (index + 1) // world
+        local = np.asarray(rows[lo:hi], dtype=np.int64)
         input_ids, offsets = self.data.encoded.batch(local)
         batch = {"input_ids": input_ids, "offsets": offsets, "kd_weight": world * len(local) / n, "gold_weight": 1.0}
         if self.data.teacher_logits is not None:
@@ -140,7 +141,7 @@ class BagCollator:
             batch["labels"] = torch.from_numpy(self.data.labels[local])
             if world > 1:
                 labelled = labelled_rows(torch.from_numpy(self.data.labels[rows]), self.problem_type).numpy()
-                mine = int(labelled[n * index // world : n * (index + 1) // world].sum())
+                mine = int(labelled[lo:hi].sum())
                 batch["gold_weight"] = world * mine / max(1, int(labelled.sum()))
         return batch
 

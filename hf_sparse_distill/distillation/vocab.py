@@ -36,6 +36,7 @@ from ..models.sparse_dan.tokenization_sparse_dan import (
     word_ngrams,
     word_splitter,
 )
+from .files import atomic_file, reset_folder
 from .recipe import VocabConfig
 
 
@@ -61,13 +62,6 @@ def _partition(ngram: str, num_partitions: int) -> int:
 COUNTS_MANIFEST = "manifest.json"
 
 
-def _write_atomically(path: Path, lines: Iterable[str]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.writelines(lines)
-    os.replace(tmp, path)
-
-
 def _chunk_done(work_dir: str | Path, chunk_index: int) -> Path:
     return Path(work_dir) / f"chunk{chunk_index:07d}.done"
 
@@ -79,7 +73,8 @@ def _count_chunk(texts: list[str], analyzer: Analyzer, chunk_index: int, work_di
     for ngram, count in counts.items():
         parts[_partition(ngram, num_partitions)].append(f"{count}\t{ngram}\n")
     for p, lines in enumerate(parts):
-        _write_atomically(Path(work_dir) / f"chunk{chunk_index:07d}.part{p:04d}.tsv", lines)
+        with atomic_file(Path(work_dir) / f"chunk{chunk_index:07d}.part{p:04d}.tsv") as f:
+            f.writelines(lines)
     _chunk_done(work_dir, chunk_index).touch()
     return len(texts)
 
@@ -94,7 +89,8 @@ def _top_of_partition(work_dir: str, partition: int, size: int, min_count: int) 
                 totals[ngram] += int(count)
     best = heapq.nsmallest(size, ((-c, g) for g, c in totals.items() if c >= min_count))
     out = _top_file(work_dir, partition)
-    _write_atomically(out, (f"{-neg}\t{g}\n" for neg, g in best))
+    with atomic_file(out) as f:
+        f.writelines(f"{-neg}\t{g}\n" for neg, g in best)
     return str(out)
 
 
@@ -184,7 +180,7 @@ def count_top_ngrams(
         else:
             folder = Path(counts_dir)
             if rank == 0:
-                _clear_other_counts(folder, manifest)
+                reset_folder(folder, COUNTS_MANIFEST, manifest)
             if state is not None:
                 state.wait_for_everyone()
         executor = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
@@ -212,24 +208,6 @@ def count_top_ngrams(
         tops = [_top_file(folder, p) for p in range(num_partitions)]
         best = itertools.islice(heapq.merge(*(_read_top(path) for path in tops)), size)
         return [(ngram, -neg) for neg, ngram in best]
-
-
-def _clear_other_counts(folder: Path, manifest: dict) -> None:
-    """Empty `folder` unless it holds counts made with `manifest`'s settings; then record them."""
-    path = folder / COUNTS_MANIFEST
-    if _read_json(path) == json.loads(json.dumps(manifest)):
-        return
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    _write_atomically(path, [json.dumps(manifest, indent=2)])
-
-
-def _read_json(path: Path) -> dict | None:
-    """The JSON object in `path`, or None if there is none or it cannot be read (e.g. cut short by a crash)."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def build_vocabulary(texts: Iterable[str], size: int, analyzer: Analyzer = Analyzer(), **kwargs) -> list[str]:

@@ -1,0 +1,42 @@
+"""Files that a crash cannot leave half-written, and folders of work kept only for the inputs they were made from:
+what the resumable steps (vocabulary counts, encoded ids, teacher logits) share."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+
+@contextmanager
+def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
+    """Open a temporary file beside `path` for writing (`mode` "w" or "wb") and move it to `path` once written:
+    a file that exists is complete."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as f:
+        yield f
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict | None:
+    """The JSON in `path`, or None if there is none or it cannot be read (e.g. cut short by a crash)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def reset_folder(folder: Path, manifest_name: str, manifest: dict) -> None:
+    """Empty `folder` unless its file `manifest_name` holds `manifest` (the work in it was made from the same
+    inputs and settings); then record `manifest` there."""
+    path = folder / manifest_name
+    if read_json(path) == json.loads(json.dumps(manifest)):
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    with atomic_file(path) as f:
+        f.write(json.dumps(manifest, indent=2))
