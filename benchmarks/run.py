@@ -144,6 +144,12 @@ def model2vec_rows(path: Path) -> list[dict]:
     if not path.exists():
         return []
     peer = json.loads(path.read_text())
+    if "results" in peer:  # an earlier results.json of this benchmark: its model2vec rows, as measured then
+        carried = [dict(r) for r in peer["results"] if r["name"].startswith("model2vec")]
+        for row in carried:
+            if "carried over" not in row["note"]:
+                row["note"] += f"; carried over from the benchmark run of {peer['date']}"
+        return carried
     rows = []
     for label, entry in (("float32", peer), ("int8", peer.get("int8"))):
         if entry:
@@ -425,7 +431,10 @@ def main() -> None:
     parser.add_argument(
         "--small-label", action="append", default=[], help="how the table names each --small student, in order"
     )
-    parser.add_argument("--model2vec", default="runs/peer_m2v/results.json", help="results of model2vec_peer.py")
+    parser.add_argument(
+        "--model2vec", default="runs/peer_m2v/results.json",
+        help="results of model2vec_peer.py, or an earlier results.json of this benchmark (its model2vec rows)",
+    )  # fmt: skip
     parser.add_argument("--report-only", action="store_true", help="rewrite RESULTS.md and the plot from results.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -4,6 +4,10 @@ A student's vocabulary is built most frequent n-gram first (ids in frequency ord
 so pruning by frequency keeps the first ids; pruning by norm keeps the rows whose embedding moves the pooled
 vector most. The kept n-grams keep their order, the tokenizer and the table are remapped together, and the result
 is a normal student folder (Auto classes, stock and batched pipelines, remote code).
+
+With mean or sum pooling, the weight of the head's first hidden layer is folded into the table (each row
+multiplied by it once, here, instead of every pooled vector at inference): exact in float32, and it removes the
+largest matrix product of the forward pass (`SparseDANConfig.folded_first_layer`).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class CompressionReport:
     rank_by: str
     size_mb: float
     original_size_mb: float
+    folded_first_layer: bool = False  # the head's first hidden layer was folded into the table
     refresh: dict | None = None  # the KD refresh after pruning (`compress --refresh`), if any
     # accuracy on the report split of the run the source comes from: compressed, source student, teacher
     evaluation: dict | None = None
@@ -111,6 +116,28 @@ def estimated_mb(
     return sizes
 
 
+def can_fold(config: SparseDANConfig) -> bool:
+    """Whether the head's first hidden layer can be folded into the table: mean or sum pooling (the layer's matrix
+    commutes with them), single texts, not folded yet, and a first hidden layer no wider than the table."""
+    return (
+        not config.folded_first_layer
+        and config.pooling in ("mean", "sum")
+        and not config.pair_mode
+        and bool(config.hidden_dims)
+        and config.hidden_dims[0] <= config.embed_dim
+    )
+
+
+def folded(
+    table: torch.Tensor, model: SparseDANForSequenceClassification
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The table with the weight of the head's first hidden layer folded in (`table @ weight.T`) and the head's
+    state without that weight (its bias stays)."""
+    head = model.classifier.state_dict()
+    weight = head.pop("layers.1.weight")
+    return table.float() @ weight.T.float(), head
+
+
 def compress(
     model_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -118,6 +145,7 @@ def compress(
     max_mb: float | None = None,
     dtype: str = "int8",
     rank_by: str = "norm",
+    fold_first_layer: bool | None = None,
 ) -> CompressionReport:
     """Write a smaller copy of the student in `model_dir` to `out_dir`.
 
@@ -131,6 +159,8 @@ def compress(
         rank_by: Which n-grams to keep first: `"norm"` (of the row; it kept more accuracy than `"frequency"` at
             every size on the SST-2 selection split, benchmarks/COMPRESSION.md) or `"frequency"` (on the
             distillation corpus).
+        fold_first_layer: Fold the head's first hidden layer into the table (see `can_fold`; default: wherever
+            it can be).
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
@@ -138,15 +168,22 @@ def compress(
     tokenizer = SparseDANTokenizer.from_pretrained(model_dir)
     if model.config.table_quantization is not None:
         raise ValueError(f"{model_dir} is already quantized ({model.config.table_quantization})")
+    fold = can_fold(model.config) if fold_first_layer is None else fold_first_layer
+    if fold and not can_fold(model.config):
+        raise ValueError(
+            f"{model_dir}: the first hidden layer cannot be folded into the table (it needs mean or sum pooling, "
+            "single texts, a first hidden layer no wider than the table, and a head not folded yet)"
+        )
+    width = model.config.hidden_dims[0] if fold else model.config.embed_dim
     ids = ranked_ids(model, rank_by)
     k = len(ids) if keep_ngrams is None else min(keep_ngrams, len(ids))
     if k < 1:
         raise ValueError(f"keep_ngrams must be >= 1, got {keep_ngrams}")
     if max_mb is not None:
         code = sum(f.stat().st_size for f in Path(model_dir).glob("*.py"))  # copied next to the weights
-        head = sum(p.numel() * 4 for n, p in model.named_parameters() if "embeddings" not in n)
-        dense_mb = (code + head + _CONFIG_BYTES) / 2**20
-        sizes = estimated_mb(tokenizer, ids[:k], model.config.embed_dim, dtype, dense_mb)
+        head_bytes = sum(p.numel() * 4 for n, p in model.named_parameters() if "embeddings" not in n)
+        dense_mb = (code + head_bytes + _CONFIG_BYTES) / 2**20
+        sizes = estimated_mb(tokenizer, ids[:k], width, dtype, dense_mb)
         fitting = [i for i, size in enumerate(sizes) if size <= max_mb]
         if not fitting:
             raise ValueError(f"no student of {max_mb} MB: even one n-gram needs {sizes[0]:.2f} MB")
@@ -159,13 +196,17 @@ def compress(
         token_pattern=tokenizer.token_pattern, pad_token=tokenizer.pad_token, model_max_length=tokenizer.model_max_length,
     )  # fmt: skip
     table = model.get_input_embeddings().weight.detach()[rows]
+    head = model.classifier.state_dict()
+    if fold:
+        table, head = folded(table, model)
     config_data = model.config.to_dict()
     config_data.update(vocab_size=len(rows), pad_token_id=0, table_quantization="int8" if dtype == "int8" else None)
+    config_data.update(embed_dim=width, folded_first_layer=model.config.folded_first_layer or fold)
     if config_data.get("cascade_threshold") is not None:  # chosen on the uncompressed student's confidences
         logger.warning("the cascade threshold is not kept: run `hf-sparse-distill calibrate` on the compressed student")
         config_data["cascade_threshold"] = None
     small = SparseDANForSequenceClassification(SparseDANConfig.from_dict(config_data)).eval()
-    small.classifier.load_state_dict(model.classifier.state_dict())
+    small.classifier.load_state_dict(head)
     if dtype == "int8":
         small.dan.embeddings = Int8EmbeddingBag.quantize(table, model.config.pooling)
     else:
@@ -178,7 +219,7 @@ def compress(
     small_tokenizer.save_pretrained(out_dir)
     report = CompressionReport(
         source=str(model_dir), kept_ngrams=k, original_ngrams=len(ids), dtype=dtype, rank_by=rank_by,
-        size_mb=0.0, original_size_mb=round(folder_mb(model_dir), 2),
+        size_mb=0.0, original_size_mb=round(folder_mb(model_dir), 2), folded_first_layer=fold,
     )  # fmt: skip
     report.save(out_dir)
     report.size_mb = round(folder_mb(out_dir), 2)
@@ -190,4 +231,4 @@ def compress(
     return report
 
 
-__all__ = ["CompressionReport", "compress", "folder_mb", "ranked_ids", "save_with_half_table", "source_run"]
+__all__ = ["CompressionReport", "can_fold", "compress", "folder_mb", "ranked_ids", "save_with_half_table", "source_run"]

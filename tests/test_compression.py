@@ -5,10 +5,10 @@ import json
 
 import pytest
 import torch
-from conftest import random_texts, run_without_package
+from conftest import make_model, random_texts, run_without_package
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
-from hf_sparse_distill import SparseDANClassificationPipeline
+from hf_sparse_distill import SparseDANClassificationPipeline, SparseDANConfig
 from hf_sparse_distill.cli import main
 from hf_sparse_distill.compression import compress, folder_mb
 from hf_sparse_distill.models.sparse_dan.modeling_sparse_dan import Int8EmbeddingBag
@@ -24,7 +24,7 @@ def logits_of(folder, texts=TEXTS):
 
 
 def test_keeping_every_ngram_in_float32_changes_nothing(saved_student, tmp_path):
-    report = compress(saved_student, tmp_path / "same", dtype="float32")
+    report = compress(saved_student, tmp_path / "same", dtype="float32", fold_first_layer=False)
     assert report.kept_ngrams == report.original_ngrams
     torch.testing.assert_close(logits_of(tmp_path / "same"), logits_of(saved_student), rtol=0, atol=0)
 
@@ -45,6 +45,32 @@ def test_pruning_equals_dropping_the_ngrams_from_the_text(saved_student, tokeniz
     with torch.inference_mode():
         expected = full(input_ids=batch["input_ids"][keep], offsets=offsets).logits
     torch.testing.assert_close(logits_of(tmp_path / "pruned"), expected)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "sum"])
+def test_folding_the_first_layer_into_the_table_is_exact(tokenizer, tmp_path, pooling):
+    """The first hidden layer's weight commutes with mean and sum pooling: folded into the table (16 → 12 wide
+    here), it gives the same logits, empty texts included, and the head keeps only its bias."""
+    source = tmp_path / "student"
+    make_model(tokenizer, pooling=pooling).save_pretrained(source)
+    tokenizer.save_pretrained(source)
+    report = compress(source, tmp_path / "folded", dtype="float32")
+    folded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "folded")
+    assert report.folded_first_layer and folded.config.folded_first_layer
+    assert folded.config.embed_dim == 12 and folded.get_input_embeddings().weight.shape[1] == 12
+    assert "classifier.layers.1.weight" not in folded.state_dict() and "classifier.layers.1.bias" in folded.state_dict()
+    torch.testing.assert_close(logits_of(tmp_path / "folded"), logits_of(source), atol=1e-5, rtol=1e-5)
+
+
+def test_max_pooling_is_not_folded(tokenizer, tmp_path):
+    source = tmp_path / "student"
+    make_model(tokenizer, pooling="max").save_pretrained(source)
+    tokenizer.save_pretrained(source)
+    assert not compress(source, tmp_path / "kept", dtype="float32").folded_first_layer
+    with pytest.raises(ValueError, match="cannot be folded"):
+        compress(source, tmp_path / "refused", fold_first_layer=True)
+    with pytest.raises(ValueError, match="folded_first_layer needs"):
+        SparseDANConfig(embed_dim=8, hidden_dims=[8], pooling="max", folded_first_layer=True)
 
 
 def test_int8_table_stays_int8_and_close(saved_student, tmp_path):

@@ -230,6 +230,22 @@ def test_ascii_and_other_texts_agree_with_countvectorizer(pattern):
     assert [Counter(ids) for ids in tokenizer(texts)["input_ids"]] == counts_by_vectorizer(vectorizer, texts)
 
 
+def test_mixed_batch_equals_text_by_text():
+    """In a batch, the texts the bytes pattern cannot read (non-ASCII, `\\x1c`-`\\x1f`) are read with the str
+    pattern and put back in their place: first, last, empty or next to each other."""
+    texts = random_texts(40, seed=3)
+    texts = ["Élan café good", *texts[:5], "naïve\x1cfilm", "é", "", "x\x1dgood", *texts[5:], "the end, naïve"]
+    vectorizer = CountVectorizer(ngram_range=(1, 3), token_pattern=r"(?u)\b\w+\b").fit(texts)
+    tokenizer = SparseDANTokenizer.from_ngrams(
+        vectorizer.get_feature_names_out().tolist(), ngram_range=(1, 3), token_pattern=r"(?u)\b\w+\b"
+    )
+    ids, lengths = tokenizer.matcher.encode(texts)
+    one_by_one = [tokenizer.matcher.encode([text]) for text in texts]
+    assert lengths.tolist() == [int(n[0]) for _, n in one_by_one]
+    assert ids.tolist() == [i for text_ids, _ in one_by_one for i in text_ids.tolist()]
+    assert lengths[0] > 0 and lengths[-1] > 0
+
+
 @pytest.mark.parametrize("pattern", [r"(?u)\b\w\w+\b", r"(?u)n't|\b\w+\b|[!?]", r"\S+", r"^\w+", r"\w+ \w+"])
 def test_batch_word_pass_equals_text_by_text(pattern):
     """Words are found for a whole batch at once when the pattern allows it; the result is the same as text by

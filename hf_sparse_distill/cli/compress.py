@@ -24,6 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--rank-by", choices=RANKINGS, default="norm", help="which n-grams to keep first (default: norm)"
     )
     parser.add_argument(
+        "--fold-first-layer", action=argparse.BooleanOptionalAction, default=None,
+        help="fold the head's first hidden layer into the table (default: wherever it is exact: mean or sum "
+        "pooling, single texts)",
+    )  # fmt: skip
+    parser.add_argument(
         "--refresh", metavar="RECIPE", help="after pruning, train a few KD steps on this recipe's teacher logits"
     )
     parser.add_argument("--refresh-steps", type=int, default=500, help="KD steps of the refresh (default: 500)")
@@ -40,7 +45,10 @@ def run(args: argparse.Namespace) -> int:
     from ..compression import compress
 
     if args.refresh is None:
-        report = compress(args.model_dir, args.out_dir, args.keep_ngrams, args.max_mb, args.dtype, args.rank_by)
+        report = compress(
+            args.model_dir, args.out_dir, args.keep_ngrams, args.max_mb, args.dtype, args.rank_by,
+            args.fold_first_layer,
+        )  # fmt: skip
     else:
         report = _compress_with_refresh(args)
     report.evaluation = _evaluation(report, args.out_dir)
@@ -59,10 +67,15 @@ def _compress_with_refresh(args: argparse.Namespace):
         tmp = Path(tmp)
         keep = args.keep_ngrams
         if args.max_mb is not None:  # how many n-grams fit in the final dtype; the student trains in float32
-            keep = compress(args.model_dir, tmp / "sized", keep, args.max_mb, args.dtype, args.rank_by).kept_ngrams
-        pruned = compress(args.model_dir, tmp / "pruned", keep, None, "float32", args.rank_by)
+            keep = compress(
+                args.model_dir, tmp / "sized", keep, args.max_mb, args.dtype, args.rank_by, args.fold_first_layer
+            ).kept_ngrams
+        # the refresh trains the pruned student as distilled; the head is folded into the final copy
+        pruned = compress(args.model_dir, tmp / "pruned", keep, None, "float32", args.rank_by, False)
         refreshed = refresh_student(tmp / "pruned", recipe, tmp / "refresh", args.refresh_steps)
-        report = compress(refreshed.student_dir, args.out_dir, None, None, args.dtype, args.rank_by)
+        report = compress(
+            refreshed.student_dir, args.out_dir, None, None, args.dtype, args.rank_by, args.fold_first_layer
+        )
     report.source, report.original_ngrams, report.original_size_mb = (
         pruned.source, pruned.original_ngrams, pruned.original_size_mb
     )  # fmt: skip

@@ -141,6 +141,7 @@ _NOT_IN_RECIPES = (
     "ngram_range",
     "pad_token_id",
     "table_quantization",
+    "folded_first_layer",
     "logit_temperature",
     "cascade_threshold",
     "cascade_min_ngrams",

@@ -55,6 +55,11 @@ class SparseDANConfig(PretrainedConfig):
         pair_mode (`bool`, defaults to `False`):
             Sentence-pair classification (the paper's bi-encoder): `text` and `text_pair` are pooled separately with
             the same table into `h1` and `h2`, and the head reads `[h1, h2, h1 * h2, |h1 - h2|]`.
+        folded_first_layer (`bool`, defaults to `False`):
+            The weight matrix of the head's first hidden layer is folded into the table: each row is already
+            multiplied by it, so `embed_dim` is that layer's width and the head starts with its bias and activation.
+            Exact for `"mean"` and `"sum"` pooling (the matrix commutes with the average); it saves the largest
+            matrix product of inference (made by `hf-sparse-distill compress`).
 
     `id2label`, `label2id` and `problem_type` (`"single_label_classification"`, `"multi_label_classification"`,
     `"regression"`) behave as in every transformers classifier.
@@ -94,6 +99,7 @@ class SparseDANConfig(PretrainedConfig):
         cascade_threshold: float | None = None,
         cascade_min_ngrams: int = 1,
         pair_mode: bool = False,
+        folded_first_layer: bool = False,
         **kwargs,
     ):
         if pooling not in POOLING_MODES:
@@ -133,6 +139,15 @@ class SparseDANConfig(PretrainedConfig):
         self.cascade_threshold = None if cascade_threshold is None else float(cascade_threshold)
         self.cascade_min_ngrams = int(cascade_min_ngrams)
         self.pair_mode = bool(pair_mode)
+        if folded_first_layer and (
+            pooling == "max" or pair_mode or not self.hidden_dims or self.hidden_dims[0] != self.embed_dim
+        ):
+            raise ValueError(
+                "folded_first_layer needs mean or sum pooling, single texts and a first hidden layer as wide as the "
+                f"table (embed_dim={self.embed_dim}, hidden_dims={self.hidden_dims}, pooling={pooling!r}, "
+                f"pair_mode={self.pair_mode})"
+            )
+        self.folded_first_layer = bool(folded_first_layer)
         if type(self).ignore_custom_pipelines:
             kwargs.pop("custom_pipelines", None)
         super().__init__(pad_token_id=pad_token_id, **kwargs)

@@ -252,15 +252,29 @@ class SparseDANModel(SparseDANPreTrainedModel):
         return BaseModelOutputWithPooling(pooler_output=pooled)
 
 
+class Bias(nn.Module):
+    """Adds a learned vector: what is left of the head's first linear layer once its weight is folded into the
+    table (`config.folded_first_layer`)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(width))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden + self.bias
+
+
 class SparseDANClassificationHead(nn.Module):
-    """Dropout → Linear → activation for each hidden width, then dropout → Linear to the labels."""
+    """Dropout → Linear → activation for each hidden width, then dropout → Linear to the labels. With
+    `config.folded_first_layer`, the first Linear is only its bias (its weight is in the table)."""
 
     def __init__(self, config: SparseDANConfig):
         super().__init__()
         layers: list[nn.Module] = []
         width = config.embed_dim * (4 if config.pair_mode else 1)
-        for hidden in config.hidden_dims:
-            layers += [nn.Dropout(config.classifier_dropout), nn.Linear(width, hidden), ACT2FN[config.activation]]
+        for i, hidden in enumerate(config.hidden_dims):
+            linear = Bias(hidden) if i == 0 and config.folded_first_layer else nn.Linear(width, hidden)
+            layers += [nn.Dropout(config.classifier_dropout), linear, ACT2FN[config.activation]]
             width = hidden
         layers += [nn.Dropout(config.classifier_dropout), nn.Linear(width, config.num_labels)]
         self.layers = nn.Sequential(*layers)

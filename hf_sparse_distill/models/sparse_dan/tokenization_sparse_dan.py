@@ -205,40 +205,38 @@ class NgramMatcher:
             return None
         return compiled.findall
 
-    def _bytes_path_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """Which texts the bytes pattern reads exactly as the str pattern does (see `_ascii_findall`)."""
-        space_only_in_unicode = self._space_only_in_unicode
-        return np.fromiter(
-            (t.isascii() and not (space_only_in_unicode and space_only_in_unicode(t)) for t in texts),
-            dtype=bool,
-            count=len(texts),
-        )
-
-    def _word_ids(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
+    def _word_ids(self, texts: Sequence[str]) -> np.ndarray:
         """Vocabulary word id of every word of every text, flat, with -2 between texts and -1 for words outside the
-        vocabulary; and the order of the texts in it (None: as given; else the ASCII texts come first)."""
+        vocabulary."""
         if self.findall_ascii is None or not texts:
             wid = self._joined_word_ids(texts) if self.joinable and len(texts) > 1 else None
-            return (self._word_ids_one_by_one(texts) if wid is None else wid), None
+            return self._word_ids_one_by_one(texts) if wid is None else wid
         joined = f" {self.SEPARATOR} ".join(texts)
-        if joined.isascii() and not (self._space_only_in_unicode and self._space_only_in_unicode(joined)):
-            order, ascii_texts, rest = None, texts, None
-        else:
-            plain = self._bytes_path_texts(texts)
-            order = np.argsort(~plain, kind="stable")
-            n_plain = int(plain.sum())
-            ascii_texts = [texts[i] for i in order[:n_plain]]
-            rest = self._joined_word_ids([texts[i] for i in order[n_plain:]])
-            if rest is None:
-                return self._word_ids_one_by_one(texts), None
-            if not ascii_texts:
-                return rest, order
-            joined = f" {self.SEPARATOR} ".join(ascii_texts)
-        words = self.findall_ascii((joined.lower() if self.lowercase else joined).encode())
+        space_only_in_unicode = self._space_only_in_unicode
+        if joined.isascii() and not (space_only_in_unicode and space_only_in_unicode(joined)):
+            others = []
+        else:  # the texts the bytes pattern cannot read take the str pattern; they stand empty in the bytes pass
+            mixed = space_only_in_unicode is not None and space_only_in_unicode(joined) is not None
+            others = [i for i, t in enumerate(texts) if not t.isascii() or (mixed and space_only_in_unicode(t))]
+            plain = list(texts)
+            for i in others:
+                plain[i] = ""
+            joined = f" {self.SEPARATOR} ".join(plain)
+        words = self.findall_ascii(joined.encode().lower() if self.lowercase else joined.encode())
         wid = np.fromiter(map(self.ascii_word_or_separator.get, words, repeat(-1)), dtype=np.int64, count=len(words))
-        if int((wid == -2).sum()) != len(ascii_texts) - 1:  # a text holds the separator word itself
-            return self._word_ids_one_by_one(texts), None
-        return (wid, None) if rest is None else (np.concatenate([wid, [-2], rest]), order)
+        separators = np.flatnonzero(wid == -2)
+        if separators.size != len(texts) - 1:  # a text holds the separator word itself
+            return self._word_ids_one_by_one(texts)
+        if not others:
+            return wid
+        rest = self._joined_word_ids([texts[i] for i in others])
+        if rest is None:
+            return self._word_ids_one_by_one(texts)
+        # each text's words go right after the separator that precedes it
+        in_text = rest != -2
+        counts = np.bincount(np.cumsum(~in_text)[in_text], minlength=len(others))
+        starts = np.concatenate([[0], separators + 1])[others]
+        return np.insert(wid, np.repeat(starts, counts), rest[in_text])
 
     def _joined_word_ids(self, texts: Sequence[str]) -> np.ndarray | None:
         """Word ids of `texts` (-2 between texts) from one str pattern pass over the joined texts; None if a text
@@ -263,7 +261,9 @@ class NgramMatcher:
         Returns `(ids, lengths)`: the flat concatenation of each text's ids (position order) and the number of
         ids of each text, after keeping at most `max_ngrams` per text (the first ones).
         """
-        wid, order = self._word_ids(texts)
+        if not texts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        wid = self._word_ids(texts)
         n_positions = wid.size
         orders = self.max_n - self.min_n + 1
         # words past the end read as -1, so an n-gram never runs off the array; -2 (between texts) stops it too
@@ -282,28 +282,18 @@ class NgramMatcher:
                 starts, node = starts[keep], node[keep]
             if n >= self.min_n:
                 found[starts, n - self.min_n] = self.node_term[node]
-        flat = found.ravel()
-        valid = flat >= 0
-        ids = flat[valid]
-        text_of_id = np.repeat(np.cumsum(wid == -2), orders)[valid]
-        lengths = np.bincount(text_of_id, minlength=len(texts)).astype(np.int64)
+        valid = found >= 0
+        ids = found[valid]
+        # ids found up to each text's end (the separator after it, or the end of the batch)
+        found_before = np.concatenate([[0], np.cumsum(valid.sum(axis=1))])
+        ends = np.append(np.flatnonzero(wid == -2), n_positions)
+        lengths = np.diff(found_before[ends], prepend=0)
         if max_ngrams is not None and lengths.size and lengths.max() > max_ngrams:
+            text_of_id = np.repeat(np.arange(len(texts)), lengths)
             first = np.cumsum(lengths) - lengths
             keep = np.arange(ids.size) - first[text_of_id] < max_ngrams
             ids, lengths = ids[keep], np.minimum(lengths, max_ngrams)
-        if order is not None:  # back to the order of `texts`
-            ids, lengths = reorder_bags(ids, lengths, order)
         return ids, lengths
-
-
-def reorder_bags(ids: np.ndarray, lengths: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The flat ids of bags given in `order` (bag `k` is text `order[k]`), rearranged into text order."""
-    starts = np.cumsum(lengths) - lengths
-    new_lengths, source_starts = np.empty_like(lengths), np.empty_like(starts)
-    new_lengths[order], source_starts[order] = lengths, starts
-    offsets = np.cumsum(new_lengths) - new_lengths
-    positions = np.repeat(source_starts - offsets, new_lengths) + np.arange(int(new_lengths.sum()))
-    return ids[positions], new_lengths
 
 
 def interleave_pairs(
@@ -480,6 +470,8 @@ class SparseDANTokenizer(PreTrainedTokenizer):
             return [texts]
         if not isinstance(texts, Sequence):
             raise TypeError(f"expected a string or a sequence of strings, got {type(texts).__name__}")
+        if set(map(type, texts)) <= {str}:  # the common case, checked at C speed
+            return list(texts)
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"text {i} is a {type(text).__name__}, not a string")
