@@ -125,3 +125,16 @@ def test_variants_smoke(tiny_recipe, tmp_path):
     ]  # fmt: skip
     assert all(0 <= p["report_accuracy"] <= 1 and p["teacher_report_accuracy"] > 0 for p in report["points"])
     assert "| feature dropout 0.1 | 2 |" in (tmp_path / "VARIANTS.md").read_text()
+
+
+def test_corpus_scale_smoke(tmp_path):
+    run(
+        "corpus_scale.py", "--texts", "3000,6000", "--reviews", "300", "--train-rows", "1500",
+        "--out", str(tmp_path), "--work", str(tmp_path / "work"),
+    )  # fmt: skip
+    runs = json.loads((tmp_path / "corpus_scale.json").read_text())["runs"]
+    assert [r["texts"] for r in runs] == [3000, 6000] and runs[1]["kd_texts"] > runs[0]["kd_texts"]
+    stages = ["data", "vocab", "label", "encode", "train"]
+    for key in ("peak_rss_mb", "wall_s"):
+        assert all(list(r[key]) == stages and all(v > 0 for v in r[key].values()) for r in runs)
+    assert "| 6,000 |" in (tmp_path / "CORPUS_SCALE.md").read_text()

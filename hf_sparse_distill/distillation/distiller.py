@@ -205,7 +205,7 @@ class Distiller:
         """Where `stage` keeps its checkpoints, kept student and summary."""
         return self.output_dir / Stage(stage).value
 
-    def _stage_inputs(self, stage: Stage) -> tuple[StageData, SparseDANForSequenceClassification]:
+    def stage_inputs(self, stage: Stage) -> tuple[StageData, SparseDANForSequenceClassification]:
         """What `stage` trains on and the model it starts from."""
         data, config = self.data(), self.stage_config(stage)
         if stage is Stage.KD:
@@ -304,7 +304,7 @@ class Distiller:
             stage_dir.mkdir(parents=True, exist_ok=True)
             inputs_file.write_text(json.dumps(fingerprint, indent=2))
         self.state.wait_for_everyone()
-        data, model = self._stage_inputs(stage)
+        data, model = self.stage_inputs(stage)
         start = time.perf_counter()
         recipe = self.recipe
         trainer = StageTrainer(

@@ -1,0 +1,268 @@
+"""How the distillation steps grow with the unlabeled corpus: wall time and peak resident memory (RSS) of each stage
+(data, vocab, label, encode, train) for the same recipe on corpora of increasing size.
+
+    python benchmarks/corpus_scale.py --texts 1000000,3000000,10000000 --out benchmarks   # hours on 2 cores
+    python benchmarks/corpus_scale.py --texts 3000,6000 --reviews 2000 --train-rows 2000 --out /tmp/s --work /tmp/sw
+
+The corpus: two clauses of IMDB reviews (`$HFSD_SHARED/data/imdb`, split as the recipes split them) drawn at random
+and joined by a comma, so texts are distinct while their n-grams keep the statistics of real review text. The
+teacher: a random-weight BERT of two layers, 64 wide, with the SST-2 teacher's WordPiece tokenizer, so labelling
+costs little; the student: a 100k x 64 table, one KD epoch. Labeled data: SST-2 train and dev.
+
+Each corpus size runs in a fresh process with a cold output folder and cache; a thread samples the process's RSS
+every 20 ms, and each stage's peak is the highest sample between its start and its end (so it includes what earlier
+stages still hold). The training peak is also given without the table state (weights, gradient and two Adam
+moments of the table: 4 x rows x dim x 4 bytes), which is the same at every corpus size.
+Writes `CORPUS_SCALE.md` and `corpus_scale.json` (`{"runs": [{"texts", "peak_rss_mb": {STAGE}, "wall_s": {STAGE}}]}`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gzip
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+STAGES = ("data", "vocab", "label", "encode", "train")
+VOCAB_SIZE, EMBED_DIM = 100_000, 64
+
+
+class RSSSampler:
+    """Samples this process's resident set size (Linux `/proc/self/statm`) every `interval` seconds in a thread."""
+
+    def __init__(self, interval: float = 0.02):
+        self.interval, self.samples, self._stop = interval, [], threading.Event()
+        self._page = os.sysconf("SC_PAGE_SIZE")
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with open("/proc/self/statm") as statm:
+            while not self._stop.is_set():
+                statm.seek(0)
+                self.samples.append((time.perf_counter(), int(statm.read().split()[1]) * self._page / 2**20))
+                self._stop.wait(self.interval)
+
+    def __enter__(self) -> RSSSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak(self, start: float, end: float) -> float:
+        """Highest RSS (MB) sampled between `start` and `end` (`time.perf_counter()` values)."""
+        return max((mb for t, mb in self.samples if start <= t <= end), default=float("nan"))
+
+
+def clause_pool(work: Path, reviews: int | None = None) -> Path:
+    """The clauses of the shared IMDB reviews (3-15 words, as `imdb_shared` cuts them; the first `reviews` of each
+    file, default all), one per line, made once."""
+    from itertools import islice
+
+    from measure import shared_dir
+
+    from hf_sparse_distill.distillation.data import split_clauses, split_sentences
+
+    pool = work / f"imdb_clauses-{reviews or 'all'}.txt"
+    if pool.exists():
+        return pool
+    work.mkdir(parents=True, exist_ok=True)
+    with open(pool.with_suffix(".tmp"), "w", encoding="utf-8") as out:
+        for name in ("train", "test", "unsup"):
+            with gzip.open(shared_dir() / "data" / "imdb" / f"{name}.jsonl.gz", "rt", encoding="utf-8") as f:
+                for line in islice(f, reviews):
+                    for sentence in split_sentences(json.loads(line)["text"]):
+                        for clause in split_clauses(sentence):
+                            if 3 <= len(clause.split()) <= 15 and "\n" not in clause:
+                                out.write(clause + "\n")
+    os.replace(pool.with_suffix(".tmp"), pool)
+    return pool
+
+
+def write_corpus(pool: Path, count: int, path: Path, seed: int = 0) -> None:
+    """`count` texts of two random clauses of the pool joined by a comma, as JSONL (written in blocks)."""
+    if path.exists():
+        return
+    clauses = pool.read_text(encoding="utf-8").splitlines()
+    rng = np.random.default_rng(seed)
+    with open(path.with_suffix(".tmp"), "w", encoding="utf-8") as out:
+        for start in range(0, count, 100_000):
+            pairs = rng.integers(0, len(clauses), size=(min(100_000, count - start), 2))
+            out.writelines(json.dumps({"text": f"{clauses[a]}, {clauses[b]}"}) + "\n" for a, b in pairs)
+    os.replace(path.with_suffix(".tmp"), path)
+
+
+def tiny_teacher(folder: Path) -> Path:
+    """A random-weight 2-layer, 64-wide BERT classifier with the SST-2 teacher's tokenizer and labels."""
+    if (folder / "config.json").exists():
+        return folder
+    import torch
+    from measure import shared_dir
+    from transformers import AutoConfig, AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    source = shared_dir() / "teachers" / "minilm-l6-sst2"
+    reference = AutoConfig.from_pretrained(source)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=reference.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=128, id2label=reference.id2label, label2id=reference.label2id,
+    )  # fmt: skip
+    BertForSequenceClassification(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(source).save_pretrained(folder)
+    return folder
+
+
+def recipe_file(work: Path, count: int, corpus: Path, teacher: Path, train_rows: int | None = None) -> Path:
+    """The recipe of one corpus size: its own output folder and (cold) logit cache."""
+    from measure import shared_dir
+
+    data = shared_dir() / "data" / "sst2"
+    recipe = {
+        "task": "corpus_scale",
+        "output_dir": str(work / f"run-{count}"),
+        "cache_dir": str(work / f"cache-{count}"),
+        "teacher": {"model": str(teacher), "dtype": "float32", "max_length": 64, "batch_size": 256},
+        "data": {
+            "train": {"path": str(data / "train.jsonl"), "max_rows": train_rows},
+            "dev": {"path": str(data / "dev.jsonl")},
+            "select_size": 1000,
+            "unlabeled": [{"path": str(corpus), "label_column": None}],
+        },
+        "vocab": {"size": VOCAB_SIZE, "token_pattern": r"(?u)n't|\b\w+\b|[!?]"},
+        "student": {"embed_dim": EMBED_DIM, "hidden_dims": [EMBED_DIM], "feature_dropout": 0.0},
+        "kd": {"epochs": 1, "batch_size": 512, "learning_rate": 1e-3, "eval_steps": 1_000_000},
+        "finetune": {"enabled": False},
+        "scratch": {"enabled": False},
+    }
+    path = work / f"recipe-{count}.json"
+    path.write_text(json.dumps(recipe, indent=2))
+    return path
+
+
+def measure(recipe: Path) -> dict:
+    """Run the stages of `recipe` one after the other in this process; wall time and peak RSS of each."""
+    from hf_sparse_distill.distillation import Distiller, load_recipe
+    from hf_sparse_distill.results import Stage
+
+    distiller = Distiller(load_recipe(str(recipe)))
+    steps = {
+        "data": distiller.data,
+        "vocab": distiller.tokenizer,
+        "label": lambda: [distiller.teacher_logits(split) for split in ("kd", "select", "dev")],
+        "encode": lambda: distiller.stage_inputs(Stage.KD),
+        "train": lambda: distiller.train(Stage.KD),
+    }
+    wall, peak = {}, {}
+    with RSSSampler() as sampler:
+        for stage in STAGES:
+            start = time.perf_counter()
+            steps[stage]()
+            end = time.perf_counter()
+            time.sleep(0.05)  # one more sample after the stage
+            wall[stage], peak[stage] = round(end - start, 2), round(sampler.peak(start, end + 0.05), 1)
+            print(f"{stage}: {wall[stage]:.1f} s, peak RSS {peak[stage]:,.0f} MB", file=sys.stderr, flush=True)
+    table_state_mb = 4 * distiller.tokenizer().vocab_size * EMBED_DIM * 4 / 2**20
+    return {
+        "texts": None,
+        "kd_texts": distiller.data().corpus.report.kd_total,
+        "peak_rss_mb": peak,
+        "wall_s": wall,
+        "train_peak_rss_without_table_state_mb": round(peak["train"] - table_state_mb, 1),
+        "table_state_mb": round(table_state_mb, 1),
+    }
+
+
+def report(runs: list[dict], machine: str, command: str) -> str:
+    """CORPUS_SCALE.md: one table of peak RSS and one of wall time, with each stage's growth from the smallest run."""
+    first = runs[0]
+    lines = [
+        "# Corpus scale: memory and time of each stage against the unlabeled corpus",
+        "",
+        f"Generated {datetime.date.today().isoformat()} by `{command}` on: {machine}. Corpus: two random IMDB "
+        "clauses joined by a comma per text; teacher: random-weight 2-layer, 64-wide BERT; student: "
+        f"{VOCAB_SIZE:,} x {EMBED_DIM} table, one KD epoch. Each size ran in a fresh process, cold.",
+        "",
+        "Peak RSS (MB) while each stage runs (it includes what the earlier stages still hold); in brackets, the "
+        "ratio to the smallest run:",
+        "",
+        "| texts | KD corpus | " + " | ".join(STAGES) + " | train without table state |",
+        "|---" * (len(STAGES) + 3) + "|",
+    ]
+    for run in runs:
+        cells = [
+            f"{run['peak_rss_mb'][s]:,.0f} ({run['peak_rss_mb'][s] / first['peak_rss_mb'][s]:.2f}×)" for s in STAGES
+        ]
+        lean = run["train_peak_rss_without_table_state_mb"] / first["train_peak_rss_without_table_state_mb"]
+        lines.append(
+            f"| {run['texts']:,} | {run['kd_texts']:,} | " + " | ".join(cells)
+            + f" | {run['train_peak_rss_without_table_state_mb']:,.0f} ({lean:.2f}×) |"
+        )  # fmt: skip
+    lines += [
+        "",
+        "Wall time (s) of each stage; in brackets, seconds per million texts of the corpus:",
+        "",
+        "| texts | " + " | ".join(STAGES) + " | total |",
+        "|---" * (len(STAGES) + 2) + "|",
+    ]
+    for run in runs:
+        per_million = {s: run["wall_s"][s] / (run["texts"] / 1e6) for s in STAGES}
+        cells = [f"{run['wall_s'][s]:,.1f} ({per_million[s]:,.0f})" for s in STAGES]
+        lines.append(f"| {run['texts']:,} | " + " | ".join(cells) + f" | {sum(run['wall_s'].values()):,.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--texts", default="1000000,3000000,10000000", help="corpus sizes, comma-separated")
+    parser.add_argument("--out", default=str(HERE))
+    parser.add_argument("--work", default="runs/corpus_scale", help="corpora, teacher and runs (large)")
+    parser.add_argument("--reviews", type=int, help="IMDB reviews read per file for the clause pool (default: all)")
+    parser.add_argument("--train-rows", type=int, help="SST-2 train texts used (default: all)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # a recipe to measure in this process
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(measure(Path(args.worker))))
+        return
+    from measure import machine_description
+
+    work = Path(args.work)
+    pool, teacher = clause_pool(work, args.reviews), tiny_teacher(work / "teacher")
+    runs = []
+    for count in [int(n) for n in args.texts.split(",")]:
+        corpus = work / f"corpus-{count}.jsonl"
+        write_corpus(pool, count, corpus)
+        recipe = recipe_file(work, count, corpus, teacher, args.train_rows)
+        print(f"corpus of {count:,} texts", file=sys.stderr, flush=True)
+        env = {**os.environ, "TQDM_DISABLE": "1"}
+        done = subprocess.run(
+            [sys.executable, __file__, "--worker", str(recipe)], env=env, capture_output=True, text=True
+        )
+        sys.stderr.write(done.stderr[-3000:])
+        if done.returncode != 0:
+            raise SystemExit(f"the run of {count:,} texts failed (exit {done.returncode})")
+        run = json.loads(done.stdout.strip().splitlines()[-1])
+        run["texts"] = count
+        runs.append(run)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    machine = machine_description()
+    command = "python benchmarks/corpus_scale.py " + " ".join(sys.argv[1:])
+    (out / "corpus_scale.json").write_text(json.dumps({"machine": machine, "runs": runs}, indent=2) + "\n")
+    (out / "CORPUS_SCALE.md").write_text(report(runs, machine, command))
+    print(report(runs, machine, command))
+
+
+if __name__ == "__main__":
+    main()
