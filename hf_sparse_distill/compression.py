@@ -181,7 +181,10 @@ def compress(
         raise ValueError(f"keep_ngrams must be >= 1, got {keep_ngrams}")
     if max_mb is not None:
         code = sum(f.stat().st_size for f in Path(model_dir).glob("*.py"))  # copied next to the weights
-        head_bytes = sum(p.numel() * 4 for n, p in model.named_parameters() if "embeddings" not in n)
+        folded_away = ("classifier.layers.1.weight",) if fold else ()  # the weight the fold moves into the table
+        head_bytes = sum(
+            p.numel() * 4 for n, p in model.named_parameters() if "embeddings" not in n and n not in folded_away
+        )
         dense_mb = (code + head_bytes + _CONFIG_BYTES) / 2**20
         sizes = estimated_mb(tokenizer, ids[:k], width, dtype, dense_mb)
         fitting = [i for i, size in enumerate(sizes) if size <= max_mb]
