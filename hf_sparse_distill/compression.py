@@ -29,6 +29,7 @@ DTYPES = ("float32", "float16", "int8")
 RANKINGS = ("frequency", "norm")
 COMPRESSION_FILE = "compression.json"
 _BYTES_PER_VALUE = {"float32": 4, "float16": 2, "int8": 1}
+FIRST_LAYER_WEIGHT = "layers.1.weight"  # in the head's state: dropout, then the first hidden Linear
 _CONFIG_BYTES = 8192  # config.json, tokenizer_config.json, compression.json and the safetensors header
 
 
@@ -128,13 +129,11 @@ def can_fold(config: SparseDANConfig) -> bool:
     )
 
 
-def folded(
-    table: torch.Tensor, model: SparseDANForSequenceClassification
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def folded(table: torch.Tensor, head: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The table with the weight of the head's first hidden layer folded in (`table @ weight.T`) and the head's
-    state without that weight (its bias stays)."""
-    head = model.classifier.state_dict()
-    weight = head.pop("layers.1.weight")
+    state (`classifier.state_dict()`) without that weight (its bias stays)."""
+    head = dict(head)
+    weight = head.pop(FIRST_LAYER_WEIGHT)
     return table.float() @ weight.T.float(), head
 
 
@@ -181,7 +180,7 @@ def compress(
         raise ValueError(f"keep_ngrams must be >= 1, got {keep_ngrams}")
     if max_mb is not None:
         code = sum(f.stat().st_size for f in Path(model_dir).glob("*.py"))  # copied next to the weights
-        folded_away = ("classifier.layers.1.weight",) if fold else ()  # the weight the fold moves into the table
+        folded_away = (f"classifier.{FIRST_LAYER_WEIGHT}",) if fold else ()  # the fold moves it into the table
         head_bytes = sum(
             p.numel() * 4 for n, p in model.named_parameters() if "embeddings" not in n and n not in folded_away
         )
@@ -201,7 +200,7 @@ def compress(
     table = model.get_input_embeddings().weight.detach()[rows]
     head = model.classifier.state_dict()
     if fold:
-        table, head = folded(table, model)
+        table, head = folded(table, head)
     config_data = model.config.to_dict()
     config_data.update(vocab_size=len(rows), pad_token_id=0, table_quantization="int8" if dtype == "int8" else None)
     config_data.update(embed_dim=width, folded_first_layer=model.config.folded_first_layer or fold)

@@ -208,7 +208,7 @@ class NgramMatcher:
     def _word_ids(self, texts: Sequence[str]) -> np.ndarray:
         """Vocabulary word id of every word of every text, flat, with -2 between texts and -1 for words outside the
         vocabulary."""
-        if self.findall_ascii is None or not texts:
+        if self.findall_ascii is None:
             wid = self._joined_word_ids(texts) if self.joinable and len(texts) > 1 else None
             return self._word_ids_one_by_one(texts) if wid is None else wid
         joined = f" {self.SEPARATOR} ".join(texts)
