@@ -9,10 +9,14 @@ and joined by a comma, so texts are distinct while their n-grams keep the statis
 teacher: a random-weight BERT of two layers, 64 wide, with the SST-2 teacher's WordPiece tokenizer, so labelling
 costs little; the student: a 100k x 64 table, one KD epoch. Labeled data: SST-2 train and dev.
 
-Each corpus size runs in a fresh process with a cold output folder and cache; a thread samples the process's RSS
-every 20 ms, and each stage's peak is the highest sample between its start and its end (so it includes what earlier
-stages still hold). The training peak is also given without the table state (weights, gradient and two Adam
-moments of the table: 4 x rows x dim x 4 bytes), which is the same at every corpus size.
+Each corpus size runs in a fresh process with a cold output folder and cache. A thread samples, every 50 ms, the
+memory of the process and of its worker processes (the vocabulary counters) as proportional set size (PSS: pages
+shared between them counted once), in all and its anonymous part; each stage's peak is the highest sample between
+its start and its end (so it includes what earlier stages still hold). `peak_rss_mb` is the anonymous part: the
+memory the steps hold. The pages of the memory-mapped files (corpus, ids, logits) that a stage has read are page
+cache the kernel takes back under memory pressure; the peak with them is `peak_pss_with_file_pages_mb`. The training
+peak is also given without the table state (weights, gradient and two Adam moments of the table:
+4 x rows x dim x 4 bytes), which is the same at every corpus size.
 Writes `CORPUS_SCALE.md` and `corpus_scale.json` (`{"runs": [{"texts", "peak_rss_mb": {STAGE}, "wall_s": {STAGE}}]}`).
 """
 
@@ -30,6 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -38,22 +43,40 @@ STAGES = ("data", "vocab", "label", "encode", "train")
 VOCAB_SIZE, EMBED_DIM = 100_000, 64
 
 
-class RSSSampler:
-    """Samples this process's resident set size (Linux `/proc/self/statm`) every `interval` seconds in a thread."""
+def _tree_memory_kb(root: psutil.Process) -> tuple[int, int]:
+    """Proportional set size (PSS, kB) of `root` and its descendants (worker processes included; pages shared
+    between them counted once): in all, and its anonymous part (heap, not pages of files)."""
+    total = anonymous = 0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            with open(f"/proc/{process.pid}/smaps_rollup") as f:
+                for line in f:
+                    name, value = line.split(":", 1)
+                    if name == "Pss":
+                        total += int(value.split()[0])
+                    elif name == "Pss_Anon":
+                        anonymous += int(value.split()[0])
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue  # a worker that ended between listing and reading
+    return total, anonymous
 
-    def __init__(self, interval: float = 0.02):
+
+class MemorySampler:
+    """Samples the memory of this process and its worker processes (Linux `smaps_rollup`) every `interval`
+    seconds in a thread: PSS in all, and its anonymous part."""
+
+    def __init__(self, interval: float = 0.05):
         self.interval, self.samples, self._stop = interval, [], threading.Event()
-        self._page = os.sysconf("SC_PAGE_SIZE")
+        self._root = psutil.Process()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        with open("/proc/self/statm") as statm:
-            while not self._stop.is_set():
-                statm.seek(0)
-                self.samples.append((time.perf_counter(), int(statm.read().split()[1]) * self._page / 2**20))
-                self._stop.wait(self.interval)
+        while not self._stop.is_set():
+            total, anonymous = _tree_memory_kb(self._root)
+            self.samples.append((time.perf_counter(), total / 1024, anonymous / 1024))
+            self._stop.wait(self.interval)
 
-    def __enter__(self) -> RSSSampler:
+    def __enter__(self) -> MemorySampler:
         self._thread.start()
         return self
 
@@ -61,9 +84,10 @@ class RSSSampler:
         self._stop.set()
         self._thread.join()
 
-    def peak(self, start: float, end: float) -> float:
-        """Highest RSS (MB) sampled between `start` and `end` (`time.perf_counter()` values)."""
-        return max((mb for t, mb in self.samples if start <= t <= end), default=float("nan"))
+    def peak(self, start: float, end: float, anonymous: bool = True) -> float:
+        """Highest memory (MB) sampled between `start` and `end` (`time.perf_counter()` values): anonymous, or in
+        all (with the pages of memory-mapped files the process has read)."""
+        return max((s[2 if anonymous else 1] for s in self.samples if start <= s[0] <= end), default=float("nan"))
 
 
 def clause_pool(work: Path, reviews: int | None = None) -> Path:
@@ -164,20 +188,26 @@ def measure(recipe: Path) -> dict:
         "encode": lambda: distiller.stage_inputs(Stage.KD),
         "train": lambda: distiller.train(Stage.KD),
     }
-    wall, peak = {}, {}
-    with RSSSampler() as sampler:
+    wall, peak, peak_all = {}, {}, {}
+    with MemorySampler() as sampler:
         for stage in STAGES:
             start = time.perf_counter()
             steps[stage]()
             end = time.perf_counter()
-            time.sleep(0.05)  # one more sample after the stage
-            wall[stage], peak[stage] = round(end - start, 2), round(sampler.peak(start, end + 0.05), 1)
-            print(f"{stage}: {wall[stage]:.1f} s, peak RSS {peak[stage]:,.0f} MB", file=sys.stderr, flush=True)
+            time.sleep(0.1)  # one more sample after the stage
+            wall[stage] = round(end - start, 2)
+            peak[stage] = round(sampler.peak(start, end + 0.1), 1)
+            peak_all[stage] = round(sampler.peak(start, end + 0.1, anonymous=False), 1)
+            print(
+                f"{stage}: {wall[stage]:.1f} s, peak memory {peak[stage]:,.0f} MB ({peak_all[stage]:,.0f} MB with "
+                "file pages)", file=sys.stderr, flush=True,
+            )  # fmt: skip
     table_state_mb = 4 * distiller.tokenizer().vocab_size * EMBED_DIM * 4 / 2**20
     return {
         "texts": None,
         "kd_texts": distiller.data().corpus.report.kd_total,
         "peak_rss_mb": peak,
+        "peak_pss_with_file_pages_mb": peak_all,
         "wall_s": wall,
         "train_peak_rss_without_table_state_mb": round(peak["train"] - table_state_mb, 1),
         "table_state_mb": round(table_state_mb, 1),
@@ -194,8 +224,9 @@ def report(runs: list[dict], machine: str, command: str) -> str:
         "clauses joined by a comma per text; teacher: random-weight 2-layer, 64-wide BERT; student: "
         f"{VOCAB_SIZE:,} x {EMBED_DIM} table, one KD epoch. Each size ran in a fresh process, cold.",
         "",
-        "Peak RSS (MB) while each stage runs (it includes what the earlier stages still hold); in brackets, the "
-        "ratio to the smallest run:",
+        "Peak memory (MB) while each stage runs: anonymous PSS of the process and its workers, i.e. the memory the "
+        "steps hold, without the page cache of the memory-mapped files they read (it includes what the earlier "
+        "stages still hold); in brackets, the ratio to the smallest run:",
         "",
         "| texts | KD corpus | " + " | ".join(STAGES) + " | train without table state |",
         "|---" * (len(STAGES) + 3) + "|",

@@ -70,6 +70,7 @@ def worker(args: argparse.Namespace) -> None:
     from safetensors.torch import save_file
 
     from hf_sparse_distill import SparseDANConfig, SparseDANForSequenceClassification, SparseDANTokenizer
+    from hf_sparse_distill.distillation.data import TextSet, build_kd_corpus, dedup_key
     from hf_sparse_distill.distillation.distributed import process_state
     from hf_sparse_distill.distillation.encoding import encode_texts
     from hf_sparse_distill.distillation.recipe import StageConfig, TeacherConfig, VocabConfig
@@ -81,8 +82,14 @@ def worker(args: argparse.Namespace) -> None:
     if state.num_processes != int(os.environ.get("WORLD_SIZE", 1)):
         raise SystemExit("the processes are not synchronised (on CPUs, launch with ACCELERATE_USE_CPU=1)")
     out = Path(args.out)
-    texts = synthetic_texts(args.texts, args.seed)
     timings: dict[str, float] = {}
+    # the corpus as the distiller keeps it: an Arrow file on disk (built by the main process, read by all)
+    with state.main_process_first():
+        corpus = build_kd_corpus(
+            TextSet([], []), [TextSet(synthetic_texts(args.texts, args.seed))], [], dedup_key(VocabConfig()),
+            folder=out / "corpus", identity=f"{args.texts}-{args.seed}",
+        )  # fmt: skip
+    texts = corpus.texts
 
     start = time.perf_counter()
     vocab = VocabConfig(size=args.vocab_size, ngram_range=[1, 2], num_workers=1)
@@ -95,10 +102,10 @@ def worker(args: argparse.Namespace) -> None:
     teacher = Teacher(TeacherConfig(model=args.teacher, max_length=128, batch_size=64, dtype="float32",
                                     chunk_size=max(64, args.texts // 16)), state)  # fmt: skip
     start = time.perf_counter()
-    logits = teacher.label(texts, out / "cache", show_progress=state.is_main_process)
+    logits = teacher.label(texts, out / "cache", show_progress=state.is_main_process, out=out / "logits.npy")
     timings["label_s"] = time.perf_counter() - start
 
-    encoded = encode_texts(tokenizer, texts, show_progress=False)
+    encoded = encode_texts(tokenizer, texts, show_progress=False, folder=out / "encoded", identity="ids", state=state)
     # training targets that do not depend on the labelling run, so that both checks stand on their own
     targets = np.random.default_rng(args.seed).normal(size=logits.shape).astype(np.float32)
     labels = targets.argmax(-1)
@@ -123,7 +130,7 @@ def worker(args: argparse.Namespace) -> None:
     weights = {name: p.detach().float().cpu().contiguous() for name, p in model.named_parameters()}
     save_file(weights, str(out / f"{rank}.safetensors"))
     if state.is_main_process:
-        save_numpy({"logits": logits}, str(out / "logits.safetensors"))
+        save_numpy({"logits": np.asarray(logits)}, str(out / "logits.safetensors"))
     (out / f"{rank}.json").write_text(json.dumps({**timings, "device": str(state.device)}))
     state.wait_for_everyone()
 

@@ -108,8 +108,8 @@ def test_kd_corpus_removes_evaluation_texts_and_duplicates():
         ),
     ]
     corpus = build_kd_corpus(train, unlabeled, [dev, test], dedup_key(VocabConfig()))
-    assert corpus.texts == ["a good movie", "a bad movie", "fresh text here", "new one"]
-    assert corpus.labels == [1, 0, -1, -1] and corpus.num_train == 2
+    assert list(corpus.texts) == ["a good movie", "a bad movie", "fresh text here", "new one"]
+    assert corpus.labels.tolist() == [1, 0, -1, -1] and corpus.num_train == 2
     assert corpus.report == DataReport(
         train=2,
         unlabeled_read=7,
@@ -123,6 +123,34 @@ def test_kd_corpus_removes_evaluation_texts_and_duplicates():
     assert key("It's a GREAT film!") == key("it s a great film") == "it great film"
 
 
+def test_unlabeled_sources_stay_on_disk_and_give_the_same_corpus(tmp_path, monkeypatch):
+    """An unlabeled source is read as a memory-mapped dataset (sentences split by `datasets.map`); the corpus built
+    from it, with the de-duplication keys sorted in several partitions, equals the one built from the same texts in
+    memory with one partition; a corpus of the same identity is read back, another identity is built again."""
+    import hf_sparse_distill.distillation.data as data_module
+    from hf_sparse_distill.distillation.data import load_unlabeled
+
+    reviews = [{"text": " ".join(random_texts(6, seed=i)).replace("!", ". The"), "label": i % 2} for i in range(60)]
+    path = write_jsonl(tmp_path / "reviews.jsonl", reviews + reviews[:10])
+    source = DatasetSource(path=path, label_column=None, split_sentences=True, min_words=2, max_rows=150)
+    on_disk = load_unlabeled(source)
+    in_memory = load_source(source)
+    assert on_disk.column_names == ["text"] and list(on_disk["text"]) == in_memory.texts and len(on_disk) == 150
+    train, dev = TextSet(in_memory.texts[:20], [1] * 20), TextSet(in_memory.texts[30:40], [0] * 10)
+    key = dedup_key(VocabConfig())
+    expected = build_kd_corpus(train, [in_memory], [dev], key, batch_size=1000)
+    monkeypatch.setattr(data_module, "_PARTITION_ROWS", 64)
+    corpus = build_kd_corpus(train, [on_disk], [dev], key, folder=tmp_path / "kd", identity="a", batch_size=50)
+    assert list(corpus.texts) == list(expected.texts) and corpus.report == expected.report
+    assert corpus.report.unlabeled_removed_duplicate > 0 and corpus.report.unlabeled_removed_eval_overlap > 0
+    assert corpus.fingerprint == expected.fingerprint and corpus.labels.tolist() == expected.labels.tolist()
+    written = (tmp_path / "kd" / "corpus.arrow").stat().st_mtime_ns
+    again = build_kd_corpus(train, [on_disk], [dev], key, folder=tmp_path / "kd", identity="a")
+    assert (tmp_path / "kd" / "corpus.arrow").stat().st_mtime_ns == written and again.fingerprint == corpus.fingerprint
+    other = build_kd_corpus(train, [on_disk], [], key, folder=tmp_path / "kd", identity="b")
+    assert len(other) > len(corpus) and not (tmp_path / "kd" / "work").exists()
+
+
 def test_dedup_key_follows_the_recipe_word_pattern():
     """Under the SST-2 recipe's pattern "!" and "?" and one-letter words are words: texts that differ by them give
     the student different n-grams and are both kept; the default pattern would merge them."""
@@ -134,7 +162,7 @@ def test_dedup_key_follows_the_recipe_word_pattern():
     train = TextSet(["fine"], [1])
     unlabeled = [TextSet(["great!", "great?", "GREAT !"])]
     corpus = build_kd_corpus(train, unlabeled, [], sst2)
-    assert corpus.texts == ["fine", "great!", "great?"] and corpus.report.unlabeled_removed_duplicate == 1
+    assert list(corpus.texts) == ["fine", "great!", "great?"] and corpus.report.unlabeled_removed_duplicate == 1
     case_kept = dedup_key(VocabConfig(lowercase=False))
     assert case_kept("Great film") != case_kept("great film")
 

@@ -138,3 +138,22 @@ def test_killed_labelling_resumes_without_loss_or_duplication(tiny_teacher, tmp_
     fresh = teacher.label(texts, tmp_path / "fresh_cache", show_progress=False)
     assert logits.shape == (len(texts), 2)
     np.testing.assert_array_equal(logits, fresh)
+
+
+def test_logits_written_to_disk_equal_those_in_memory(tiny_teacher, tmp_path):
+    """With `out`, the logits are filled bucket by bucket into a memory-mapped file, from texts read off an Arrow
+    corpus; they equal the in-memory answer for the same texts (duplicates and an empty text included)."""
+    from hf_sparse_distill.distillation.data import TextSet, build_kd_corpus, dedup_key
+    from hf_sparse_distill.distillation.recipe import VocabConfig
+
+    texts = random_texts(300, seed=8)
+    corpus = build_kd_corpus(TextSet(texts[:50] + texts[:5] + [""], [0] * 56), [], [], dedup_key(VocabConfig()))
+    teacher = Teacher(TeacherConfig(model=str(tiny_teacher), batch_size=16, chunk_size=8))  # 8 buckets
+    on_disk = teacher.label(corpus.texts, tmp_path / "cache", show_progress=False, out=tmp_path / "kd.npy")
+    assert isinstance(on_disk, np.memmap) and on_disk.shape == (56, 2)
+    in_memory = teacher.label(list(corpus.texts), tmp_path / "fresh", show_progress=False)
+    np.testing.assert_array_equal(on_disk, in_memory)
+    np.testing.assert_array_equal(on_disk[50:55], on_disk[:5])
+    assert sum(len(load_file(str(p))["keys"]) for p in shards(tmp_path / "cache")) == len(
+        set(corpus.texts)
+    )  # once each

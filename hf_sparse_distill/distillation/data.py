@@ -5,19 +5,26 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+import shutil
+import tempfile
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import datasets
 import numpy as np
+from datasets.arrow_writer import ArrowWriter
+from tqdm.auto import tqdm
 
 from ..models.sparse_dan.tokenization_sparse_dan import word_splitter
 from ..results import DataReport
 from .augment import augment_pairs, augment_texts
-from .logit_cache import text_keys
+from .files import atomic_file, read_json
+from .logit_cache import KEY_DTYPE, text_keys
 from .recipe import AugmentConfig, DataConfig, DatasetSource, VocabConfig
 
 logger = logging.getLogger(__name__)
@@ -60,25 +67,102 @@ class TextSet:
         return out
 
 
+class TextColumn(Sequence[str]):
+    """One text column of a memory-mapped dataset, read slice by slice: a sequence of texts that never holds
+    every text as a Python object (indexing by a slice or an array of rows reads only those rows)."""
+
+    def __init__(self, dataset: datasets.Dataset, column: str, batch_size: int = 10_000):
+        self._dataset = dataset.select_columns([column])
+        self._column = column
+        self._batch_size = batch_size
+
+    def __len__(self) -> int:
+        return len(self._dataset)
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            return self._dataset[int(index)][self._column]
+        if isinstance(index, slice):
+            return self._dataset[index][self._column] if index.step in (None, 1) else self[range(len(self))[index]]
+        return self._dataset[np.asarray(index, dtype=np.int64)][self._column] if len(index) else []
+
+    def __iter__(self) -> Iterator[str]:
+        for start in range(0, len(self), self._batch_size):
+            yield from self[start : start + self._batch_size]
+
+
+class ChainedTexts(Collection[str]):
+    """Several text sequences read one after the other (e.g. both texts of sentence pairs, for the vocabulary)."""
+
+    def __init__(self, *parts: Sequence[str]):
+        self._parts = parts
+
+    def __len__(self) -> int:
+        return sum(len(part) for part in self._parts)
+
+    def __iter__(self) -> Iterator[str]:
+        for part in self._parts:
+            yield from part
+
+    def __contains__(self, text: object) -> bool:
+        return any(text in part for part in self._parts)
+
+
+CORPUS_FILE, CORPUS_LABELS, CORPUS_MANIFEST = "corpus.arrow", "labels.npy", "corpus.json"
+TEXT, TEXT_PAIR = "text", "text_pair"
+
+
 @dataclass
 class KDCorpus:
-    """The texts the teacher labels: the train set first (with gold labels), then the unlabeled texts (label -1);
-    `pairs` holds the second text of each example for sentence-pair data."""
+    """The texts the teacher labels: the train set first (with gold labels), then the unlabeled texts (label -1),
+    in an Arrow file memory-mapped through `datasets` (`dataset`: columns `text` and, for sentence-pair data,
+    `text_pair`) with the labels in a memory-mapped `.npy` beside it.
 
-    texts: list[str]
-    labels: list[int]
+    Args:
+        dataset: The texts (and second texts of pairs), in KD order.
+        labels: One label per text: gold for the train part, the recipe's missing label for the rest.
+        num_train: How many texts at the start are the train set.
+        report: What went in and what was removed.
+        fingerprint: SHA-256 (hex) of the texts, second texts and labels, in order.
+    """
+
+    dataset: datasets.Dataset
+    labels: np.ndarray
     num_train: int
     report: DataReport
-    pairs: list[str] | None = None
+    fingerprint: str
+    _temporary: tempfile.TemporaryDirectory | None = field(default=None, repr=False, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    @property
+    def texts(self) -> TextColumn:
+        """The texts, read from disk slice by slice."""
+        return TextColumn(self.dataset, TEXT)
+
+    @property
+    def pairs(self) -> TextColumn | None:
+        """The second text of each example for sentence-pair data, else `None`."""
+        return TextColumn(self.dataset, TEXT_PAIR) if TEXT_PAIR in self.dataset.column_names else None
+
+    @property
+    def vocabulary_texts(self) -> Collection[str]:
+        """Every text the student's table must cover: the texts, then the second texts of pairs."""
+        return self.texts if self.pairs is None else ChainedTexts(self.texts, self.pairs)
+
+
+def _update_digest(digest, texts: Iterable[str]) -> None:
+    for text in texts:
+        encoded = text.encode("utf-8")
+        digest.update(len(encoded).to_bytes(8, "little"))
+        digest.update(encoded)
 
 
 def corpus_fingerprint(texts: Sequence[str]) -> str:
     """SHA-256 over the texts and their order (hex)."""
     digest = hashlib.sha256()
-    for text in texts:
-        encoded = text.encode("utf-8")
-        digest.update(len(encoded).to_bytes(8, "little"))
-        digest.update(encoded)
+    _update_digest(digest, texts)
     return digest.hexdigest()
 
 
@@ -116,31 +200,10 @@ def load_source(
     """Read one split with `datasets.load_dataset` and return its texts (and labels when it has them): class ids
     or names (single-label, the default), a list of class ids or names per text, turned into multi-hot rows
     (`problem_type="multi_label_classification"`; needs `label2id`), or numbers (`"regression"`)."""
-    builder = _local_builder(source.path)
-    if builder is not None:
-        files = sorted(glob.glob(source.path))
-        if not files:
-            raise FileNotFoundError(f"no file matches {source.path!r}")
-        empty = [f for f in files if os.path.getsize(f) == 0]
-        if empty:
-            raise ValueError(f"{source.path}: {empty[0]} is empty (no rows)")
-        dataset = datasets.load_dataset(builder, data_files=files, split="train")
-    else:
-        dataset = datasets.load_dataset(
-            source.path, source.name, data_files=source.data_files, split=source.split, revision=source.revision
-        )
-    if len(dataset) == 0:
-        raise ValueError(f"{source.path}: no rows")
-    if source.text_column not in dataset.column_names:
-        raise ValueError(f"{source.path}: no text column {source.text_column!r}; columns are {dataset.column_names}")
-    if source.text_pair_column is not None and source.text_pair_column not in dataset.column_names:
-        raise ValueError(
-            f"{source.path}: no text pair column {source.text_pair_column!r}; columns are {dataset.column_names}"
-        )
+    dataset = _open(source)
+    _check_columns(dataset, source)
     has_labels = source.label_column is not None and source.label_column in dataset.column_names
     split = source.split_sentences or source.split_clauses  # then max_rows counts sentences / clauses, not rows
-    if split and source.text_pair_column is not None:
-        raise ValueError(f"{source.path}: split_sentences / split_clauses do not apply to sentence pairs")
     if source.max_rows is not None and not split:
         dataset = dataset.select(range(min(source.max_rows, len(dataset))))
     texts = _text_column(dataset, source.text_column, source.path)
@@ -200,78 +263,278 @@ def _labels(
     raise ValueError(f"{source.path}: column {source.label_column!r} must hold class ids or label names")
 
 
+def _pieces(text: str, source: DatasetSource) -> list[str]:
+    """The sentences (or, with `split_clauses`, the clauses) of `text` whose word count is within the source's
+    bounds."""
+    out = []
+    for sentence in split_sentences(text):
+        for piece in split_clauses(sentence) if source.split_clauses else [sentence]:
+            words = len(piece.split())
+            if words >= source.min_words and (source.max_words is None or words <= source.max_words):
+                out.append(piece)
+    return out
+
+
 def _sentences(texts: Iterable[str], source: DatasetSource) -> list[str]:
-    """The sentences (or, with `split_clauses`, the clauses) of `texts` whose word count is within the source's
-    bounds, up to `max_rows`."""
+    """The pieces (`_pieces`) of `texts`, up to `max_rows`."""
     out = []
     for text in texts:
-        for sentence in split_sentences(text):
-            for piece in split_clauses(sentence) if source.split_clauses else [sentence]:
-                words = len(piece.split())
-                if words >= source.min_words and (source.max_words is None or words <= source.max_words):
-                    out.append(piece)
-                    if source.max_rows is not None and len(out) >= source.max_rows:
-                        return out
+        out.extend(_pieces(text, source))
+        if source.max_rows is not None and len(out) >= source.max_rows:
+            return out[: source.max_rows]
     return out
+
+
+def _open(source: DatasetSource) -> datasets.Dataset:
+    """The split a source names, memory-mapped by `datasets` (local files through their builder)."""
+    builder = _local_builder(source.path)
+    if builder is None:
+        return datasets.load_dataset(
+            source.path, source.name, data_files=source.data_files, split=source.split, revision=source.revision
+        )
+    files = sorted(glob.glob(source.path))
+    if not files:
+        raise FileNotFoundError(f"no file matches {source.path!r}")
+    empty = [f for f in files if os.path.getsize(f) == 0]
+    if empty:
+        raise ValueError(f"{source.path}: {empty[0]} is empty (no rows)")
+    return datasets.load_dataset(builder, data_files=files, split="train")
+
+
+def _check_columns(dataset: datasets.Dataset, source: DatasetSource) -> None:
+    if len(dataset) == 0:
+        raise ValueError(f"{source.path}: no rows")
+    if source.text_column not in dataset.column_names:
+        raise ValueError(f"{source.path}: no text column {source.text_column!r}; columns are {dataset.column_names}")
+    if source.text_pair_column is not None and source.text_pair_column not in dataset.column_names:
+        raise ValueError(
+            f"{source.path}: no text pair column {source.text_pair_column!r}; columns are {dataset.column_names}"
+        )
+    if (source.split_sentences or source.split_clauses) and source.text_pair_column is not None:
+        raise ValueError(f"{source.path}: split_sentences / split_clauses do not apply to sentence pairs")
+
+
+def load_unlabeled(source: DatasetSource) -> datasets.Dataset:
+    """Read an unlabeled source as a memory-mapped dataset with a `text` column (and `text_pair` for sentence
+    pairs): its rows, or its sentences / clauses (split by `datasets.Dataset.map`, cached by `datasets` like any
+    map), up to `max_rows`. No text is held in memory; labels, if the source has any, are ignored."""
+    dataset = _open(source)
+    _check_columns(dataset, source)
+    columns = {source.text_column: TEXT, **({source.text_pair_column: TEXT_PAIR} if source.text_pair_column else {})}
+    for column in columns:
+        if dataset.features[column] not in (datasets.Value("string"), datasets.Value("large_string")):
+            raise TypeError(f"{source.path}: column {column!r} holds {dataset.features[column]}, not text")
+        if dataset.data.column(column).null_count:
+            raise TypeError(f"{source.path}: column {column!r} has rows without text (null)")
+    dataset = dataset.select_columns(list(columns)).rename_columns(columns)
+    if source.split_sentences or source.split_clauses:
+        dataset = dataset.map(
+            lambda batch: {TEXT: [piece for text in batch[TEXT] for piece in _pieces(text, source)]},
+            batched=True, remove_columns=[TEXT], desc="splitting sentences",
+        )  # fmt: skip
+    if source.max_rows is not None:
+        dataset = dataset.select(range(min(source.max_rows, len(dataset))))
+    return dataset
 
 
 def key_digests(keys: Sequence[str]) -> np.ndarray:
     """Each de-duplication key as the cache knows a text (`logit_cache.text_keys`: 16 bytes of its SHA-256), one
-    `V16` item per key: a fixed-size stand-in that numpy can sort and compare (no Python set of strings)."""
-    return np.ascontiguousarray(text_keys(keys)).view("V16").ravel()
+    `KEY_DTYPE` item per key: a fixed-size stand-in that numpy can sort and compare (no Python set of strings)."""
+    return text_keys(keys).view(KEY_DTYPE).ravel()
+
+
+Unlabeled = TextSet | datasets.Dataset
+_KEPT, _EMPTY, _HELD, _DUPLICATE = 0, 1, 2, 3
+_RECORD = np.dtype([("key", KEY_DTYPE), ("row", "<i8")])
+_PARTITION_ROWS = 1_000_000  # de-duplication keys sorted at once: 24 MB
+
+
+def _batches(part: Unlabeled, batch_size: int) -> Iterator[TextSet]:
+    """The examples of an unlabeled part, `batch_size` at a time."""
+    for start in range(0, len(part), batch_size):
+        if isinstance(part, TextSet):
+            yield part.subset(range(start, min(start + batch_size, len(part))))
+        else:
+            rows = part[start : start + batch_size]
+            yield TextSet(rows[TEXT], pairs=rows.get(TEXT_PAIR))
+
+
+def _has_pairs(part: Unlabeled) -> bool:
+    return part.pairs is not None if isinstance(part, TextSet) else TEXT_PAIR in part.column_names
+
+
+def _flag_unlabeled(
+    unlabeled: Sequence[Unlabeled],
+    key: Callable[[str], str],
+    held_out: np.ndarray,
+    seen: np.ndarray,
+    work: Path,
+    batch_size: int,
+) -> np.ndarray:
+    """What becomes of each unlabeled example (`_KEPT`, `_EMPTY`, `_HELD`, `_DUPLICATE`), in a memory-mapped
+    array: the keys are hashed batch by batch into partition files on disk, then each partition is sorted on its
+    own (equal keys share a partition), so memory holds one batch or one partition, not the corpus."""
+    total = sum(len(part) for part in unlabeled)
+    num_partitions = max(1, -(-total // _PARTITION_ROWS))
+    flags = np.lib.format.open_memmap(work / "flags.npy", mode="w+", dtype=np.uint8, shape=(max(total, 1),))[:total]
+    row = 0
+    with tqdm(total=total, desc="de-duplicating", unit="texts", disable=total < 10 * batch_size) as bar:
+        for part in unlabeled:
+            for batch in _batches(part, batch_size):
+                keys = batch.keys(key)
+                empty = np.fromiter((not k for k in keys), dtype=bool, count=len(keys))
+                flags[row : row + len(keys)] = np.where(empty, _EMPTY, _KEPT)
+                records = np.empty(len(keys), dtype=_RECORD)
+                records["key"], records["row"] = key_digests(keys), np.arange(row, row + len(keys))
+                records = records[~empty]
+                partition = records["key"]["hi"] % np.uint64(num_partitions)
+                for p in np.unique(partition):
+                    with open(work / f"keys-{p:05d}.bin", "ab") as f:
+                        records[partition == p].tofile(f)
+                row += len(keys)
+                bar.update(len(keys))
+    for p in range(num_partitions):
+        path = work / f"keys-{p:05d}.bin"
+        if not path.exists():
+            continue
+        records = np.fromfile(path, dtype=_RECORD)  # in row order: appended batch by batch
+        held = np.isin(records["key"], held_out)
+        first = np.zeros(len(records), dtype=bool)
+        first[np.unique(records["key"], return_index=True)[1]] = True  # an earlier text has the same key otherwise
+        duplicate = ~held & (~first | np.isin(records["key"], seen))
+        flags[records["row"][held]] = _HELD
+        flags[records["row"][duplicate]] = _DUPLICATE
+        path.unlink()
+    return flags
 
 
 def build_kd_corpus(
     train: TextSet,
-    unlabeled: Sequence[TextSet],
+    unlabeled: Sequence[Unlabeled],
     evaluation: Sequence[TextSet],
     key: Callable[[str], str],
     include_train: bool = True,
     excluded: set[str] = frozenset(),
     missing: int | float | list[float] = -1,
+    folder: str | os.PathLike | None = None,
+    identity: str | None = None,
+    batch_size: int = 100_000,
 ) -> KDCorpus:
-    """Concatenate the train set and the unlabeled texts, dropping unlabeled texts whose `key` (see `dedup_key`)
-    equals an evaluation text's, a train text's or an earlier unlabeled text's, is in `excluded` (the selection
-    split's keys) or is empty (no word at all).
+    """Concatenate the train set and the unlabeled texts into an Arrow file in `folder`, dropping unlabeled texts
+    whose `key` (see `dedup_key`) equals an evaluation text's, a train text's or an earlier unlabeled text's, is in
+    `excluded` (the selection split's keys) or is empty (no word at all).
 
     Texts that match an evaluation text must go: otherwise the student trains on the teacher's answers to the
     evaluation set. The counts removed are in `report`. Unlabeled texts get the label `missing` (-1; a row of -1
-    for multi-label data, NaN for regression). Keys are compared by their digests (`key_digests`), in numpy.
+    for multi-label data, NaN for regression). Keys are compared by their digests (`key_digests`), sorted in
+    partitions on disk; the corpus is read and written `batch_size` examples at a time, so memory does not grow
+    with it.
+
+    Args:
+        train: The train split (labeled).
+        unlabeled: Unlabeled parts: `TextSet`s or datasets with a `text` (and `text_pair`) column
+            (`load_unlabeled`).
+        evaluation: The splits reported on (dev, test).
+        key: The de-duplication key (`dedup_key`).
+        include_train: Whether the train set opens the corpus.
+        excluded: Keys no unlabeled text may have (the selection split's).
+        missing: The label of an unlabeled text.
+        folder: Where the corpus is written (default: a temporary folder that lives as long as the corpus).
+        identity: What the corpus is made from (see `prepare_data`): a folder holding a finished corpus of this
+            identity is read back instead of built again.
+        batch_size: Examples read and written at a time.
     """
+    temporary = None
+    if folder is None:
+        temporary = tempfile.TemporaryDirectory(prefix="hfsd-corpus-")
+        folder = temporary.name
+    folder = Path(folder)
+    manifest = read_json(folder / CORPUS_MANIFEST)
+    if identity is not None and manifest is not None and manifest["identity"] == identity:
+        logger.info("KD corpus: reusing %s", folder)
+        return _open_corpus(folder, manifest, temporary)
+    pairs = train.pairs is not None
+    for part in unlabeled:
+        if _has_pairs(part) != pairs:
+            raise ValueError("unlabeled data must be sentence pairs exactly when the train split is (text_pair_column)")
+    shutil.rmtree(folder, ignore_errors=True)
+    work = folder / "work"
+    work.mkdir(parents=True)
     held_out = key_digests([k for split in evaluation for k in split.keys(key)] + sorted(excluded))
     seen = key_digests(train.keys(key)) if include_train else key_digests([])
+    flags = _flag_unlabeled(unlabeled, key, held_out, seen, work, batch_size)
     report = DataReport(train=len(train) if include_train else 0)
-    texts = list(train.texts) if include_train else []
-    labels = list(train.labels) if include_train and train.labels is not None else [missing] * len(texts)
-    pairs = (list(train.pairs) if include_train else []) if train.pairs is not None else None
+    report.unlabeled_read = len(flags)
+    report.unlabeled_removed_empty = int((flags == _EMPTY).sum())
+    report.unlabeled_removed_eval_overlap = int((flags == _HELD).sum())
+    report.unlabeled_removed_duplicate = int((flags == _DUPLICATE).sum())
+    report.unlabeled_kept = int((flags == _KEPT).sum())
+    report.kd_total = report.train + report.unlabeled_kept
+    gold = np.asarray(train.labels) if include_train and train.labels is not None else None
+    missing_row = np.asarray(missing)
+    dtype = np.result_type(missing_row, gold) if gold is not None and len(gold) else missing_row.dtype
+    labels = np.lib.format.open_memmap(
+        work / CORPUS_LABELS, mode="w+", dtype=dtype, shape=(max(report.kd_total, 1), *missing_row.shape)
+    )[: report.kd_total]
+    labels[report.train :] = missing_row
+    if gold is not None:
+        labels[: report.train] = gold
+    features = datasets.Features(
+        {TEXT: datasets.Value("string"), **({TEXT_PAIR: datasets.Value("string")} if pairs else {})}
+    )
+    digests = [hashlib.sha256(), hashlib.sha256()]
+    writer = ArrowWriter(path=str(work / CORPUS_FILE), features=features)
+
+    def write(batch: TextSet) -> None:
+        writer.write_batch({TEXT: batch.texts, **({TEXT_PAIR: batch.pairs} if pairs else {})})
+        _update_digest(digests[0], batch.texts)
+        _update_digest(digests[1], batch.pairs or [])
+
+    if include_train:
+        for batch in _batches(train, batch_size):
+            write(batch)
+    row = 0
     for part in unlabeled:
-        if (part.pairs is None) != (pairs is None):
-            raise ValueError("unlabeled data must be sentence pairs exactly when the train split is (text_pair_column)")
-    keys = [k for part in unlabeled for k in part.keys(key)]
-    digests = key_digests(keys)
-    empty = np.fromiter((not k for k in keys), dtype=bool, count=len(keys))
-    del keys
-    held = ~empty & np.isin(digests, held_out)
-    first = np.zeros(len(digests), dtype=bool)
-    first[np.unique(digests, return_index=True)[1]] = True  # an earlier unlabeled text has the same key otherwise
-    duplicate = ~empty & ~held & (~first | np.isin(digests, seen))
-    kept = ~(empty | held | duplicate)
-    report.unlabeled_read = len(digests)
-    report.unlabeled_removed_empty = int(empty.sum())
-    report.unlabeled_removed_eval_overlap = int(held.sum())
-    report.unlabeled_removed_duplicate = int(duplicate.sum())
-    at = 0
-    for part in unlabeled:
-        for i in np.flatnonzero(kept[at : at + len(part)]):
-            texts.append(part.texts[i])
-            labels.append(missing)
-            if pairs is not None:
-                pairs.append(part.pairs[i])
-        at += len(part)
-    report.unlabeled_kept = len(texts) - report.train
-    report.kd_total = len(texts)
+        for batch in _batches(part, batch_size):
+            kept = np.flatnonzero(flags[row : row + len(batch)] == _KEPT)
+            if len(kept):
+                write(batch.subset(kept))
+            row += len(batch)
+    writer.finalize()
+    labels.flush()
+    del labels, flags
+    label_digest = hashlib.sha256()
+    stored = np.load(work / CORPUS_LABELS, mmap_mode="r")[: report.kd_total]
+    for start in range(0, len(stored), batch_size):
+        label_digest.update(np.ascontiguousarray(stored[start : start + batch_size]).tobytes())
+    fingerprint = hashlib.sha256(
+        "".join(d.hexdigest() for d in [*digests, label_digest]).encode() + str(dtype).encode()
+    ).hexdigest()
+    for name in (CORPUS_FILE, CORPUS_LABELS):
+        os.replace(work / name, folder / name)
+    shutil.rmtree(work)
+    manifest = {"identity": identity, "num_train": report.train, "report": asdict(report), "fingerprint": fingerprint}
+    with atomic_file(folder / CORPUS_MANIFEST) as f:
+        f.write(json.dumps(manifest, indent=2))  # written last: the corpus is complete
     logger.info("KD corpus: %s", report)
-    return KDCorpus(texts=texts, labels=labels, num_train=report.train, report=report, pairs=pairs)
+    return _open_corpus(folder, manifest, temporary)
+
+
+def _open_corpus(folder: Path, manifest: dict, temporary: tempfile.TemporaryDirectory | None) -> KDCorpus:
+    report = DataReport(**manifest["report"])
+    labels = np.load(folder / CORPUS_LABELS, mmap_mode="r")[: report.kd_total]
+    return KDCorpus(
+        datasets.Dataset.from_file(str(folder / CORPUS_FILE)), labels, manifest["num_train"], report,
+        manifest["fingerprint"], temporary,
+    )  # fmt: skip
+
+
+def _set_digest(split: TextSet) -> str:
+    return _inputs_digest([corpus_fingerprint(split.texts), corpus_fingerprint(split.pairs or []), split.labels])
+
+
+def _inputs_digest(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, default=str).encode()).hexdigest()
 
 
 def missing_label(problem_type: str | None, num_labels: int) -> int | float | list[float]:
@@ -379,8 +642,10 @@ def prepare_data(
     augment: AugmentConfig,
     label2id: dict[str, int],
     problem_type: str | None = None,
+    folder: str | os.PathLike | None = None,
 ) -> PreparedData:
-    """Read every split a recipe names, draw the selection split and assemble the KD corpus.
+    """Read every split a recipe names, draw the selection split and assemble the KD corpus (in `folder`, reused
+    when it holds the corpus of the same inputs; default: a temporary folder).
 
     Args:
         config: The recipe's data section (train, dev, optional test, selection, unlabeled sources).
@@ -388,10 +653,13 @@ def prepare_data(
         augment: Teacher-labelled augmentation of the train texts (added to the unlabeled texts when enabled).
         label2id: The teacher's labels: label names in the data are mapped with it, ids must be below its size.
         problem_type: The teacher's: single-label (default), multi-label (labels are lists) or regression.
+        folder: Where the KD corpus is kept (see `build_kd_corpus`). It is known by the labeled splits, the
+            selection, the word analysis and the `datasets` fingerprints of the unlabeled sources (which follow
+            their files); a corpus made from other inputs is built again.
     """
     train, dev = load_source(config.train, label2id, problem_type), load_source(config.dev, label2id, problem_type)
     test = load_source(config.test, label2id, problem_type) if config.test is not None else None
-    unlabeled = [load_source(source, label2id, problem_type) for source in config.unlabeled]
+    unlabeled: list[Unlabeled] = [load_unlabeled(source) for source in config.unlabeled]
     for name, split in {"train": train, "dev": dev, "test": test}.items():
         if split is not None:
             check_labels(split, name, len(label2id), problem_type)
@@ -413,15 +681,20 @@ def prepare_data(
     elif augment.enabled:
         augmented = TextSet(augment_texts(selection.train.texts, augment))
     evaluation = [dev] + ([test] if test is not None else [])
-    corpus = build_kd_corpus(
-        selection.train,
-        unlabeled + ([augmented] if augmented else []),
-        evaluation,
-        key,
-        config.include_train_in_kd,
-        excluded=selection.excluded_keys,
-        missing=missing_label(problem_type, len(label2id)),
+    parts = unlabeled + ([augmented] if augmented else [])
+    missing = missing_label(problem_type, len(label2id))
+    identity = _inputs_digest(
+        [
+            [_set_digest(split) for split in [selection.train, *evaluation]],
+            sorted(selection.excluded_keys),
+            [part._fingerprint if isinstance(part, datasets.Dataset) else _set_digest(part) for part in parts],
+            [vocab.lowercase, vocab.token_pattern, config.include_train_in_kd, str(missing)],
+        ]
     )
+    corpus = build_kd_corpus(
+        selection.train, parts, evaluation, key, config.include_train_in_kd, excluded=selection.excluded_keys,
+        missing=missing, folder=folder, identity=identity,
+    )  # fmt: skip
     corpus.report.selection = len(selection.texts)
     corpus.report.train_removed_for_selection = selection.removed_from_train
     if augmented is not None:

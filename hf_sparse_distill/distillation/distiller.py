@@ -49,7 +49,9 @@ from .vocab import build_tokenizer, saved_tokenizer_settings, vocabulary_setting
 logger = logging.getLogger(__name__)
 
 STUDENT_DIR = "student"
+CORPUS_DIR = "kd_corpus"
 ENCODED_DIR = "encoded"
+LOGITS_DIR = "teacher_logits"
 STAGE_INPUTS = "stage_inputs.json"
 # stage settings that do not change the trained student
 _RUNTIME_ONLY = ("enabled", "save_steps", "save_total_limit", "keep_checkpoints", "eval_batch_size")
@@ -107,8 +109,9 @@ class Distiller:
             recipe = self.recipe
             with self.state.main_process_first():
                 self._data = prepare_data(
-                    recipe.data, recipe.vocab, recipe.augment, label2id, problem_type=self.teacher.problem_type
-                )
+                    recipe.data, recipe.vocab, recipe.augment, label2id, problem_type=self.teacher.problem_type,
+                    folder=self.output_dir / CORPUS_DIR,
+                )  # fmt: skip
             if self.state.is_main_process:
                 self.output_dir.mkdir(parents=True, exist_ok=True)
                 (self.output_dir / DATA_REPORT_FILE).write_text(json.dumps(asdict(self._data.corpus.report), indent=2))
@@ -122,8 +125,8 @@ class Distiller:
         if self._tokenizer is None:
             folder = self.output_dir / "tokenizer"
             corpus = self.data().corpus
-            texts = corpus.texts + (corpus.pairs or [])  # both texts of sentence pairs share the table
-            settings = vocabulary_settings(self.recipe.vocab, corpus_fingerprint(texts), self.recipe.student.max_ngrams)
+            texts = corpus.vocabulary_texts  # both texts of sentence pairs share the table
+            settings = vocabulary_settings(self.recipe.vocab, corpus.fingerprint, self.recipe.student.max_ngrams)
             build = saved_tokenizer_settings(folder) != settings
             self.state.wait_for_everyone()  # every process decides before the main one writes the tokenizer
             if build:  # the processes share the counting out
@@ -146,7 +149,8 @@ class Distiller:
                 texts, pairs = data.evaluation[split].texts, data.evaluation[split].pairs
             else:
                 raise ValueError(f"no split {split!r} to label; splits: kd, {', '.join(data.evaluation)}")
-            self._logits[split] = self.teacher.label(texts, self.recipe.cache_path, pairs=pairs)
+            out = self.output_dir / LOGITS_DIR / "kd.npy" if split == "kd" else None  # memory-mapped
+            self._logits[split] = self.teacher.label(texts, self.recipe.cache_path, pairs=pairs, out=out)
             self._timed(f"label_{split}", start)
         return self._logits[split]
 
@@ -209,7 +213,7 @@ class Distiller:
         """What `stage` trains on and the model it starts from."""
         data, config = self.data(), self.stage_config(stage)
         if stage is Stage.KD:
-            texts, labels, logits = data.corpus.texts, np.asarray(data.corpus.labels), self.teacher_logits("kd")
+            texts, labels, logits = data.corpus.texts, data.corpus.labels, self.teacher_logits("kd")
             pairs = data.corpus.pairs
             model = self.new_student()
         else:
@@ -257,10 +261,12 @@ class Distiller:
                 [data.select.texts, data.select.labels] + ([data.select.pairs] if data.select.pairs is not None else [])
             ),
         }
-        trained_on = data.corpus if stage is Stage.KD else data.train
-        parts["texts"] = _digest([corpus_fingerprint(trained_on.texts), trained_on.labels])
-        if trained_on.pairs is not None:
-            parts["pairs"] = corpus_fingerprint(trained_on.pairs)
+        if stage is Stage.KD:
+            parts["texts"] = data.corpus.fingerprint  # texts, second texts of pairs and labels
+        else:
+            parts["texts"] = _digest([corpus_fingerprint(data.train.texts), data.train.labels])
+            if data.train.pairs is not None:
+                parts["pairs"] = corpus_fingerprint(data.train.pairs)
         if stage is Stage.KD or config.alpha > 0:
             parts["teacher"] = self.teacher.identity()
         if stage is Stage.FINETUNE:

@@ -97,7 +97,8 @@ def encode_texts(
     return EncodedTexts(all_ids, np.cumsum(all_lengths) - all_lengths, all_lengths)
 
 
-IDS_FILE, LENGTHS_FILE, ENCODING_MANIFEST = "ids.npy", "lengths.npy", "encoding.json"
+IDS_FILE, LENGTHS_FILE, STARTS_FILE, ENCODING_MANIFEST = "ids.npy", "lengths.npy", "starts.npy", "encoding.json"
+_FORMAT = 2  # ids, lengths and starts, all memory-mapped
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -120,7 +121,8 @@ def _encode_to_folder(
     world, rank = (state.num_processes, state.process_index) if state is not None else (1, 0)
     barrier = state.wait_for_everyone if state is not None else lambda: None
     if rank == 0:
-        reset_folder(folder, ENCODING_MANIFEST, {"identity": identity, "texts": len(texts), "chunk_size": chunk_size})
+        manifest = {"identity": identity, "texts": len(texts), "chunk_size": chunk_size, "format": _FORMAT}
+        reset_folder(folder, ENCODING_MANIFEST, manifest)
     barrier()
     if not (folder / LENGTHS_FILE).exists():  # the same answer in every process: only written after the barrier below
         chunks = range(0, len(texts), chunk_size)
@@ -137,29 +139,37 @@ def _encode_to_folder(
         if rank == 0:
             _join_chunks(folder, len(chunks))
         barrier()
-    lengths = np.load(folder / LENGTHS_FILE)
-    ids = np.load(folder / IDS_FILE, mmap_mode="r" if lengths.sum() else None)
-    return EncodedTexts(ids, np.cumsum(lengths) - lengths, lengths)
+    mode = "r" if len(texts) else None  # an empty array cannot be mapped
+    lengths, starts = np.load(folder / LENGTHS_FILE, mmap_mode=mode), np.load(folder / STARTS_FILE, mmap_mode=mode)
+    total = int(starts[-1] + lengths[-1]) if len(lengths) else 0
+    ids = np.load(folder / IDS_FILE, mmap_mode="r" if total else None)
+    return EncodedTexts(ids, starts, lengths)
 
 
 def _join_chunks(folder: Path, num_chunks: int) -> None:
-    """Join the chunk files into `ids.npy` and `lengths.npy` (chunk by chunk: bounded memory), then remove them."""
-    lengths = [np.load(folder / f"lengths-{k:06d}.npy") for k in range(num_chunks)]
-    all_lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
-    total = int(all_lengths.sum())
-    if total == 0:  # nothing to map
-        _save_npy(folder / IDS_FILE, np.zeros(0, dtype=np.int32))
-    else:
-        tmp = folder / f".{IDS_FILE}.{os.getpid()}.tmp"
-        joined = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int32, shape=(total,))
-        at = 0
-        for k in range(num_chunks):
-            part = np.load(folder / f"ids-{k:06d}.npy")
-            joined[at : at + part.size] = part
-            at += part.size
-        joined.flush()
-        del joined
-        os.replace(tmp, folder / IDS_FILE)
-    _save_npy(folder / LENGTHS_FILE, all_lengths)  # written last: the encoding is done
+    """Join the chunk files into `ids.npy`, `lengths.npy` and `starts.npy` chunk by chunk (bounded memory), then
+    remove them; `lengths.npy` is written last: the encoding is done once it exists."""
+    sizes = [np.load(folder / f"lengths-{k:06d}.npy", mmap_mode="r").shape[0] for k in range(num_chunks)]
+    totals = [int(np.load(folder / f"lengths-{k:06d}.npy").sum()) for k in range(num_chunks)]
+    texts, total = sum(sizes), sum(totals)
+    joined = {
+        name: np.lib.format.open_memmap(folder / f".{name}.{os.getpid()}.tmp", mode="w+", dtype=dtype, shape=(max(n, 1),))
+        for name, dtype, n in ((IDS_FILE, np.int32, total), (STARTS_FILE, np.int64, texts), (LENGTHS_FILE, np.int64, texts))
+    }  # fmt: skip
+    row = at = 0
+    for k in range(num_chunks):
+        lengths = np.load(folder / f"lengths-{k:06d}.npy")
+        joined[IDS_FILE][at : at + totals[k]] = np.load(folder / f"ids-{k:06d}.npy")
+        joined[LENGTHS_FILE][row : row + len(lengths)] = lengths
+        joined[STARTS_FILE][row : row + len(lengths)] = at + np.cumsum(lengths) - lengths
+        row, at = row + len(lengths), at + totals[k]
+    for name, n in ((IDS_FILE, total), (STARTS_FILE, texts), (LENGTHS_FILE, texts)):
+        array = joined.pop(name)
+        array.flush()
+        tmp = Path(array.filename)
+        del array
+        if n == 0:  # nothing to map: a plain empty array
+            _save_npy(tmp, np.zeros(0, dtype=np.int32 if name == IDS_FILE else np.int64))
+        os.replace(tmp, folder / name)
     for chunk_file in [*folder.glob("ids-*.npy"), *folder.glob("lengths-*.npy")]:
         chunk_file.unlink()

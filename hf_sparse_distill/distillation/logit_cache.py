@@ -17,7 +17,6 @@ import logging
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from .files import atomic_file
 logger = logging.getLogger(__name__)
 
 SHARD_PREFIX = "shard-"
+KEY_DTYPE = np.dtype([("hi", "<u8"), ("lo", "<u8")])  # a text key as one sortable item (see `text_keys`)
 
 
 def bucket_count(num_texts: int, chunk_size: int) -> int:
@@ -53,37 +53,6 @@ def _file_sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@dataclass
-class _Index:
-    """Keys and logits of every shard, sorted by key for lookup."""
-
-    keys: np.ndarray
-    logits: np.ndarray
-
-    @classmethod
-    def of(cls, keys: list[np.ndarray], logits: list[np.ndarray], num_labels: int) -> _Index:
-        if not keys:
-            return cls(np.zeros((0, 2), dtype=np.uint64), np.zeros((0, num_labels), dtype=np.float32))
-        all_keys, all_logits = np.concatenate(keys), np.concatenate(logits)
-        order = np.lexsort((all_keys[:, 1], all_keys[:, 0]))
-        return cls(all_keys[order], all_logits[order])
-
-    def find(self, keys: np.ndarray) -> np.ndarray:
-        """Row of each key in the index, or -1 where it is not cached."""
-        if len(self.keys) == 0:
-            return np.full(len(keys), -1, dtype=np.int64)
-        lo = np.searchsorted(self.keys[:, 0], keys[:, 0], side="left")
-        hi = np.searchsorted(self.keys[:, 0], keys[:, 0], side="right")
-        rows = np.full(len(keys), -1, dtype=np.int64)
-        # the first 8 bytes almost never repeat: walk the (rare) runs of equal first halves for the second half
-        for i in np.flatnonzero(hi > lo):
-            for row in range(lo[i], hi[i]):
-                if self.keys[row, 1] == keys[i, 1]:
-                    rows[i] = row
-                    break
-        return rows
-
-
 class LogitCache:
     """Teacher logits of single texts in one folder (one folder per teacher identity).
 
@@ -95,36 +64,10 @@ class LogitCache:
     def __init__(self, folder: str | os.PathLike, num_labels: int):
         self.folder = Path(folder)
         self.num_labels = num_labels
-        self._index: _Index | None = None
-        self._read_paths: list[Path] = []
-        self._written: set[Path] = set()
 
     def shards(self) -> list[Path]:
         """The shard files, in name order."""
         return sorted(self.folder.glob(f"{SHARD_PREFIX}*.safetensors"))
-
-    def reload(self) -> None:
-        """Forget what was read: the next lookup reads the folder again (shards written since, by any process)."""
-        self._index = None
-        self._read_paths, self._written = [], set()
-
-    def missing(self, keys: np.ndarray) -> np.ndarray:
-        """Positions of the `keys` (see `text_keys`) without cached logits: the first occurrence of each."""
-        absent = np.flatnonzero(self._read().find(keys) < 0)
-        _, first = np.unique(keys[absent], axis=0, return_index=True)
-        return absent[np.sort(first)]
-
-    def keys_added_elsewhere(self) -> set[tuple[int, int]]:
-        """Keys of the shards written since this cache was read, by another run (this one's own are excluded)."""
-        known = set(self._read_paths) | self._written
-        added = set()
-        for path in self.shards():
-            if path not in known:
-                shard = self._read_shard(path)
-                self._read_paths.append(path)
-                if shard is not None:
-                    added.update(map(tuple, shard[0].tolist()))
-        return added
 
     def add(self, texts: Sequence[str], logits: np.ndarray) -> Path:
         """Store the logits of `texts` as one shard, written atomically under its own checksum."""
@@ -138,30 +81,9 @@ class LogitCache:
         path = self.folder / f"{SHARD_PREFIX}{_file_sha256(data)}.safetensors"
         with atomic_file(path, "wb") as f:
             f.write(data)
-        self._written.add(path)
         return path
 
-    def lookup(self, texts: Sequence[str]) -> np.ndarray:
-        """Logits of every text, `[len(texts), num_labels]` float32; every text must be cached."""
-        index = self._read()
-        rows = index.find(text_keys(texts))
-        if (rows < 0).any():
-            raise RuntimeError(f"{int((rows < 0).sum())} texts have no cached teacher logits in {self.folder}")
-        return index.logits[rows]
-
-    def _read(self) -> _Index:
-        if self._index is None:
-            keys, logits = [], []
-            self._read_paths = self.shards()
-            for path in self._read_paths:
-                shard = self._read_shard(path)
-                if shard is not None:
-                    keys.append(shard[0])
-                    logits.append(shard[1])
-            self._index = _Index.of(keys, logits, self.num_labels)
-        return self._index
-
-    def _read_shard(self, path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    def read_shard(self, path: Path) -> tuple[np.ndarray, np.ndarray] | None:
         """A shard's keys and logits, or `None` (with a warning) if it is damaged: wrong checksum, unreadable, or
         logits that are not finite numbers of the right shape."""
         data = path.read_bytes()
@@ -187,3 +109,78 @@ class LogitCache:
             path, quarantined.name, problem,
         )  # fmt: skip
         return None
+
+
+def find_keys(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Row of each of `keys` in `sorted_keys` (sorted, distinct `KEY_DTYPE` items), or -1 where it is absent."""
+    if len(sorted_keys) == 0:
+        return np.full(len(keys), -1, dtype=np.int64)
+    rows = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return np.where(sorted_keys[rows] == keys, rows, -1)
+
+
+class BucketIndex:
+    """The cached logits of some hash buckets of keys (`key.hi % num_buckets`), one file per bucket in `work`:
+    the cache's shards are read once and split up, so finding a bucket's logits reads that bucket's file only and
+    memory holds one bucket, not the cache.
+
+    Args:
+        cache: The logit cache.
+        num_buckets: How many buckets the keys are hashed into.
+        buckets: The buckets to index.
+        work: A folder of this index's own.
+        flush_rows: Rows gathered in memory before they are written out to the bucket files.
+    """
+
+    def __init__(self, cache: LogitCache, num_buckets: int, buckets: set[int], work: Path, flush_rows: int = 500_000):
+        self.cache, self.num_buckets, self.buckets, self.work = cache, num_buckets, buckets, work
+        self.record = np.dtype([("key", KEY_DTYPE), ("logits", "<f4", (cache.num_labels,))])
+        self._flush_rows = flush_rows
+        self._seen: set[Path] = set()
+        work.mkdir(parents=True, exist_ok=True)
+        self.absorb_new_shards()
+
+    def absorb_new_shards(self) -> None:
+        """Split up the shards written since the index was last brought up to date (by any process or run)."""
+        pending, rows = [], 0
+        for path in self.cache.shards():
+            if path in self._seen:
+                continue
+            self._seen.add(path)
+            shard = self.cache.read_shard(path)
+            if shard is None:
+                continue
+            pending.append(self._records(*shard))
+            rows += len(pending[-1])
+            if rows >= self._flush_rows:
+                self._append(np.concatenate(pending))
+                pending, rows = [], 0
+        if pending:
+            self._append(np.concatenate(pending))
+
+    def add(self, path: Path, keys: np.ndarray, logits: np.ndarray) -> None:
+        """Index a shard this process has just written (`LogitCache.add`) without reading it back."""
+        self._seen.add(path)
+        self._append(self._records(keys, logits))
+
+    def logits(self, bucket: int) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct cached keys of `bucket`, sorted (`KEY_DTYPE`), and their logits."""
+        path = self.work / f"bucket-{bucket:07d}.bin"
+        records = np.fromfile(path, dtype=self.record) if path.exists() else np.zeros(0, dtype=self.record)
+        keys, first = np.unique(records["key"], return_index=True)
+        return keys, records["logits"][first]
+
+    def _records(self, keys: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        records = np.empty(len(keys), dtype=self.record)
+        records["key"], records["logits"] = keys.view(KEY_DTYPE).ravel(), logits
+        return records
+
+    def _append(self, records: np.ndarray) -> None:
+        bucket = records["key"]["hi"] % np.uint64(self.num_buckets)
+        order = np.argsort(bucket, kind="stable")
+        records, bucket = records[order], bucket[order]
+        bounds = np.flatnonzero(np.diff(bucket)) + 1
+        for group in np.split(np.arange(len(records)), bounds):
+            if len(group) and int(bucket[group[0]]) in self.buckets:
+                with open(self.work / f"bucket-{int(bucket[group[0]]):07d}.bin", "ab") as f:
+                    records[group].tofile(f)

@@ -131,7 +131,7 @@ class VocabConfig:
     token_pattern: str = r"(?u)\b\w\w+\b"
     min_count: int = 1
     num_workers: int | None = None
-    num_partitions: int = 16
+    num_partitions: int | None = None
 
 
 # Student settings are `SparseDANConfig`'s constructor arguments, declared there once: the recipe's `student` section
@@ -433,7 +433,7 @@ _RULES: dict[type, list[tuple[str, Any, str]]] = {
         ("token_pattern", _valid_pattern, "a regular expression that matches no empty string or space"),
         ("min_count", _at_least_one, ">= 1"),
         ("num_workers", _optional(lambda v: v >= 0), "None or >= 0"),
-        ("num_partitions", _at_least_one, ">= 1"),
+        ("num_partitions", _optional(lambda v: v >= 1), "None or >= 1"),
     ],
     AugmentConfig: [
         ("copies_per_example", _at_least_one, ">= 1"),

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,9 +24,10 @@ from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
+from .data import TextColumn
 from .distributed import process_state
 from .evaluate import problem_type_of
-from .logit_cache import LogitCache, bucket_count, identity_folder_name, text_keys
+from .logit_cache import KEY_DTYPE, BucketIndex, LogitCache, bucket_count, find_keys, identity_folder_name, text_keys
 from .recipe import TeacherConfig
 
 logger = logging.getLogger(__name__)
@@ -138,73 +140,151 @@ class Teacher:
         cache_dir: str | os.PathLike,
         show_progress: bool = True,
         pairs: Sequence[str] | None = None,
+        out: str | os.PathLike | None = None,
     ) -> np.ndarray:
         """Logits for every text (or sentence pair, with `pairs`), `[len(texts), num_labels]` float32, computed once
         per distinct text and cached on disk (see `logit_cache`).
 
-        The texts without cached logits are split into hash buckets, each labelled under a file lock in shards of
-        `chunk_size` texts. The processes of a run share the buckets out; a bucket locked by another run is done
-        last, after waiting for its lock, and only the texts that run did not label are labelled. Every process
-        returns the full array.
+        The texts are hashed into buckets of about `chunk_size` texts (their keys written to one file per bucket,
+        so no step holds the keys of the whole corpus). The processes of a run share the buckets out; each bucket's
+        texts without cached logits are labelled under the bucket's file lock, one cache shard per `chunk_size`
+        texts. A bucket locked by another run is done last, after waiting for its lock, and only the texts that
+        run did not label are labelled.
+
+        Args:
+            texts: The texts (any sequence; `data.TextColumn` reads them from disk).
+            cache_dir: The folder of the logit caches (one per teacher identity).
+            show_progress: Show a progress bar (main process).
+            pairs: The second text of each sentence pair.
+            out: A `.npy` file the logits are written to and memory-mapped from (every process fills its buckets);
+                without it they are returned in memory, complete in every process.
         """
         identity = self.identity()
         cache = LogitCache(Path(cache_dir) / "teacher_logits" / identity_folder_name(identity), self.num_labels)
-        if self.state.is_main_process:
+        state = self.state
+        if state.is_main_process:
             cache.folder.mkdir(parents=True, exist_ok=True)
             (cache.folder / "identity.json").write_text(json.dumps(identity, indent=2, sort_keys=True))
-        self.state.wait_for_everyone()
-        inputs = (texts, pairs)
-        texts = texts if pairs is None else pair_cache_texts(texts, pairs)  # what the cache knows each example by
-        keys = text_keys(texts)
-        todo = cache.missing(keys)
-        num_buckets = bucket_count(len(np.unique(keys, axis=0)), self.config.chunk_size)
-        bucket_of = keys[todo, 0] % np.uint64(num_buckets)
-        mine = [b for b in range(num_buckets) if b % self.state.num_processes == self.state.process_index]
-        if len(todo):
-            logger.info("teacher: %d of %d texts to label in %s", len(todo), len(texts), cache.folder)
-        with tqdm(
-            total=len(todo), desc="teacher labelling", unit="texts", dynamic_ncols=True,
-            disable=not (show_progress and self.state.is_main_process and len(todo)),
-        ) as bar:  # fmt: skip
-            deferred = []
-            for blocking in (False, True):
-                for bucket in deferred if blocking else mine:
-                    lock = FileLock(cache.folder / f"bucket-{num_buckets}-{bucket}.lock")
-                    try:
-                        lock.acquire(blocking=blocking)
-                    except Timeout:
-                        deferred.append(bucket)
-                        continue
-                    try:
-                        positions = todo[bucket_of == bucket]
-                        done = self._label_bucket(inputs, texts, keys, positions, cache)
-                    finally:
-                        lock.release()
-                    bar.update(done * self.state.num_processes)
-        self.state.wait_for_everyone()
-        cache.reload()
-        return cache.lookup(texts)
+        num_buckets = bucket_count(len(texts), self.config.chunk_size)
+        mine = {b for b in range(num_buckets) if b % state.num_processes == state.process_index}
+        fill = mine if out is not None else set(range(num_buckets))  # the buckets whose logits this process returns
+        if out is not None and state.is_main_process:
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=(len(texts), self.num_labels)).flush()
+        state.wait_for_everyone()
+        if out is not None:
+            logits = np.lib.format.open_memmap(out, mode="r+")
+        else:
+            logits = np.zeros((len(texts), self.num_labels), dtype=np.float32)
+        with tempfile.TemporaryDirectory(prefix="hfsd-label-", dir=None if out is None else Path(out).parent) as work:
+            keyed = _bucket_keys(texts, pairs, num_buckets, fill, Path(work) / "texts")
+            index = BucketIndex(cache, num_buckets, fill, Path(work) / "cache")
+            todo = {}
+            for bucket in sorted(mine):
+                rows, keys = keyed(bucket)
+                todo[bucket] = len(np.unique(keys[find_keys(index.logits(bucket)[0], keys) < 0]))
+            if sum(todo.values()):
+                logger.info("teacher: %d of %d texts to label in %s", sum(todo.values()), len(texts), cache.folder)
+            with tqdm(
+                total=sum(todo.values()), desc="teacher labelling", unit="texts", dynamic_ncols=True,
+                disable=not (show_progress and state.is_main_process and sum(todo.values())),
+            ) as bar:  # fmt: skip
+                deferred = []
+                for blocking in (False, True):
+                    for bucket in deferred if blocking else sorted(mine):
+                        if todo[bucket]:
+                            lock = FileLock(cache.folder / f"bucket-{num_buckets}-{bucket}.lock")
+                            try:
+                                lock.acquire(blocking=blocking)
+                            except Timeout:
+                                deferred.append(bucket)
+                                continue
+                            try:
+                                self._label_bucket(texts, pairs, keyed(bucket), index, bucket, cache)
+                            finally:
+                                lock.release()
+                            bar.update(todo[bucket] * state.num_processes)
+                        _fill(logits, keyed(bucket), index.logits(bucket))
+            state.wait_for_everyone()
+            if fill != mine:
+                index.absorb_new_shards()  # what the other processes labelled
+                for bucket in sorted(fill - mine):
+                    _fill(logits, keyed(bucket), index.logits(bucket))
+        if out is None:
+            return logits
+        logits.flush()
+        del logits
+        state.wait_for_everyone()
+        return np.load(out, mmap_mode="r")
 
     def _label_bucket(
         self,
-        inputs: tuple[Sequence[str], Sequence[str] | None],
-        cache_texts: Sequence[str],
-        keys: np.ndarray,
-        positions: np.ndarray,
+        texts: Sequence[str],
+        pairs: Sequence[str] | None,
+        keyed: tuple[np.ndarray, np.ndarray],
+        index: BucketIndex,
+        bucket: int,
         cache: LogitCache,
-    ) -> int:
-        """Label the texts (and pairs) at `positions` that no other run labelled meanwhile, `chunk_size` per shard,
-        caching them under `cache_texts`."""
-        elsewhere = cache.keys_added_elsewhere()
-        if elsewhere:
-            positions = np.asarray([i for i in positions if tuple(keys[i].tolist()) not in elsewhere], dtype=np.int64)
-        texts, pairs = inputs
-        for start in range(0, len(positions), self.config.chunk_size):
-            rows = positions[start : start + self.config.chunk_size]
-            batch = [texts[i] for i in rows]
-            batch_pairs = None if pairs is None else [pairs[i] for i in rows]
-            cache.add([cache_texts[i] for i in rows], self.predict(batch, batch_pairs))
-        return len(positions)
+    ) -> None:
+        """Label the texts (and pairs) of `bucket` that are not cached (another run may have labelled some since
+        the index was made), `chunk_size` per shard."""
+        index.absorb_new_shards()
+        rows, keys = keyed
+        absent = np.flatnonzero(find_keys(index.logits(bucket)[0], keys) < 0)
+        _, first = np.unique(keys[absent], return_index=True)
+        todo = np.sort(rows[absent[first]])  # one row per distinct text, in corpus order
+        for start in range(0, len(todo), self.config.chunk_size):
+            chunk = todo[start : start + self.config.chunk_size]
+            batch, batch_pairs = _take(texts, chunk), None if pairs is None else _take(pairs, chunk)
+            cache_texts = batch if batch_pairs is None else pair_cache_texts(batch, batch_pairs)
+            predicted = self.predict(batch, batch_pairs)
+            index.add(cache.add(cache_texts, predicted), text_keys(cache_texts), predicted)
+
+
+def _take(texts: Sequence[str], rows: np.ndarray) -> list[str]:
+    """The texts at `rows` (a `TextColumn` reads them from disk in one go)."""
+    return texts[rows] if isinstance(texts, TextColumn) else [texts[int(i)] for i in rows]
+
+
+def _bucket_keys(
+    texts: Sequence[str],
+    pairs: Sequence[str] | None,
+    num_buckets: int,
+    buckets: set[int],
+    work: Path,
+    batch_size: int = 200_000,
+):
+    """Hash the texts (as the cache knows them: see `pair_cache_texts`) batch by batch and write the row and key
+    of each text of `buckets` to that bucket's file; returns a function giving a bucket's rows and keys."""
+    record = np.dtype([("key", KEY_DTYPE), ("row", "<i8")])
+    work.mkdir(parents=True)
+    for start in range(0, len(texts), batch_size):
+        batch = texts[start : start + batch_size]
+        if pairs is not None:
+            batch = pair_cache_texts(batch, pairs[start : start + batch_size])
+        records = np.empty(len(batch), dtype=record)
+        records["key"], records["row"] = text_keys(batch).view(KEY_DTYPE).ravel(), np.arange(start, start + len(batch))
+        bucket = records["key"]["hi"] % np.uint64(num_buckets)
+        for b in np.unique(bucket):
+            if int(b) in buckets:
+                with open(work / f"bucket-{int(b):07d}.bin", "ab") as f:
+                    records[bucket == b].tofile(f)
+
+    def keyed(bucket: int) -> tuple[np.ndarray, np.ndarray]:
+        path = work / f"bucket-{bucket:07d}.bin"
+        records = np.fromfile(path, dtype=record) if path.exists() else np.zeros(0, dtype=record)
+        return records["row"], records["key"]
+
+    return keyed
+
+
+def _fill(logits: np.ndarray, keyed: tuple[np.ndarray, np.ndarray], cached: tuple[np.ndarray, np.ndarray]) -> None:
+    """Write the cached logits of a bucket's texts into their rows of `logits`."""
+    rows, keys = keyed
+    found = find_keys(cached[0], keys)
+    if (found < 0).any():
+        raise RuntimeError(f"{int((found < 0).sum())} texts have no cached teacher logits")
+    logits[rows] = cached[1][found]
 
 
 def pair_cache_texts(texts: Sequence[str], pairs: Sequence[str]) -> list[str]:

@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -216,6 +216,13 @@ def build_vocabulary(texts: Iterable[str], size: int, analyzer: Analyzer = Analy
 
 
 VOCAB_SETTINGS = "vocab_settings.json"
+TEXTS_PER_PARTITION = 62_500
+
+
+def partitions_for(num_texts: int) -> int:
+    """Hash partitions of the counts for a corpus of `num_texts` (when the recipe names none): one per
+    `TEXTS_PER_PARTITION` texts, at least 16, so the distinct n-grams a merge holds do not grow with the corpus."""
+    return max(16, -(-num_texts // TEXTS_PER_PARTITION))
 
 
 def vocabulary_settings(vocab: VocabConfig, corpus_fingerprint: str, max_ngrams: int) -> dict:
@@ -227,7 +234,7 @@ def vocabulary_settings(vocab: VocabConfig, corpus_fingerprint: str, max_ngrams:
 
 
 def build_tokenizer(
-    texts: Sequence[str],
+    texts: Collection[str],
     vocab: VocabConfig,
     max_ngrams: int,
     folder: Path,
@@ -249,7 +256,7 @@ def build_tokenizer(
         analyzer,
         min_count=vocab.min_count,
         num_workers=vocab.num_workers,
-        num_partitions=vocab.num_partitions,
+        num_partitions=vocab.num_partitions or partitions_for(len(texts)),
         total=len(texts),
         chunk_size=chunk_size,
         counts_dir=counts_dir,
