@@ -126,7 +126,8 @@ def test_kd_corpus_removes_evaluation_texts_and_duplicates():
 def test_unlabeled_sources_stay_on_disk_and_give_the_same_corpus(tmp_path, monkeypatch):
     """An unlabeled source is read as a memory-mapped dataset (sentences split by `datasets.map`); the corpus built
     from it, with the de-duplication keys sorted in several partitions, equals the one built from the same texts in
-    memory with one partition; a corpus of the same identity is read back, another identity is built again."""
+    memory with one partition (the fingerprint follows the texts, labels and shards); a corpus of the same identity
+    is read back, another identity is built again."""
     import hf_sparse_distill.distillation.data as data_module
     from hf_sparse_distill.distillation.data import load_unlabeled
 
@@ -138,17 +139,53 @@ def test_unlabeled_sources_stay_on_disk_and_give_the_same_corpus(tmp_path, monke
     assert on_disk.column_names == ["text"] and list(on_disk["text"]) == in_memory.texts and len(on_disk) == 150
     train, dev = TextSet(in_memory.texts[:20], [1] * 20), TextSet(in_memory.texts[30:40], [0] * 10)
     key = dedup_key(VocabConfig())
-    expected = build_kd_corpus(train, [in_memory], [dev], key, batch_size=1000)
+    expected = build_kd_corpus(train, [in_memory], [dev], key, batch_size=50)
     monkeypatch.setattr(data_module, "_PARTITION_ROWS", 64)
     corpus = build_kd_corpus(train, [on_disk], [dev], key, folder=tmp_path / "kd", identity="a", batch_size=50)
     assert list(corpus.texts) == list(expected.texts) and corpus.report == expected.report
     assert corpus.report.unlabeled_removed_duplicate > 0 and corpus.report.unlabeled_removed_eval_overlap > 0
     assert corpus.fingerprint == expected.fingerprint and corpus.labels.tolist() == expected.labels.tolist()
-    written = (tmp_path / "kd" / "corpus.arrow").stat().st_mtime_ns
-    again = build_kd_corpus(train, [on_disk], [dev], key, folder=tmp_path / "kd", identity="a")
-    assert (tmp_path / "kd" / "corpus.arrow").stat().st_mtime_ns == written and again.fingerprint == corpus.fingerprint
+    written = {path: path.stat().st_mtime_ns for path in (tmp_path / "kd" / "shards").glob("*.arrow")}
+    assert len(written) > 3  # one shard per batch of 50 examples that kept any
+    again = build_kd_corpus(train, [on_disk], [dev], key, folder=tmp_path / "kd", identity="a", batch_size=50)
+    assert {path: path.stat().st_mtime_ns for path in written} == written and again.fingerprint == corpus.fingerprint
     other = build_kd_corpus(train, [on_disk], [], key, folder=tmp_path / "kd", identity="b")
     assert len(other) > len(corpus) and not (tmp_path / "kd" / "work").exists()
+
+
+@pytest.mark.parametrize("interrupt", ["key_digests", "_write_shard"])
+def test_an_interrupted_corpus_build_resumes_from_its_last_batch(tmp_path, monkeypatch, interrupt):
+    """Interrupted while hashing keys or while writing shards, the next build with the same identity redoes only
+    the batch it was in (the calls it makes are those a build in one go makes, less the batches finished) and
+    keeps the shards already written; the corpus equals one built in one go."""
+    import hf_sparse_distill.distillation.data as data_module
+
+    texts = random_texts(600, seed=4)
+    train, unlabeled = TextSet(texts[:40], [1] * 40), [TextSet(texts[40:] + texts[100:150])]
+    key = dedup_key(VocabConfig())
+    real, calls = getattr(data_module, interrupt), []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == stop_at:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(data_module, interrupt, counted)
+    stop_at = None
+    expected = build_kd_corpus(train, unlabeled, [], key, batch_size=60)
+    in_one_go, calls[:], stop_at = len(calls), [], 5
+    folder = tmp_path / "kd"
+    with pytest.raises(KeyboardInterrupt):
+        build_kd_corpus(train, unlabeled, [], key, folder=folder, identity="x", batch_size=60)
+    shards = {p: p.stat().st_mtime_ns for p in (folder / "work" / "shards").glob("*.arrow")}
+    calls[:], stop_at = [], None
+    corpus = build_kd_corpus(train, unlabeled, [], key, folder=folder, identity="x", batch_size=60)
+    finished_batches = 2 if interrupt == "key_digests" else 4  # key_digests also hashes the dev and train keys
+    assert len(calls) == in_one_go - finished_batches
+    assert list(corpus.texts) == list(expected.texts) and corpus.fingerprint == expected.fingerprint
+    assert all((folder / "shards" / p.name).stat().st_mtime_ns == mtime for p, mtime in shards.items())
+    assert len(shards) == (0 if interrupt == "key_digests" else 4) and not (folder / "work").exists()
 
 
 def test_dedup_key_follows_the_recipe_word_pattern():

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ..models.sparse_dan.tokenization_sparse_dan import word_splitter
 from ..results import DataReport
 from .augment import augment_pairs, augment_texts
-from .files import atomic_file, read_json
+from .files import atomic_file, read_json, reset_folder
 from .logit_cache import KEY_DTYPE, text_keys
 from .recipe import AugmentConfig, DataConfig, DatasetSource, VocabConfig
 
@@ -108,7 +108,7 @@ class ChainedTexts(Collection[str]):
         return any(text in part for part in self._parts)
 
 
-CORPUS_FILE, CORPUS_LABELS, CORPUS_MANIFEST = "corpus.arrow", "labels.npy", "corpus.json"
+CORPUS_LABELS, CORPUS_MANIFEST = "labels.npy", "corpus.json"
 TEXT, TEXT_PAIR = "text", "text_pair"
 
 
@@ -346,21 +346,48 @@ def key_digests(keys: Sequence[str]) -> np.ndarray:
 Unlabeled = TextSet | datasets.Dataset
 _KEPT, _EMPTY, _HELD, _DUPLICATE = 0, 1, 2, 3
 _RECORD = np.dtype([("key", KEY_DTYPE), ("row", "<i8")])
+_DROP = np.dtype([("row", "<i8"), ("flag", "u1")])
 _PARTITION_ROWS = 1_000_000  # de-duplication keys sorted at once: 24 MB
+WORK_MANIFEST = "work.json"
 
 
-def _batches(part: Unlabeled, batch_size: int) -> Iterator[TextSet]:
-    """The examples of an unlabeled part, `batch_size` at a time."""
-    for start in range(0, len(part), batch_size):
+@dataclass(frozen=True)
+class _Batch:
+    """`batch_size` consecutive examples of one part of the corpus: part `part`, rows `[start, stop)` of it, rows
+    `[row, row + stop - start)` of all the unlabeled parts; `index` numbers the batches of the whole corpus."""
+
+    index: int
+    part: int
+    start: int
+    stop: int
+    row: int
+
+    def read(self, parts: Sequence[Unlabeled]) -> TextSet:
+        """The examples of the batch (read from disk for a dataset)."""
+        part = parts[self.part]
         if isinstance(part, TextSet):
-            yield part.subset(range(start, min(start + batch_size, len(part))))
-        else:
-            rows = part[start : start + batch_size]
-            yield TextSet(rows[TEXT], pairs=rows.get(TEXT_PAIR))
+            return part.subset(range(self.start, self.stop))
+        rows = part[self.start : self.stop]
+        return TextSet(rows[TEXT], pairs=rows.get(TEXT_PAIR))
+
+
+def _plan(parts: Sequence[Unlabeled], batch_size: int) -> list[_Batch]:
+    batches, row = [], 0
+    for p, part in enumerate(parts):
+        for start in range(0, len(part), batch_size):
+            stop = min(start + batch_size, len(part))
+            batches.append(_Batch(len(batches), p, start, stop, row))
+            row += stop - start
+    return batches
 
 
 def _has_pairs(part: Unlabeled) -> bool:
     return part.pairs is not None if isinstance(part, TextSet) else TEXT_PAIR in part.column_names
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    with atomic_file(path, "wb") as f:
+        np.save(f, array)
 
 
 def _flag_unlabeled(
@@ -372,39 +399,49 @@ def _flag_unlabeled(
     batch_size: int,
 ) -> np.ndarray:
     """What becomes of each unlabeled example (`_KEPT`, `_EMPTY`, `_HELD`, `_DUPLICATE`), in a memory-mapped
-    array: the keys are hashed batch by batch into partition files on disk, then each partition is sorted on its
-    own (equal keys share a partition), so memory holds one batch or one partition, not the corpus."""
+    array. The keys of each batch are hashed into partition files on disk, then each partition is sorted on its own
+    (equal keys share a partition), so memory holds one batch or one partition, not the corpus. Each batch and each
+    partition leaves a file in `work` once done: an interrupted run resumes after the last one."""
+    batches = _plan(unlabeled, batch_size)
     total = sum(len(part) for part in unlabeled)
     num_partitions = max(1, -(-total // _PARTITION_ROWS))
-    flags = np.lib.format.open_memmap(work / "flags.npy", mode="w+", dtype=np.uint8, shape=(max(total, 1),))[:total]
-    row = 0
-    with tqdm(total=total, desc="de-duplicating", unit="texts", disable=total < 10 * batch_size) as bar:
-        for part in unlabeled:
-            for batch in _batches(part, batch_size):
-                keys = batch.keys(key)
-                empty = np.fromiter((not k for k in keys), dtype=bool, count=len(keys))
-                flags[row : row + len(keys)] = np.where(empty, _EMPTY, _KEPT)
-                records = np.empty(len(keys), dtype=_RECORD)
-                records["key"], records["row"] = key_digests(keys), np.arange(row, row + len(keys))
-                records = records[~empty]
-                partition = records["key"]["hi"] % np.uint64(num_partitions)
-                for p in np.unique(partition):
-                    with open(work / f"keys-{p:05d}.bin", "ab") as f:
-                        records[partition == p].tofile(f)
-                row += len(keys)
-                bar.update(len(keys))
+    todo = [batch for batch in batches if not (work / f"flags-{batch.index:06d}.npy").exists()]
+    with tqdm(total=len(todo), desc="de-duplicating", unit="batches", disable=len(todo) < 10) as bar:
+        for batch in todo:
+            keys = batch.read(unlabeled).keys(key)
+            empty = np.fromiter((not k for k in keys), dtype=bool, count=len(keys))
+            records = np.empty(len(keys), dtype=_RECORD)
+            records["key"], records["row"] = key_digests(keys), np.arange(batch.row, batch.row + len(keys))
+            records = records[~empty]
+            partition = records["key"]["hi"] % np.uint64(num_partitions)
+            for p in range(num_partitions):
+                with atomic_file(work / f"keys-{batch.index:06d}-{p:05d}.bin", "wb") as f:
+                    records[partition == p].tofile(f)
+            _save(work / f"flags-{batch.index:06d}.npy", np.where(empty, _EMPTY, _KEPT).astype(np.uint8))  # done
+            bar.update(1)
     for p in range(num_partitions):
-        path = work / f"keys-{p:05d}.bin"
-        if not path.exists():
+        if (work / f"drop-{p:05d}.npy").exists():
             continue
-        records = np.fromfile(path, dtype=_RECORD)  # in row order: appended batch by batch
+        records = np.concatenate(
+            [np.fromfile(work / f"keys-{batch.index:06d}-{p:05d}.bin", dtype=_RECORD) for batch in batches]
+            or [np.zeros(0, dtype=_RECORD)]
+        )  # in row order
         held = np.isin(records["key"], held_out)
         first = np.zeros(len(records), dtype=bool)
         first[np.unique(records["key"], return_index=True)[1]] = True  # an earlier text has the same key otherwise
         duplicate = ~held & (~first | np.isin(records["key"], seen))
-        flags[records["row"][held]] = _HELD
-        flags[records["row"][duplicate]] = _DUPLICATE
-        path.unlink()
+        drop = np.empty(int(held.sum() + duplicate.sum()), dtype=_DROP)
+        drop["row"] = np.concatenate([records["row"][held], records["row"][duplicate]])
+        drop["flag"] = np.repeat([_HELD, _DUPLICATE], [int(held.sum()), int(duplicate.sum())])
+        _save(work / f"drop-{p:05d}.npy", drop)
+        for batch in batches:
+            (work / f"keys-{batch.index:06d}-{p:05d}.bin").unlink()
+    flags = np.lib.format.open_memmap(work / "flags.npy", mode="w+", dtype=np.uint8, shape=(max(total, 1),))[:total]
+    for batch in batches:
+        flags[batch.row : batch.row + batch.stop - batch.start] = np.load(work / f"flags-{batch.index:06d}.npy")
+    for p in range(num_partitions):
+        drop = np.load(work / f"drop-{p:05d}.npy")
+        flags[drop["row"]] = drop["flag"]
     return flags
 
 
@@ -420,15 +457,15 @@ def build_kd_corpus(
     identity: str | None = None,
     batch_size: int = 100_000,
 ) -> KDCorpus:
-    """Concatenate the train set and the unlabeled texts into an Arrow file in `folder`, dropping unlabeled texts
+    """Concatenate the train set and the unlabeled texts into Arrow files in `folder`, dropping unlabeled texts
     whose `key` (see `dedup_key`) equals an evaluation text's, a train text's or an earlier unlabeled text's, is in
     `excluded` (the selection split's keys) or is empty (no word at all).
 
     Texts that match an evaluation text must go: otherwise the student trains on the teacher's answers to the
     evaluation set. The counts removed are in `report`. Unlabeled texts get the label `missing` (-1; a row of -1
     for multi-label data, NaN for regression). Keys are compared by their digests (`key_digests`), sorted in
-    partitions on disk; the corpus is read and written `batch_size` examples at a time, so memory does not grow
-    with it.
+    partitions on disk; the corpus is read and written `batch_size` examples at a time (one Arrow shard per batch),
+    so memory does not grow with it, and an interrupted build resumes from the batches and partitions it finished.
 
     Args:
         train: The train split (labeled).
@@ -441,7 +478,8 @@ def build_kd_corpus(
         missing: The label of an unlabeled text.
         folder: Where the corpus is written (default: a temporary folder that lives as long as the corpus).
         identity: What the corpus is made from (see `prepare_data`): a folder holding a finished corpus of this
-            identity is read back instead of built again.
+            identity is read back instead of built again, an unfinished one is resumed. Without it, the corpus is
+            built from scratch.
         batch_size: Examples read and written at a time.
     """
     temporary = None
@@ -457,9 +495,11 @@ def build_kd_corpus(
     for part in unlabeled:
         if _has_pairs(part) != pairs:
             raise ValueError("unlabeled data must be sentence pairs exactly when the train split is (text_pair_column)")
-    shutil.rmtree(folder, ignore_errors=True)
     work = folder / "work"
-    work.mkdir(parents=True)
+    if identity is None:
+        shutil.rmtree(work, ignore_errors=True)
+    plan = {"identity": identity, "batch_size": batch_size, "train": len(train), "parts": [len(u) for u in unlabeled]}
+    reset_folder(work, WORK_MANIFEST, plan)
     held_out = key_digests([k for split in evaluation for k in split.keys(key)] + sorted(excluded))
     seen = key_digests(train.keys(key)) if include_train else key_digests([])
     flags = _flag_unlabeled(unlabeled, key, held_out, seen, work, batch_size)
@@ -470,63 +510,91 @@ def build_kd_corpus(
     report.unlabeled_removed_duplicate = int((flags == _DUPLICATE).sum())
     report.unlabeled_kept = int((flags == _KEPT).sum())
     report.kd_total = report.train + report.unlabeled_kept
-    gold = np.asarray(train.labels) if include_train and train.labels is not None else None
-    missing_row = np.asarray(missing)
-    dtype = np.result_type(missing_row, gold) if gold is not None and len(gold) else missing_row.dtype
-    labels = np.lib.format.open_memmap(
-        work / CORPUS_LABELS, mode="w+", dtype=dtype, shape=(max(report.kd_total, 1), *missing_row.shape)
-    )[: report.kd_total]
-    labels[report.train :] = missing_row
-    if gold is not None:
-        labels[: report.train] = gold
     features = datasets.Features(
         {TEXT: datasets.Value("string"), **({TEXT_PAIR: datasets.Value("string")} if pairs else {})}
     )
-    digests = [hashlib.sha256(), hashlib.sha256()]
-    writer = ArrowWriter(path=str(work / CORPUS_FILE), features=features)
-
-    def write(batch: TextSet) -> None:
-        writer.write_batch({TEXT: batch.texts, **({TEXT_PAIR: batch.pairs} if pairs else {})})
-        _update_digest(digests[0], batch.texts)
-        _update_digest(digests[1], batch.pairs or [])
-
-    if include_train:
-        for batch in _batches(train, batch_size):
-            write(batch)
-    row = 0
-    for part in unlabeled:
-        for batch in _batches(part, batch_size):
-            kept = np.flatnonzero(flags[row : row + len(batch)] == _KEPT)
-            if len(kept):
-                write(batch.subset(kept))
-            row += len(batch)
-    writer.finalize()
-    labels.flush()
-    del labels, flags
-    label_digest = hashlib.sha256()
-    stored = np.load(work / CORPUS_LABELS, mmap_mode="r")[: report.kd_total]
-    for start in range(0, len(stored), batch_size):
-        label_digest.update(np.ascontiguousarray(stored[start : start + batch_size]).tobytes())
-    fingerprint = hashlib.sha256(
-        "".join(d.hexdigest() for d in [*digests, label_digest]).encode() + str(dtype).encode()
-    ).hexdigest()
-    for name in (CORPUS_FILE, CORPUS_LABELS):
-        os.replace(work / name, folder / name)
+    shards = work / "shards"
+    shards.mkdir(exist_ok=True)
+    plans = {
+        "train": ([train], _plan([train], batch_size) if include_train else []),
+        "unlabeled": (unlabeled, _plan(unlabeled, batch_size)),
+    }
+    names, digests = [], []
+    for name, (parts, batches) in plans.items():
+        for batch in batches:
+            shard, done = shards / f"{name}-{batch.index:06d}.arrow", shards / f"{name}-{batch.index:06d}.json"
+            if not done.exists():
+                examples = batch.read(parts)
+                if name == "unlabeled":
+                    examples = examples.subset(np.flatnonzero(flags[batch.row : batch.row + len(examples)] == _KEPT))
+                _write_shard(examples, features, shard, done)
+            names.append(shard.name)
+            digests.append(read_json(done))
+    del flags
+    labels = _labels_file(train if include_train else None, report, missing, work / CORPUS_LABELS, batch_size)
+    fingerprint = hashlib.sha256(json.dumps([digests, labels]).encode()).hexdigest()
+    for name in (CORPUS_MANIFEST, CORPUS_LABELS, "shards"):
+        target = folder / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    os.replace(work / CORPUS_LABELS, folder / CORPUS_LABELS)
+    os.replace(shards, folder / "shards")
     shutil.rmtree(work)
-    manifest = {"identity": identity, "num_train": report.train, "report": asdict(report), "fingerprint": fingerprint}
+    manifest = {
+        "identity": identity, "num_train": report.train, "report": asdict(report), "fingerprint": fingerprint,
+        "shards": names, "features": features.to_dict(),
+    }  # fmt: skip
     with atomic_file(folder / CORPUS_MANIFEST) as f:
         f.write(json.dumps(manifest, indent=2))  # written last: the corpus is complete
     logger.info("KD corpus: %s", report)
     return _open_corpus(folder, manifest, temporary)
 
 
+def _write_shard(examples: TextSet, features: datasets.Features, path: Path, done: Path) -> None:
+    """Write one batch of the corpus as an Arrow file, then its marker `done` (its size and SHA-256s)."""
+    if len(examples):
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        writer = ArrowWriter(path=str(tmp), features=features)
+        writer.write_batch({TEXT: examples.texts, **({TEXT_PAIR: examples.pairs} if TEXT_PAIR in features else {})})
+        writer.finalize()
+        os.replace(tmp, path)
+    digest = {"rows": len(examples), "texts": corpus_fingerprint(examples.texts)}
+    if examples.pairs is not None:
+        digest["pairs"] = corpus_fingerprint(examples.pairs)
+    with atomic_file(done) as f:
+        f.write(json.dumps(digest))
+
+
+def _labels_file(
+    train: TextSet | None, report: DataReport, missing: int | float | list[float], path: Path, batch_size: int
+) -> str:
+    """Write the corpus's labels (gold for the train part, `missing` after) as a `.npy` file; their SHA-256."""
+    gold = np.asarray(train.labels) if train is not None and train.labels is not None else None
+    missing_row = np.asarray(missing)
+    dtype = np.result_type(missing_row, gold) if gold is not None and len(gold) else missing_row.dtype
+    shape = (max(report.kd_total, 1), *missing_row.shape)
+    labels = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)[: report.kd_total]
+    labels[report.train :] = missing_row
+    if gold is not None:
+        labels[: report.train] = gold
+    digest = hashlib.sha256(str(dtype).encode())
+    for start in range(0, len(labels), batch_size):
+        digest.update(np.ascontiguousarray(labels[start : start + batch_size]).tobytes())
+    labels.flush()
+    return digest.hexdigest()
+
+
 def _open_corpus(folder: Path, manifest: dict, temporary: tempfile.TemporaryDirectory | None) -> KDCorpus:
     report = DataReport(**manifest["report"])
     labels = np.load(folder / CORPUS_LABELS, mmap_mode="r")[: report.kd_total]
-    return KDCorpus(
-        datasets.Dataset.from_file(str(folder / CORPUS_FILE)), labels, manifest["num_train"], report,
-        manifest["fingerprint"], temporary,
+    files = [folder / "shards" / name for name in manifest["shards"] if (folder / "shards" / name).exists()]
+    features = datasets.Features.from_dict(manifest["features"])
+    dataset = (
+        datasets.concatenate_datasets([datasets.Dataset.from_file(str(f)) for f in files])
+        if files else datasets.Dataset.from_dict({name: [] for name in features}, features=features)
     )  # fmt: skip
+    if len(dataset) != report.kd_total:
+        raise RuntimeError(f"the KD corpus in {folder} holds {len(dataset)} texts, its manifest {report.kd_total}")
+    return KDCorpus(dataset, labels, manifest["num_train"], report, manifest["fingerprint"], temporary)
 
 
 def _set_digest(split: TextSet) -> str:
