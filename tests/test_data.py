@@ -153,6 +153,42 @@ def test_unlabeled_sources_stay_on_disk_and_give_the_same_corpus(tmp_path, monke
     assert len(other) > len(corpus) and not (tmp_path / "kd" / "work").exists()
 
 
+def test_a_streamed_source_is_copied_once_and_resumes(tmp_path, monkeypatch):
+    """`streaming: true` reads the source as a stream into Arrow shards under the datasets cache: the same texts as
+    the memory-mapped path; an interrupted copy resumes after its last shard, a finished one is not read again."""
+    import datasets
+
+    import hf_sparse_distill.distillation.data as data_module
+    from hf_sparse_distill.distillation.data import load_unlabeled
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(data_module, "STREAM_SHARD_ROWS", 40)
+    reviews = [{"text": " ".join(random_texts(5, seed=i)).replace("!", ". The")} for i in range(80)]
+    path = write_jsonl(tmp_path / "reviews.jsonl", reviews)
+    source = DatasetSource(path=path, label_column=None, split_sentences=True, min_words=2, max_rows=300)
+    expected = list(load_unlabeled(source)["text"])
+    streamed = DatasetSource(**{**source.__dict__, "streaming": True})
+    real, calls = data_module._pieces, []
+
+    def interrupted(*args):
+        calls.append(1)
+        if len(calls) == 30:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(data_module, "_pieces", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        load_unlabeled(streamed)
+    monkeypatch.setattr(data_module, "_pieces", real)
+    folder = next((tmp_path / "cache" / "hf_sparse_distill_streams").iterdir())
+    first = {p: p.stat().st_mtime_ns for p in folder.glob("shard-*.arrow")}
+    assert first, "some shards were finished before the interruption"
+    assert list(load_unlabeled(streamed)["text"]) == expected
+    assert all(p.stat().st_mtime_ns == mtime for p, mtime in first.items())
+    monkeypatch.setattr(data_module, "_pieces", None)  # a finished copy is not streamed again
+    assert list(load_unlabeled(streamed)["text"]) == expected
+
+
 @pytest.mark.parametrize("interrupt", ["key_digests", "_write_shard"])
 def test_an_interrupted_corpus_build_resumes_from_its_last_batch(tmp_path, monkeypatch, interrupt):
     """Interrupted while hashing keys or while writing shards, the next build with the same identity redoes only

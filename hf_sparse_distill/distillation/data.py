@@ -285,20 +285,21 @@ def _sentences(texts: Iterable[str], source: DatasetSource) -> list[str]:
     return out
 
 
-def _open(source: DatasetSource) -> datasets.Dataset:
-    """The split a source names, memory-mapped by `datasets` (local files through their builder)."""
+def _open(source: DatasetSource, streaming: bool = False) -> datasets.Dataset | datasets.IterableDataset:
+    """The split a source names, memory-mapped by `datasets` (local files through their builder), or streamed."""
     builder = _local_builder(source.path)
     if builder is None:
         return datasets.load_dataset(
-            source.path, source.name, data_files=source.data_files, split=source.split, revision=source.revision
-        )
+            source.path, source.name, data_files=source.data_files, split=source.split, revision=source.revision,
+            streaming=streaming,
+        )  # fmt: skip
     files = sorted(glob.glob(source.path))
     if not files:
         raise FileNotFoundError(f"no file matches {source.path!r}")
     empty = [f for f in files if os.path.getsize(f) == 0]
     if empty:
         raise ValueError(f"{source.path}: {empty[0]} is empty (no rows)")
-    return datasets.load_dataset(builder, data_files=files, split="train")
+    return datasets.load_dataset(builder, data_files=files, split="train", streaming=streaming)
 
 
 def _check_columns(dataset: datasets.Dataset, source: DatasetSource) -> None:
@@ -317,7 +318,10 @@ def _check_columns(dataset: datasets.Dataset, source: DatasetSource) -> None:
 def load_unlabeled(source: DatasetSource) -> datasets.Dataset:
     """Read an unlabeled source as a memory-mapped dataset with a `text` column (and `text_pair` for sentence
     pairs): its rows, or its sentences / clauses (split by `datasets.Dataset.map`, cached by `datasets` like any
-    map), up to `max_rows`. No text is held in memory; labels, if the source has any, are ignored."""
+    map), up to `max_rows`. No text is held in memory; labels, if the source has any, are ignored. A `streaming`
+    source is read through `_streamed`."""
+    if source.streaming:
+        return _streamed(source)
     dataset = _open(source)
     _check_columns(dataset, source)
     columns = {source.text_column: TEXT, **({source.text_pair_column: TEXT_PAIR} if source.text_pair_column else {})}
@@ -335,6 +339,76 @@ def load_unlabeled(source: DatasetSource) -> datasets.Dataset:
     if source.max_rows is not None:
         dataset = dataset.select(range(min(source.max_rows, len(dataset))))
     return dataset
+
+
+STREAM_SHARD_ROWS = 100_000
+STREAM_MANIFEST = "stream.json"
+
+
+def _streamed(source: DatasetSource) -> datasets.Dataset:
+    """The texts of a streamed source (`load_dataset(..., streaming=True)`), sentences or clauses if it asks for
+    them, up to `max_rows`, written once into Arrow shards of `STREAM_SHARD_ROWS` under the `datasets` cache and
+    memory-mapped from there. An interrupted copy resumes after its last finished shard (the stream skips the
+    source rows already read)."""
+    folder = Path(datasets.config.HF_DATASETS_CACHE) / "hf_sparse_distill_streams" / _inputs_digest(asdict(source))[:24]
+    reset_folder(folder, "source.json", asdict(source))
+    progress = read_json(folder / STREAM_MANIFEST) or {"shards": [], "source_rows": 0, "rows": 0, "done": False}
+    columns = {source.text_column: TEXT, **({source.text_pair_column: TEXT_PAIR} if source.text_pair_column else {})}
+    features = datasets.Features({name: datasets.Value("string") for name in columns.values()})
+    split = source.split_sentences or source.split_clauses
+    if split and source.text_pair_column is not None:
+        raise ValueError(f"{source.path}: split_sentences / split_clauses do not apply to sentence pairs")
+    limit = source.max_rows if source.max_rows is not None else float("inf")
+    if not progress["done"]:
+        stream = _open(source, streaming=True).skip(progress["source_rows"])
+        pending: dict[str, list[str]] = {name: [] for name in columns.values()}
+        consumed = progress["source_rows"]
+
+        def flush(done: bool) -> None:
+            rows = len(pending[TEXT])
+            if rows:
+                name = f"shard-{len(progress['shards']):06d}.arrow"
+                writer = ArrowWriter(path=str(folder / f".{name}.tmp"), features=features)
+                writer.write_batch(pending)
+                writer.finalize()
+                os.replace(folder / f".{name}.tmp", folder / name)
+                progress["shards"].append(name)
+            progress.update(source_rows=consumed, rows=progress["rows"] + rows, done=done)
+            with atomic_file(folder / STREAM_MANIFEST) as f:
+                f.write(json.dumps(progress))
+            for texts in pending.values():
+                texts.clear()
+
+        with tqdm(
+            total=None if limit == float("inf") else limit,
+            initial=progress["rows"],
+            desc=f"streaming {source.path}",
+            unit="texts",
+        ) as bar:
+            for row in stream:
+                consumed += 1
+                values = {name: row.get(column) for column, name in columns.items()}
+                for column, value in zip(columns, values.values()):
+                    if not isinstance(value, str):
+                        raise TypeError(
+                            f"{source.path}: row {consumed - 1} of column {column!r} is {value!r}, not text"
+                        )
+                pieces = _pieces(values[TEXT], source) if split else [values[TEXT]]
+                room = int(min(len(pieces), limit - progress["rows"] - len(pending[TEXT])))
+                pending[TEXT].extend(pieces[:room])
+                if TEXT_PAIR in pending:
+                    pending[TEXT_PAIR].append(values[TEXT_PAIR])
+                bar.update(room)
+                if progress["rows"] + len(pending[TEXT]) >= limit:
+                    break
+                if len(pending[TEXT]) >= STREAM_SHARD_ROWS:
+                    flush(done=False)
+        flush(done=True)
+    if not progress["shards"]:
+        raise ValueError(f"{source.path}: no rows")
+    return datasets.concatenate_datasets(
+        [datasets.Dataset.from_file(str(folder / name)) for name in progress["shards"]]
+    )
 
 
 def key_digests(keys: Sequence[str]) -> np.ndarray:

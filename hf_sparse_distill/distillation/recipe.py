@@ -42,7 +42,9 @@ class DatasetSource:
     text, cheap to label); `min_words` / `max_words` then bound each piece and `max_rows` counts pieces.
     `label_map` maps the labels as read to the labels used (`{0: 0, 1: 0, 3: 1, 4: 1}` turns SST-5 into SST-2);
     rows whose label it does not name are dropped. `text_pair_column` names the second text of sentence-pair data
-    (every source of a pair recipe has one).
+    (every source of a pair recipe has one). `streaming` (unlabeled sources) reads the source with
+    `load_dataset(..., streaming=True)` and writes its texts, up to `max_rows`, once into a local Arrow file: a Hub
+    corpus too big to download whole is read only as far as needed and never held in memory.
     """
 
     path: str
@@ -59,6 +61,7 @@ class DatasetSource:
     min_words: int = 1
     max_words: int | None = None
     label_map: dict[int, int] | None = None
+    streaming: bool = False
 
 
 @dataclass

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -179,32 +179,7 @@ class Teacher:
         with tempfile.TemporaryDirectory(prefix="hfsd-label-", dir=None if out is None else Path(out).parent) as work:
             keyed = _bucket_keys(texts, pairs, num_buckets, fill, Path(work) / "texts")
             index = BucketIndex(cache, num_buckets, fill, Path(work) / "cache")
-            todo = {}
-            for bucket in sorted(mine):
-                rows, keys = keyed(bucket)
-                todo[bucket] = len(np.unique(keys[find_keys(index.logits(bucket)[0], keys) < 0]))
-            if sum(todo.values()):
-                logger.info("teacher: %d of %d texts to label in %s", sum(todo.values()), len(texts), cache.folder)
-            with tqdm(
-                total=sum(todo.values()), desc="teacher labelling", unit="texts", dynamic_ncols=True,
-                disable=not (show_progress and state.is_main_process and sum(todo.values())),
-            ) as bar:  # fmt: skip
-                deferred = []
-                for blocking in (False, True):
-                    for bucket in deferred if blocking else sorted(mine):
-                        if todo[bucket]:
-                            lock = FileLock(cache.folder / f"bucket-{num_buckets}-{bucket}.lock")
-                            try:
-                                lock.acquire(blocking=blocking)
-                            except Timeout:
-                                deferred.append(bucket)
-                                continue
-                            try:
-                                self._label_bucket(texts, pairs, keyed(bucket), index, bucket, cache)
-                            finally:
-                                lock.release()
-                            bar.update(todo[bucket] * state.num_processes)
-                        _fill(logits, keyed(bucket), index.logits(bucket))
+            self._label_buckets(texts, pairs, keyed, index, sorted(mine), cache, logits, show_progress)
             state.wait_for_everyone()
             if fill != mine:
                 index.absorb_new_shards()  # what the other processes labelled
@@ -216,6 +191,47 @@ class Teacher:
         del logits
         state.wait_for_everyone()
         return np.load(out, mmap_mode="r")
+
+    def _label_buckets(
+        self,
+        texts: Sequence[str],
+        pairs: Sequence[str] | None,
+        keyed: Callable[[int], tuple[np.ndarray, np.ndarray]],
+        index: BucketIndex,
+        buckets: list[int],
+        cache: LogitCache,
+        logits: np.ndarray,
+        show_progress: bool,
+    ) -> None:
+        """Label what `buckets` miss, each under its file lock (a bucket another run holds is done last, after
+        waiting for its lock), and fill their rows of `logits`."""
+        todo = {}
+        for bucket in buckets:
+            keys = keyed(bucket)[1]
+            todo[bucket] = len(np.unique(keys[find_keys(index.logits(bucket)[0], keys) < 0]))
+        total = sum(todo.values())
+        if total:
+            logger.info("teacher: %d texts to label in %s", total * self.state.num_processes, cache.folder)
+        with tqdm(
+            total=total * self.state.num_processes, desc="teacher labelling", unit="texts", dynamic_ncols=True,
+            disable=not (show_progress and self.state.is_main_process and total),
+        ) as bar:  # fmt: skip
+            deferred = []
+            for blocking in (False, True):
+                for bucket in deferred if blocking else buckets:
+                    if todo[bucket]:
+                        lock = FileLock(cache.folder / f"bucket-{index.num_buckets}-{bucket}.lock")
+                        try:
+                            lock.acquire(blocking=blocking)
+                        except Timeout:
+                            deferred.append(bucket)
+                            continue
+                        try:
+                            self._label_bucket(texts, pairs, keyed(bucket), index, bucket, cache)
+                        finally:
+                            lock.release()
+                        bar.update(todo[bucket] * self.state.num_processes)
+                    _fill(logits, keyed(bucket), index.logits(bucket))
 
     def _label_bucket(
         self,
@@ -253,7 +269,7 @@ def _bucket_keys(
     buckets: set[int],
     work: Path,
     batch_size: int = 200_000,
-):
+) -> Callable[[int], tuple[np.ndarray, np.ndarray]]:
     """Hash the texts (as the cache knows them: see `pair_cache_texts`) batch by batch and write the row and key
     of each text of `buckets` to that bucket's file; returns a function giving a bucket's rows and keys."""
     record = np.dtype([("key", KEY_DTYPE), ("row", "<i8")])
