@@ -361,3 +361,23 @@ def _interrupt_after(saves: int):
         real(path, array)
 
     return save
+
+
+def test_pair_batches_interleave_the_two_encodings(tokenizer, tmp_path):
+    """Sentence pairs are encoded as two corpora (on disk, nothing joined in memory); a batch holds the bags of
+    each pair side by side, exactly as the texts' own encodings give them."""
+    from hf_sparse_distill.distillation.encoding import EncodedPairs, encode_texts
+
+    firsts, seconds = random_texts(300, seed=31), random_texts(300, seed=32)
+    pairs = encode_texts(
+        tokenizer, firsts, 6, chunk_size=64, show_progress=False, pairs=seconds, folder=tmp_path / "enc", identity="p"
+    )
+    assert isinstance(pairs, EncodedPairs) and isinstance(pairs.first.ids, np.memmap) and len(pairs) == 300
+    rows = np.array([5, 0, 299, 5])
+    ids, offsets = pairs.batch(rows)
+    bounds = [*offsets.tolist(), len(ids)]
+    for k, row in enumerate(np.repeat(rows, 2)):
+        text = (firsts if k % 2 == 0 else seconds)[row]
+        expected, _ = encode_texts(tokenizer, [text], 6, show_progress=False).batch(np.array([0]))
+        assert ids[bounds[k] : bounds[k + 1]].tolist() == expected.tolist()
+    np.testing.assert_array_equal(pairs.example_lengths, pairs.first.lengths + pairs.second.lengths)

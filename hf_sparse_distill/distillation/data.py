@@ -289,9 +289,10 @@ def _open(source: DatasetSource, streaming: bool = False) -> datasets.Dataset | 
     """The split a source names, memory-mapped by `datasets` (local files through their builder), or streamed."""
     builder = _local_builder(source.path)
     if builder is None:
+        stream = {"streaming": True} if streaming else {}
         return datasets.load_dataset(
             source.path, source.name, data_files=source.data_files, split=source.split, revision=source.revision,
-            streaming=streaming,
+            **stream,
         )  # fmt: skip
     files = sorted(glob.glob(source.path))
     if not files:
@@ -299,7 +300,7 @@ def _open(source: DatasetSource, streaming: bool = False) -> datasets.Dataset | 
     empty = [f for f in files if os.path.getsize(f) == 0]
     if empty:
         raise ValueError(f"{source.path}: {empty[0]} is empty (no rows)")
-    return datasets.load_dataset(builder, data_files=files, split="train", streaming=streaming)
+    return datasets.load_dataset(builder, data_files=files, split="train", **({"streaming": True} if streaming else {}))
 
 
 def _check_columns(dataset: datasets.Dataset, source: DatasetSource) -> None:

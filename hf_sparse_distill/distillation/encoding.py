@@ -4,7 +4,7 @@ Python lists (the form `nn.EmbeddingBag` consumes).
 A corpus encoded into a folder lives on disk: the ids are written chunk by chunk (an interrupted encoding resumes
 from the chunks it wrote; the processes of a run share the chunks out), joined into one `.npy` file and
 memory-mapped, so training reads its batches from the page cache instead of holding every id in the process's own
-memory (sentence pairs: the ids of both texts are joined in memory).
+memory (sentence pairs: the first and the second texts in two such folders).
 """
 
 from __future__ import annotations
@@ -25,30 +25,60 @@ from .files import atomic_file, reset_folder
 
 @dataclass
 class EncodedTexts:
-    """N-gram ids of many texts: `ids` (all texts concatenated), `starts` and `lengths` per text. With `pairs`,
-    examples are sentence pairs: bags `2 i` and `2 i + 1` are the first and the second text of example `i`."""
+    """N-gram ids of many texts: `ids` (all texts concatenated), `starts` and `lengths` per text."""
 
     ids: np.ndarray
     starts: np.ndarray
     lengths: np.ndarray
-    pairs: bool = False
 
     def __len__(self) -> int:
-        return len(self.lengths) // 2 if self.pairs else len(self.lengths)
+        return len(self.lengths)
 
     @property
     def example_lengths(self) -> np.ndarray:
-        """Known n-gram occurrences of each example (both texts of a pair)."""
-        return self.lengths[0::2] + self.lengths[1::2] if self.pairs else self.lengths
+        """Known n-gram occurrences of each example."""
+        return self.lengths
 
     def batch(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Flat ids and offsets of the examples at `indices` (two bags per pair), ready for the model."""
-        if self.pairs:
-            indices = np.stack([2 * np.asarray(indices), 2 * np.asarray(indices) + 1], axis=1).ravel()
+        """Flat ids and offsets of the examples at `indices`, ready for the model."""
         lengths = self.lengths[indices]
         offsets = np.cumsum(lengths) - lengths
         positions = np.repeat(self.starts[indices] - offsets, lengths) + np.arange(int(lengths.sum()))
         return torch.from_numpy(self.ids[positions].astype(np.int64)), torch.from_numpy(offsets)
+
+
+@dataclass
+class EncodedPairs:
+    """N-gram ids of sentence pairs: the first texts and the second texts, each encoded on its own (on disk or in
+    memory); a batch holds two bags per pair, `2 i` and `2 i + 1` for the first and second text of example `i`."""
+
+    first: EncodedTexts
+    second: EncodedTexts
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Known n-gram occurrences of each bag, two per pair."""
+        return np.stack([self.first.lengths, self.second.lengths], axis=1).ravel()
+
+    @property
+    def example_lengths(self) -> np.ndarray:
+        """Known n-gram occurrences of each example (both texts)."""
+        return self.first.lengths + self.second.lengths
+
+    def batch(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flat ids and offsets of the examples at `indices` (two bags per pair), ready for the model."""
+        bags = [part.lengths[indices] for part in (self.first, self.second)]
+        lengths = np.stack(bags, axis=1).ravel()
+        offsets = np.cumsum(lengths) - lengths
+        ids = np.empty(int(lengths.sum()), dtype=np.int64)
+        for k, (part, part_lengths) in enumerate(zip((self.first, self.second), bags)):
+            part_ids, part_offsets = part.batch(indices)
+            shift = np.repeat(offsets[k::2] - part_offsets.numpy(), part_lengths)
+            ids[shift + np.arange(int(part_lengths.sum()))] = part_ids.numpy()
+        return torch.from_numpy(ids), torch.from_numpy(offsets)
 
 
 def encode_texts(
@@ -62,7 +92,7 @@ def encode_texts(
     folder: str | os.PathLike | None = None,
     identity: str = "",
     state: PartialState | None = None,
-) -> EncodedTexts:
+) -> EncodedTexts | EncodedPairs:
     """Encode `texts` (and the second texts `pairs` of sentence pairs) with the tokenizer's vectorised matcher,
     keeping at most `max_ngrams` ids per text (int32 ids: vocabularies stay below 2**31 n-grams).
 
@@ -78,9 +108,7 @@ def encode_texts(
                              identity=identity, state=state)  # fmt: skip
         second = encode_texts(tokenizer, pairs, max_ngrams, chunk_size, show_progress, f"{desc} (second texts)",
                               folder=second_folder, identity=identity, state=state)  # fmt: skip
-        lengths = np.stack([first.lengths, second.lengths], axis=1).ravel()
-        starts = np.stack([first.starts, first.ids.size + second.starts], axis=1).ravel()
-        return EncodedTexts(np.concatenate([first.ids, second.ids]), starts, lengths, pairs=True)
+        return EncodedPairs(first, second)
     if folder is not None:
         return _encode_to_folder(
             tokenizer, texts, max_ngrams, chunk_size, show_progress, desc, Path(folder), identity, state

@@ -6,11 +6,11 @@ import numpy as np
 import torch
 
 from ..results import Metrics
-from .encoding import EncodedTexts
+from .encoding import EncodedPairs, EncodedTexts
 
 
 @torch.inference_mode()
-def predict_logits(model: torch.nn.Module, encoded: EncodedTexts, batch_size: int = 1024) -> np.ndarray:
+def predict_logits(model: torch.nn.Module, encoded: EncodedTexts | EncodedPairs, batch_size: int = 1024) -> np.ndarray:
     """Student logits for every text of `encoded`, in order, `[n, num_labels]` float32."""
     model.eval()
     device = next(model.parameters()).device

@@ -36,7 +36,7 @@ from .checkpoints import (
     save_best,
 )
 from .distributed import average_sparse_gradient, broadcast_parameter, exclude_from_ddp
-from .encoding import EncodedTexts
+from .encoding import EncodedPairs, EncodedTexts
 from .evaluate import classification_metrics, predict_logits, problem_type_of
 from .losses import labelled_rows, mixed_loss
 from .optim import MixedSparseAdamW, linear_warmup_decay, param_groups
@@ -55,7 +55,7 @@ class NonFiniteTrainingError(RuntimeError):
 class StageData:
     """Training texts with their teacher logits (for KD) and/or gold labels (-1 where there is none)."""
 
-    encoded: EncodedTexts
+    encoded: EncodedTexts | EncodedPairs
     teacher_logits: np.ndarray | None = None
     labels: np.ndarray | None = None
 
@@ -64,7 +64,7 @@ class StageData:
 class EvalData:
     """Evaluation texts with gold labels and, optionally, the teacher's logits (for agreement)."""
 
-    encoded: EncodedTexts
+    encoded: EncodedTexts | EncodedPairs
     labels: np.ndarray
     teacher_logits: np.ndarray | None = None
 
