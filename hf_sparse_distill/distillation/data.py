@@ -115,15 +115,15 @@ TEXT, TEXT_PAIR = "text", "text_pair"
 @dataclass
 class KDCorpus:
     """The texts the teacher labels: the train set first (with gold labels), then the unlabeled texts (label -1),
-    in an Arrow file memory-mapped through `datasets` (`dataset`: columns `text` and, for sentence-pair data,
-    `text_pair`) with the labels in a memory-mapped `.npy` beside it.
+    in Arrow shards memory-mapped through `datasets` (`dataset`: columns `text` and, for sentence-pair data,
+    `text_pair`) with the labels in a memory-mapped `.npy` beside them.
 
     Args:
         dataset: The texts (and second texts of pairs), in KD order.
         labels: One label per text: gold for the train part, the recipe's missing label for the rest.
         num_train: How many texts at the start are the train set.
         report: What went in and what was removed.
-        fingerprint: SHA-256 (hex) of the texts, second texts and labels, in order.
+        fingerprint: SHA-256 (hex) of the shards' texts and second texts (in order) and of the labels.
     """
 
     dataset: datasets.Dataset
@@ -152,7 +152,8 @@ class KDCorpus:
         return self.texts if self.pairs is None else ChainedTexts(self.texts, self.pairs)
 
 
-def _update_digest(digest, texts: Iterable[str]) -> None:
+def _update_digest(digest: hashlib._Hash, texts: Iterable[str]) -> None:
+    """Feed each text, preceded by its length, to a running SHA-256."""
     for text in texts:
         encoded = text.encode("utf-8")
         digest.update(len(encoded).to_bytes(8, "little"))
@@ -288,8 +289,8 @@ def _sentences(texts: Iterable[str], source: DatasetSource) -> list[str]:
 def _open(source: DatasetSource, streaming: bool = False) -> datasets.Dataset | datasets.IterableDataset:
     """The split a source names, memory-mapped by `datasets` (local files through their builder), or streamed."""
     builder = _local_builder(source.path)
+    stream = {"streaming": True} if streaming else {}  # the call stays as it always was when not streaming
     if builder is None:
-        stream = {"streaming": True} if streaming else {}
         return datasets.load_dataset(
             source.path, source.name, data_files=source.data_files, split=source.split, revision=source.revision,
             **stream,
@@ -300,7 +301,7 @@ def _open(source: DatasetSource, streaming: bool = False) -> datasets.Dataset | 
     empty = [f for f in files if os.path.getsize(f) == 0]
     if empty:
         raise ValueError(f"{source.path}: {empty[0]} is empty (no rows)")
-    return datasets.load_dataset(builder, data_files=files, split="train", **({"streaming": True} if streaming else {}))
+    return datasets.load_dataset(builder, data_files=files, split="train", **stream)
 
 
 def _check_columns(dataset: datasets.Dataset, source: DatasetSource) -> None:
