@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -120,20 +120,31 @@ def find_keys(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
 
 
 class BucketIndex:
-    """The cached logits of some hash buckets of keys (`key.hi % num_buckets`), one file per bucket in `work`:
-    the cache's shards are read once and split up, so finding a bucket's logits reads that bucket's file only and
-    memory holds one bucket, not the cache.
+    """The cached logits of the keys some texts need, split by hash bucket (`key.hi % num_buckets`), one file per
+    bucket in `work`: the cache's shards are read once and split up, keeping only the keys `wanted` by their bucket,
+    so finding a bucket's logits reads that bucket's file only and memory holds one bucket, not the cache (which
+    may hold many more texts than the ones labelled now).
 
     Args:
         cache: The logit cache.
         num_buckets: How many buckets the keys are hashed into.
         buckets: The buckets to index.
         work: A folder of this index's own.
+        wanted: The keys (`KEY_DTYPE`) of a bucket that the index should hold.
         flush_rows: Rows gathered in memory before they are written out to the bucket files.
     """
 
-    def __init__(self, cache: LogitCache, num_buckets: int, buckets: set[int], work: Path, flush_rows: int = 500_000):
+    def __init__(
+        self,
+        cache: LogitCache,
+        num_buckets: int,
+        buckets: set[int],
+        work: Path,
+        wanted: Callable[[int], np.ndarray],
+        flush_rows: int = 2_000_000,
+    ):
         self.cache, self.num_buckets, self.buckets, self.work = cache, num_buckets, buckets, work
+        self._wanted = wanted
         self.record = np.dtype([("key", KEY_DTYPE), ("logits", "<f4", (cache.num_labels,))])
         self._flush_rows = flush_rows
         self._seen: set[Path] = set()
@@ -161,7 +172,7 @@ class BucketIndex:
     def add(self, path: Path, keys: np.ndarray, logits: np.ndarray) -> None:
         """Index a shard this process has just written (`LogitCache.add`) without reading it back."""
         self._seen.add(path)
-        self._append(self._records(keys, logits))
+        self._append(self._records(keys, logits), filtered=False)
 
     def logits(self, bucket: int) -> tuple[np.ndarray, np.ndarray]:
         """The distinct cached keys of `bucket`, sorted (`KEY_DTYPE`), and their logits."""
@@ -175,12 +186,19 @@ class BucketIndex:
         records["key"], records["logits"] = keys.view(KEY_DTYPE).ravel(), logits
         return records
 
-    def _append(self, records: np.ndarray) -> None:
+    def _append(self, records: np.ndarray, filtered: bool = True) -> None:
+        """Append `records` to the files of their buckets (with `filtered`, only those of wanted keys)."""
         bucket = records["key"]["hi"] % np.uint64(self.num_buckets)
         order = np.argsort(bucket, kind="stable")
         records, bucket = records[order], bucket[order]
-        bounds = np.flatnonzero(np.diff(bucket)) + 1
-        for group in np.split(np.arange(len(records)), bounds):
-            if len(group) and int(bucket[group[0]]) in self.buckets:
-                with open(self.work / f"bucket-{int(bucket[group[0]]):07d}.bin", "ab") as f:
-                    records[group].tofile(f)
+        starts = np.flatnonzero(np.r_[True, np.diff(bucket) != 0])
+        for start, stop in zip(starts, [*starts[1:], len(records)]):
+            number = int(bucket[start])
+            if number not in self.buckets:
+                continue
+            group = records[start:stop]
+            if filtered:
+                group = group[np.isin(group["key"], self._wanted(number))]
+            if len(group):
+                with open(self.work / f"bucket-{number:07d}.bin", "ab") as f:
+                    group.tofile(f)

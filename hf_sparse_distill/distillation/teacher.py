@@ -178,7 +178,7 @@ class Teacher:
             logits = np.zeros((len(texts), self.num_labels), dtype=np.float32)
         with tempfile.TemporaryDirectory(prefix="hfsd-label-", dir=None if out is None else Path(out).parent) as work:
             keyed = _bucket_keys(texts, pairs, num_buckets, fill, Path(work) / "texts")
-            index = BucketIndex(cache, num_buckets, fill, Path(work) / "cache")
+            index = BucketIndex(cache, num_buckets, fill, Path(work) / "cache", wanted=lambda bucket: keyed(bucket)[1])
             self._label_buckets(texts, pairs, keyed, index, sorted(mine), cache, logits, show_progress)
             state.wait_for_everyone()
             if fill != mine:
