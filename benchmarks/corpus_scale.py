@@ -215,8 +215,12 @@ def measure(recipe: Path) -> dict:
     }
 
 
-def report(runs: list[dict], machine: str, command: str, words: tuple[float, float] | None = None) -> str:
-    """CORPUS_SCALE.md: one table of peak RSS and one of wall time, with each stage's growth from the smallest run."""
+def report(
+    runs: list[dict], machine: str, command: str, words: tuple[float, float] | None = None, note: str | None = None
+) -> str:
+    """CORPUS_SCALE.md: tables of peak memory and of wall time, with each stage's growth from the smallest run, and
+    (given the mean words of a corpus text and of an Amazon review) a projection of the paper's run; `note` is
+    printed under the heading."""
     first = runs[0]
     lines = [
         "# Corpus scale: memory and time of each stage against the unlabeled corpus",
@@ -225,6 +229,7 @@ def report(runs: list[dict], machine: str, command: str, words: tuple[float, flo
         "clauses joined by a comma per text; teacher: random-weight 2-layer, 64-wide BERT; student: "
         f"{VOCAB_SIZE:,} x {EMBED_DIM} table, one KD epoch. Each size ran in a fresh process, cold.",
         "",
+        *([f"**Note.** {note}", ""] if note else []),
         "Peak memory (MB) while each stage runs: anonymous PSS of the process and its workers, i.e. the memory the "
         "steps hold, without the page cache of the memory-mapped files they read (it includes what the earlier "
         "stages still hold); in brackets, the ratio to the smallest run:",
@@ -337,7 +342,10 @@ def projection(run: dict, corpus_words: float, review_words: float) -> list[str]
         "|---|---|---|",
         *[
             f"| {stage} | {seconds / 3600:,.1f} | "
-            + ("measured s per M texts here, scaled" if stage in cpu else "paper's throughput, assumed bandwidth")
+            + {
+                "label": "the paper's RoBERTa-Large throughput",
+                "train": "the paper's DAN throughput, assumed bandwidth",
+            }.get(stage, "s per M texts measured here, scaled")
             + " |"
             for stage, seconds in hours.items()
         ],
@@ -345,7 +353,7 @@ def projection(run: dict, corpus_words: float, review_words: float) -> list[str]
         "",
     ] + (
         [
-            "Disk grows with the corpus (memory per stage does not): per million texts of this benchmark, "
+            "Disk grows with the corpus: per million texts of this benchmark, "
             + ", ".join(f"{part} {mb / (run['texts'] / 1e6):,.0f} MB" for part, mb in run["disk_mb"].items())
             + f"; for the paper's corpus about {sum(run['disk_mb'].values()) / (run['texts'] / 1e6) * millions * ratio / 1024:,.0f} GB "
             "(scaled by words).",
@@ -382,7 +390,7 @@ def main() -> None:
             mean_words(work / f"corpus-{runs[-1]['texts']}.jsonl"),
             mean_words(shared_dir() / "data" / "amazon_multidomain" / "all.jsonl"),
         )
-        (out / "CORPUS_SCALE.md").write_text(report(runs, saved["machine"], saved["command"], words))
+        (out / "CORPUS_SCALE.md").write_text(report(runs, saved["machine"], saved["command"], words, saved.get("note")))
         return
     pool, teacher = clause_pool(work, args.reviews), tiny_teacher(work / "teacher")
     runs = []

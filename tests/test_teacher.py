@@ -157,3 +157,19 @@ def test_logits_written_to_disk_equal_those_in_memory(tiny_teacher, tmp_path):
     assert sum(len(load_file(str(p))["keys"]) for p in shards(tmp_path / "cache")) == len(
         set(corpus.texts)
     )  # once each
+
+
+def test_the_lookup_index_holds_only_the_keys_a_run_needs(tmp_path):
+    """A small split labelled against a large cache: its index keeps the few keys it needs, not the whole cache
+    (with one bucket it would otherwise read every cached logit into memory)."""
+    from hf_sparse_distill.distillation.logit_cache import KEY_DTYPE, BucketIndex, LogitCache, text_keys
+
+    cache = LogitCache(tmp_path / "cache", 2)
+    texts = random_texts(3000, seed=5)
+    for start in range(0, 3000, 500):
+        cache.add(texts[start : start + 500], np.full((500, 2), start, dtype=np.float32))
+    wanted = text_keys([texts[7], texts[2500], "not cached"]).view(KEY_DTYPE).ravel()
+    index = BucketIndex(cache, 1, {0}, tmp_path / "index", wanted=lambda bucket: wanted, flush_rows=700)
+    keys, logits = index.logits(0)
+    assert len(keys) == 2 and sorted(logits[:, 0].tolist()) == [0.0, 2500.0]
+    assert (tmp_path / "index" / "bucket-0000000.bin").stat().st_size < 200
