@@ -215,6 +215,13 @@ def measure(recipe: Path) -> dict:
     }
 
 
+def _table(caption: str, header: list[str], rows: list[list[str]]) -> list[str]:
+    """A captioned Markdown table, as lines."""
+    return ["", caption, "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"] + [
+        "| " + " | ".join(row) + " |" for row in rows
+    ]
+
+
 def report(
     runs: list[dict], machine: str, command: str, words: tuple[float, float] | None = None, note: str | None = None
 ) -> str:
@@ -228,47 +235,43 @@ def report(
         f"Generated {datetime.date.today().isoformat()} by `{command}` on: {machine}. Corpus: two random IMDB "
         "clauses joined by a comma per text; teacher: random-weight 2-layer, 64-wide BERT; student: "
         f"{VOCAB_SIZE:,} x {EMBED_DIM} table, one KD epoch. Each size ran in a fresh process, cold.",
-        "",
-        *([f"**Note.** {note}", ""] if note else []),
+        *(["", f"**Note.** {note}"] if note else []),
+    ]
+    memory = []
+    for run in runs:
+        growth = {s: run["peak_rss_mb"][s] / first["peak_rss_mb"][s] for s in STAGES}
+        lean = run["train_peak_rss_without_table_state_mb"] / first["train_peak_rss_without_table_state_mb"]
+        memory.append(
+            [f"{run['texts']:,}", f"{run['kd_texts']:,}"]
+            + [f"{run['peak_rss_mb'][s]:,.0f} ({growth[s]:.2f}×)" for s in STAGES]
+            + [f"{run['train_peak_rss_without_table_state_mb']:,.0f} ({lean:.2f}×)"]
+        )
+    lines += _table(
         "Peak memory (MB) while each stage runs: anonymous PSS of the process and its workers, i.e. the memory the "
         "steps hold, without the page cache of the memory-mapped files they read (it includes what the earlier "
         "stages still hold); in brackets, the ratio to the smallest run:",
-        "",
-        "| texts | KD corpus | " + " | ".join(STAGES) + " | train without table state |",
-        "|---" * (len(STAGES) + 3) + "|",
-    ]
-    for run in runs:
-        cells = [
-            f"{run['peak_rss_mb'][s]:,.0f} ({run['peak_rss_mb'][s] / first['peak_rss_mb'][s]:.2f}×)" for s in STAGES
-        ]
-        lean = run["train_peak_rss_without_table_state_mb"] / first["train_peak_rss_without_table_state_mb"]
-        lines.append(
-            f"| {run['texts']:,} | {run['kd_texts']:,} | " + " | ".join(cells)
-            + f" | {run['train_peak_rss_without_table_state_mb']:,.0f} ({lean:.2f}×) |"
-        )  # fmt: skip
-    lines += [
-        "",
+        ["texts", "KD corpus", *STAGES, "train without table state"],
+        memory,
+    )
+    lines += _table(
         "The same peaks with the pages of the memory-mapped files the stages read (page cache, counted once):",
-        "",
-        "| texts | " + " | ".join(STAGES) + " |",
-        "|---" * (len(STAGES) + 1) + "|",
-    ]
-    for run in runs:
-        with_files = run.get("peak_pss_with_file_pages_mb", {})
-        lines.append(
-            f"| {run['texts']:,} | " + " | ".join(f"{with_files.get(s, float('nan')):,.0f}" for s in STAGES) + " |"
-        )
-    lines += [
-        "",
+        ["texts", *STAGES],
+        [
+            [f"{run['texts']:,}"]
+            + [f"{run.get('peak_pss_with_file_pages_mb', {}).get(s, float('nan')):,.0f}" for s in STAGES]
+            for run in runs
+        ],
+    )
+    lines += _table(
         "Wall time (s) of each stage; in brackets, seconds per million texts of the corpus:",
-        "",
-        "| texts | " + " | ".join(STAGES) + " | total |",
-        "|---" * (len(STAGES) + 2) + "|",
-    ]
-    for run in runs:
-        per_million = {s: run["wall_s"][s] / (run["texts"] / 1e6) for s in STAGES}
-        cells = [f"{run['wall_s'][s]:,.1f} ({per_million[s]:,.0f})" for s in STAGES]
-        lines.append(f"| {run['texts']:,} | " + " | ".join(cells) + f" | {sum(run['wall_s'].values()):,.0f} |")
+        ["texts", *STAGES, "total"],
+        [
+            [f"{run['texts']:,}"]
+            + [f"{run['wall_s'][s]:,.1f} ({run['wall_s'][s] / (run['texts'] / 1e6):,.0f})" for s in STAGES]
+            + [f"{sum(run['wall_s'].values()):,.0f}"]
+            for run in runs
+        ],
+    )
     if words is not None:
         lines += ["", *projection(runs[-1], *words)]
     return "\n".join(lines) + "\n"
