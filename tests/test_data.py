@@ -381,3 +381,23 @@ def test_pair_batches_interleave_the_two_encodings(tokenizer, tmp_path):
         expected, _ = encode_texts(tokenizer, [text], 6, show_progress=False).batch(np.array([0]))
         assert ids[bounds[k] : bounds[k + 1]].tolist() == expected.tolist()
     np.testing.assert_array_equal(pairs.example_lengths, pairs.first.lengths + pairs.second.lengths)
+
+
+def test_only_the_main_process_builds_the_corpus_and_settings_are_checked(tmp_path):
+    """A process other than the main one reads the corpus the main one built and never writes the folder; options
+    that do not apply to a split are refused instead of ignored."""
+    from hf_sparse_distill.distillation.data import load_unlabeled
+
+    train, key = TextSet(["a good film", "a bad film"], [1, 0]), dedup_key(VocabConfig())
+    with pytest.raises(RuntimeError, match="main process builds it first"):
+        build_kd_corpus(train, [], [], key, folder=tmp_path / "kd", identity="x", build=False)
+    assert not (tmp_path / "kd").exists()
+    built = build_kd_corpus(train, [], [], key, folder=tmp_path / "kd", identity="x")
+    assert list(build_kd_corpus(train, [], [], key, folder=tmp_path / "kd", identity="x", build=False).texts) == list(
+        built.texts
+    )
+    path = write_jsonl(tmp_path / "a.jsonl", [{"text": "fine", "label": 1}])
+    with pytest.raises(ValueError, match="label_map applies to labeled splits"):
+        load_unlabeled(DatasetSource(path=path, label_map={1: 1}))
+    with pytest.raises(ValueError, match="streaming applies to unlabeled sources"):
+        load_source(DatasetSource(path=path, streaming=True))

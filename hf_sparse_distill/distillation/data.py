@@ -201,6 +201,8 @@ def load_source(
     """Read one split with `datasets.load_dataset` and return its texts (and labels when it has them): class ids
     or names (single-label, the default), a list of class ids or names per text, turned into multi-hot rows
     (`problem_type="multi_label_classification"`; needs `label2id`), or numbers (`"regression"`)."""
+    if source.streaming:
+        raise ValueError(f"{source.path}: streaming applies to unlabeled sources; labeled splits are read whole")
     dataset = _open(source)
     _check_columns(dataset, source)
     has_labels = source.label_column is not None and source.label_column in dataset.column_names
@@ -322,6 +324,8 @@ def load_unlabeled(source: DatasetSource) -> datasets.Dataset:
     pairs): its rows, or its sentences / clauses (split by `datasets.Dataset.map`, cached by `datasets` like any
     map), up to `max_rows`. No text is held in memory; labels, if the source has any, are ignored. A `streaming`
     source is read through `_streamed`."""
+    if source.label_map is not None:
+        raise ValueError(f"{source.path}: label_map applies to labeled splits, not to unlabeled text")
     if source.streaming:
         return _streamed(source)
     dataset = _open(source)
@@ -352,8 +356,10 @@ def _streamed(source: DatasetSource) -> datasets.Dataset:
     them, up to `max_rows`, written once into Arrow shards of `STREAM_SHARD_ROWS` under the `datasets` cache and
     memory-mapped from there. An interrupted copy resumes after its last finished shard (the stream skips the
     source rows already read)."""
-    folder = Path(datasets.config.HF_DATASETS_CACHE) / "hf_sparse_distill_streams" / _inputs_digest(asdict(source))[:24]
-    reset_folder(folder, "source.json", asdict(source))
+    files = [(f, os.path.getsize(f), os.path.getmtime(f)) for f in sorted(glob.glob(source.path))]
+    known_by = {**asdict(source), "local_files": files}  # a local file that changes is streamed again
+    folder = Path(datasets.config.HF_DATASETS_CACHE) / "hf_sparse_distill_streams" / _inputs_digest(known_by)[:24]
+    reset_folder(folder, "source.json", known_by)
     progress = read_json(folder / STREAM_MANIFEST) or {"shards": [], "source_rows": 0, "rows": 0, "done": False}
     columns = {source.text_column: TEXT, **({source.text_pair_column: TEXT_PAIR} if source.text_pair_column else {})}
     features = datasets.Features({name: datasets.Value("string") for name in columns.values()})
@@ -370,10 +376,11 @@ def _streamed(source: DatasetSource) -> datasets.Dataset:
             rows = len(pending[TEXT])
             if rows:
                 name = f"shard-{len(progress['shards']):06d}.arrow"
-                writer = ArrowWriter(path=str(folder / f".{name}.tmp"), features=features)
+                tmp = folder / f".{name}.{os.getpid()}.tmp"
+                writer = ArrowWriter(path=str(tmp), features=features)
                 writer.write_batch(pending)
                 writer.finalize()
-                os.replace(folder / f".{name}.tmp", folder / name)
+                os.replace(tmp, folder / name)
                 progress["shards"].append(name)
             progress.update(source_rows=consumed, rows=progress["rows"] + rows, done=done)
             with atomic_file(folder / STREAM_MANIFEST) as f:
@@ -532,6 +539,7 @@ def build_kd_corpus(
     folder: str | os.PathLike | None = None,
     identity: str | None = None,
     batch_size: int = 100_000,
+    build: bool = True,
 ) -> KDCorpus:
     """Concatenate the train set and the unlabeled texts into Arrow files in `folder`, dropping unlabeled texts
     whose `key` (see `dedup_key`) equals an evaluation text's, a train text's or an earlier unlabeled text's, is in
@@ -557,6 +565,8 @@ def build_kd_corpus(
             identity is read back instead of built again, an unfinished one is resumed. Without it, the corpus is
             built from scratch.
         batch_size: Examples read and written at a time.
+        build: False in the processes of a run other than the main one: they only read the corpus the main process
+            built (with this identity) and never write to the folder.
     """
     temporary = None
     if folder is None:
@@ -567,6 +577,10 @@ def build_kd_corpus(
     if identity is not None and manifest is not None and manifest["identity"] == identity:
         logger.info("KD corpus: reusing %s", folder)
         return _open_corpus(folder, manifest, temporary)
+    if not build:
+        raise RuntimeError(
+            f"{folder} holds no KD corpus of these inputs: the main process builds it first (did its inputs differ?)"
+        )
     pairs = train.pairs is not None
     for part in unlabeled:
         if _has_pairs(part) != pairs:
@@ -591,6 +605,8 @@ def build_kd_corpus(
     )
     shards = work / "shards"
     shards.mkdir(exist_ok=True)
+    for stale in shards.glob(".*.tmp"):  # a shard an interrupted run was writing
+        stale.unlink()
     plans = {
         "train": ([train], _plan([train], batch_size) if include_train else []),
         "unlabeled": (unlabeled, _plan(unlabeled, batch_size)),
@@ -787,6 +803,7 @@ def prepare_data(
     label2id: dict[str, int],
     problem_type: str | None = None,
     folder: str | os.PathLike | None = None,
+    build_corpus: bool = True,
 ) -> PreparedData:
     """Read every split a recipe names, draw the selection split and assemble the KD corpus (in `folder`, reused
     when it holds the corpus of the same inputs; default: a temporary folder).
@@ -799,7 +816,9 @@ def prepare_data(
         problem_type: The teacher's: single-label (default), multi-label (labels are lists) or regression.
         folder: Where the KD corpus is kept (see `build_kd_corpus`). It is known by the labeled splits, the
             selection, the word analysis and the `datasets` fingerprints of the unlabeled sources (which follow
-            their files); a corpus made from other inputs is built again.
+            their files; a streamed Hub source is known by its settings, `revision` included: name a revision to
+            follow updates); a corpus made from other inputs is built again.
+        build_corpus: False in the processes of a run other than the main one (see `build_kd_corpus`).
     """
     train, dev = load_source(config.train, label2id, problem_type), load_source(config.dev, label2id, problem_type)
     test = load_source(config.test, label2id, problem_type) if config.test is not None else None
@@ -837,7 +856,7 @@ def prepare_data(
     )
     corpus = build_kd_corpus(
         selection.train, parts, evaluation, key, config.include_train_in_kd, excluded=selection.excluded_keys,
-        missing=missing, folder=folder, identity=identity,
+        missing=missing, folder=folder, identity=identity, build=build_corpus,
     )  # fmt: skip
     corpus.report.selection = len(selection.texts)
     corpus.report.train_removed_for_selection = selection.removed_from_train

@@ -110,7 +110,7 @@ class Distiller:
             with self.state.main_process_first():
                 self._data = prepare_data(
                     recipe.data, recipe.vocab, recipe.augment, label2id, problem_type=self.teacher.problem_type,
-                    folder=self.output_dir / CORPUS_DIR,
+                    folder=self.output_dir / CORPUS_DIR, build_corpus=self.state.is_main_process,
                 )  # fmt: skip
             if self.state.is_main_process:
                 self.output_dir.mkdir(parents=True, exist_ok=True)

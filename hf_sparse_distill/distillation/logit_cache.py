@@ -32,8 +32,8 @@ KEY_DTYPE = np.dtype([("hi", "<u8"), ("lo", "<u8")])  # a text key as one sortab
 
 
 def bucket_count(num_texts: int, chunk_size: int) -> int:
-    """How many hash buckets a corpus of `num_texts` distinct texts is labelled in: a power of two, about one shard
-    per bucket. It depends on the corpus only, so runs labelling the same corpus share the same buckets (and
+    """How many hash buckets a corpus of `num_texts` texts is labelled in: a power of two, about one shard per
+    bucket. It depends on the corpus only, so runs labelling the same corpus share the same buckets (and
     locks)."""
     return 1 << max(0, math.ceil(math.log2(max(1, math.ceil(num_texts / chunk_size)))))
 

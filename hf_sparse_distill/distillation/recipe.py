@@ -43,8 +43,9 @@ class DatasetSource:
     `label_map` maps the labels as read to the labels used (`{0: 0, 1: 0, 3: 1, 4: 1}` turns SST-5 into SST-2);
     rows whose label it does not name are dropped. `text_pair_column` names the second text of sentence-pair data
     (every source of a pair recipe has one). `streaming` (unlabeled sources) reads the source with
-    `load_dataset(..., streaming=True)` and writes its texts, up to `max_rows`, once into a local Arrow file: a Hub
-    corpus too big to download whole is read only as far as needed and never held in memory.
+    `load_dataset(..., streaming=True)` and writes its texts, up to `max_rows`, once into local Arrow shards: a Hub
+    corpus too big to download whole is read only as far as needed and never held in memory (the copy is kept per
+    source settings and, for local files, their size and time; a Hub source is followed by its `revision`).
     """
 
     path: str

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -169,8 +170,13 @@ class Teacher:
         mine = {b for b in range(num_buckets) if b % state.num_processes == state.process_index}
         fill = mine if out is not None else set(range(num_buckets))  # the buckets whose logits this process returns
         if out is not None and state.is_main_process:
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
-            np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=(len(texts), self.num_labels)).flush()
+            folder = Path(out).parent
+            folder.mkdir(parents=True, exist_ok=True)
+            for stale in folder.glob("hfsd-label-*"):  # left by a killed run (this run's come after the barrier)
+                shutil.rmtree(stale, ignore_errors=True)
+            tmp = folder / f".{Path(out).name}.{os.getpid()}.tmp"  # a new file: a live map of the old one stays valid
+            np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(texts), self.num_labels)).flush()
+            os.replace(tmp, out)
         state.wait_for_everyone()
         if out is not None:
             logits = np.lib.format.open_memmap(out, mode="r+")
@@ -281,10 +287,13 @@ def _bucket_keys(
         records = np.empty(len(batch), dtype=record)
         records["key"], records["row"] = text_keys(batch).view(KEY_DTYPE).ravel(), np.arange(start, start + len(batch))
         bucket = records["key"]["hi"] % np.uint64(num_buckets)
-        for b in np.unique(bucket):
-            if int(b) in buckets:
-                with open(work / f"bucket-{int(b):07d}.bin", "ab") as f:
-                    records[bucket == b].tofile(f)
+        order = np.argsort(bucket, kind="stable")  # rows stay in corpus order within a bucket
+        records, bucket = records[order], bucket[order]
+        starts = np.flatnonzero(np.r_[True, np.diff(bucket) != 0])
+        for start, stop in zip(starts, [*starts[1:], len(records)]):
+            if int(bucket[start]) in buckets:
+                with open(work / f"bucket-{int(bucket[start]):07d}.bin", "ab") as f:
+                    records[start:stop].tofile(f)
 
     def keyed(bucket: int) -> tuple[np.ndarray, np.ndarray]:
         path = work / f"bucket-{bucket:07d}.bin"
