@@ -337,7 +337,7 @@ def test_encoding_on_disk_matches_memory_and_resumes(tokenizer, tmp_path):
     real = tokenizer.matcher.encode
     with mock.patch.object(tokenizer.matcher, "encode", side_effect=lambda t, m: calls.append(len(t)) or real(t, m)):
         with pytest.raises(KeyboardInterrupt):
-            with mock.patch("hf_sparse_distill.distillation.encoding._save_npy", side_effect=_interrupt_after(5)):
+            with mock.patch("hf_sparse_distill.distillation.encoding.save_npy", side_effect=_interrupt_after(5)):
                 encode_texts(tokenizer, texts, 7, 64, show_progress=False, folder=folder, identity="a")
         calls.clear()
         resumed = encode_texts(tokenizer, texts, 7, 64, show_progress=False, folder=folder, identity="a")
@@ -351,7 +351,7 @@ def test_encoding_on_disk_matches_memory_and_resumes(tokenizer, tmp_path):
 
 
 def _interrupt_after(saves: int):
-    from hf_sparse_distill.distillation.encoding import _save_npy as real
+    from hf_sparse_distill.distillation.encoding import save_npy as real
 
     count = iter(range(10**6))
 

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ..models.sparse_dan.tokenization_sparse_dan import word_splitter
 from ..results import DataReport
 from .augment import augment_pairs, augment_texts
-from .files import atomic_file, read_json, reset_folder
+from .files import atomic_file, read_json, reset_folder, save_npy
 from .logit_cache import KEY_DTYPE, text_keys
 from .recipe import AugmentConfig, DataConfig, DatasetSource, VocabConfig
 
@@ -468,11 +468,6 @@ def _has_pairs(part: Unlabeled) -> bool:
     return part.pairs is not None if isinstance(part, TextSet) else TEXT_PAIR in part.column_names
 
 
-def _save(path: Path, array: np.ndarray) -> None:
-    with atomic_file(path, "wb") as f:
-        np.save(f, array)
-
-
 def _flag_unlabeled(
     unlabeled: Sequence[Unlabeled],
     key: Callable[[str], str],
@@ -500,7 +495,7 @@ def _flag_unlabeled(
             for p in range(num_partitions):
                 with atomic_file(work / f"keys-{batch.index:06d}-{p:05d}.bin", "wb") as f:
                     records[partition == p].tofile(f)
-            _save(work / f"flags-{batch.index:06d}.npy", np.where(empty, _EMPTY, _KEPT).astype(np.uint8))  # done
+            save_npy(work / f"flags-{batch.index:06d}.npy", np.where(empty, _EMPTY, _KEPT).astype(np.uint8))  # done
             bar.update(1)
     for p in range(num_partitions):
         if (work / f"drop-{p:05d}.npy").exists():
@@ -516,7 +511,7 @@ def _flag_unlabeled(
         drop = np.empty(int(held.sum() + duplicate.sum()), dtype=_DROP)
         drop["row"] = np.concatenate([records["row"][held], records["row"][duplicate]])
         drop["flag"] = np.repeat([_HELD, _DUPLICATE], [int(held.sum()), int(duplicate.sum())])
-        _save(work / f"drop-{p:05d}.npy", drop)
+        save_npy(work / f"drop-{p:05d}.npy", drop)
         for batch in batches:
             (work / f"keys-{batch.index:06d}-{p:05d}.bin").unlink()
     flags = np.lib.format.open_memmap(work / "flags.npy", mode="w+", dtype=np.uint8, shape=(max(total, 1),))[:total]

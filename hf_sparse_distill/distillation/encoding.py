@@ -20,7 +20,7 @@ from accelerate import PartialState
 from tqdm.auto import tqdm
 
 from ..models.sparse_dan.tokenization_sparse_dan import SparseDANTokenizer
-from .files import atomic_file, reset_folder
+from .files import reset_folder, save_npy
 
 
 @dataclass
@@ -129,12 +129,6 @@ IDS_FILE, LENGTHS_FILE, STARTS_FILE, ENCODING_MANIFEST = "ids.npy", "lengths.npy
 _FORMAT = 2  # ids, lengths and starts, all memory-mapped
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    """`np.save`, atomically (a file that exists is complete)."""
-    with atomic_file(path, "wb") as f:
-        np.save(f, array)
-
-
 def _encode_to_folder(
     tokenizer: SparseDANTokenizer,
     texts: Sequence[str],
@@ -160,8 +154,8 @@ def _encode_to_folder(
                 if not (folder / f"lengths-{k:06d}.npy").exists():
                     part = texts[chunks[k] : chunks[k] + chunk_size]
                     chunk_ids, chunk_lengths = tokenizer.matcher.encode(part, max_ngrams)
-                    _save_npy(folder / f"ids-{k:06d}.npy", chunk_ids.astype(np.int32))
-                    _save_npy(folder / f"lengths-{k:06d}.npy", chunk_lengths)  # written last: the chunk is done
+                    save_npy(folder / f"ids-{k:06d}.npy", chunk_ids.astype(np.int32))
+                    save_npy(folder / f"lengths-{k:06d}.npy", chunk_lengths)  # written last: the chunk is done
                 bar.update(1)
         barrier()
         if rank == 0:
@@ -197,7 +191,7 @@ def _join_chunks(folder: Path, num_chunks: int) -> None:
         tmp = Path(array.filename)
         del array
         if n == 0:  # nothing to map: a plain empty array
-            _save_npy(tmp, np.zeros(0, dtype=np.int32 if name == IDS_FILE else np.int64))
+            save_npy(tmp, np.zeros(0, dtype=np.int32 if name == IDS_FILE else np.int64))
         os.replace(tmp, folder / name)
     for chunk_file in [*folder.glob("ids-*.npy"), *folder.glob("lengths-*.npy")]:
         chunk_file.unlink()

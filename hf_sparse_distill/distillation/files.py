@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+import numpy as np
+
 
 @contextmanager
 def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
@@ -20,6 +22,12 @@ def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
     with open(tmp, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as f:
         yield f
     os.replace(tmp, path)
+
+
+def save_npy(path: Path, array: np.ndarray) -> None:
+    """`np.save`, atomically (a file that exists is complete)."""
+    with atomic_file(path, "wb") as f:
+        np.save(f, array)
 
 
 def read_json(path: Path) -> dict | None:

@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +111,17 @@ class LogitCache:
         return None
 
 
+def by_bucket(records: np.ndarray, num_buckets: int) -> Iterator[tuple[int, np.ndarray]]:
+    """The records (with a `key` field of `KEY_DTYPE`) of each hash bucket (`key.hi % num_buckets`) present, in
+    their original order within the bucket: one sort, not one pass per bucket."""
+    bucket = records["key"]["hi"] % np.uint64(num_buckets)
+    order = np.argsort(bucket, kind="stable")
+    records, bucket = records[order], bucket[order]
+    starts = np.flatnonzero(np.r_[True, np.diff(bucket) != 0])
+    for start, stop in zip(starts, [*starts[1:], len(records)]):
+        yield int(bucket[start]), records[start:stop]
+
+
 def find_keys(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """Row of each of `keys` in `sorted_keys` (sorted, distinct `KEY_DTYPE` items), or -1 where it is absent."""
     if len(sorted_keys) == 0:
@@ -188,15 +199,9 @@ class BucketIndex:
 
     def _append(self, records: np.ndarray, filtered: bool = True) -> None:
         """Append `records` to the files of their buckets (with `filtered`, only those of wanted keys)."""
-        bucket = records["key"]["hi"] % np.uint64(self.num_buckets)
-        order = np.argsort(bucket, kind="stable")
-        records, bucket = records[order], bucket[order]
-        starts = np.flatnonzero(np.r_[True, np.diff(bucket) != 0])
-        for start, stop in zip(starts, [*starts[1:], len(records)]):
-            number = int(bucket[start])
+        for number, group in by_bucket(records, self.num_buckets):
             if number not in self.buckets:
                 continue
-            group = records[start:stop]
             if filtered:
                 group = group[np.isin(group["key"], self._wanted(number))]
             if len(group):

@@ -28,7 +28,16 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from .data import TextColumn
 from .distributed import process_state
 from .evaluate import problem_type_of
-from .logit_cache import KEY_DTYPE, BucketIndex, LogitCache, bucket_count, find_keys, identity_folder_name, text_keys
+from .logit_cache import (
+    KEY_DTYPE,
+    BucketIndex,
+    LogitCache,
+    bucket_count,
+    by_bucket,
+    find_keys,
+    identity_folder_name,
+    text_keys,
+)
 from .recipe import TeacherConfig
 
 logger = logging.getLogger(__name__)
@@ -286,14 +295,10 @@ def _bucket_keys(
             batch = pair_cache_texts(batch, pairs[start : start + batch_size])
         records = np.empty(len(batch), dtype=record)
         records["key"], records["row"] = text_keys(batch).view(KEY_DTYPE).ravel(), np.arange(start, start + len(batch))
-        bucket = records["key"]["hi"] % np.uint64(num_buckets)
-        order = np.argsort(bucket, kind="stable")  # rows stay in corpus order within a bucket
-        records, bucket = records[order], bucket[order]
-        starts = np.flatnonzero(np.r_[True, np.diff(bucket) != 0])
-        for start, stop in zip(starts, [*starts[1:], len(records)]):
-            if int(bucket[start]) in buckets:
-                with open(work / f"bucket-{int(bucket[start]):07d}.bin", "ab") as f:
-                    records[start:stop].tofile(f)
+        for bucket, group in by_bucket(records, num_buckets):  # rows stay in corpus order within a bucket
+            if bucket in buckets:
+                with open(work / f"bucket-{bucket:07d}.bin", "ab") as f:
+                    group.tofile(f)
 
     def keyed(bucket: int) -> tuple[np.ndarray, np.ndarray]:
         path = work / f"bucket-{bucket:07d}.bin"
