@@ -1,7 +1,8 @@
 """Multi-process check of the distillation steps: vocabulary, teacher labelling and training run once in one
 process and once in N processes under `accelerate launch`; the N-process run must give the same tokenizer, the
-same teacher logits and the same student weights (identical on every rank), and the script prints labelling and
-training throughput per process.
+same teacher logits and the same student weights (identical on every rank; trained on teacher logits and, with
+`--alpha` below 1, on gold labels of half the rows, so both loss terms' weighting between processes is checked), and
+the script prints labelling and training throughput per process.
 
 On GPUs it exercises the NCCL path of the sparse table's gradient sync (`distillation/distributed.py`); on CPUs it
 runs the same code on gloo (`ACCELERATE_USE_CPU=1`, set here when no GPU is visible).
@@ -106,9 +107,13 @@ def worker(args: argparse.Namespace) -> None:
     timings["label_s"] = time.perf_counter() - start
 
     encoded = encode_texts(tokenizer, texts, show_progress=False, folder=out / "encoded", identity="ids", state=state)
-    # training targets that do not depend on the labelling run, so that both checks stand on their own
-    targets = np.random.default_rng(args.seed).normal(size=logits.shape).astype(np.float32)
-    labels = targets.argmax(-1)
+    # training targets that do not depend on the labelling run, so that both checks stand on their own; gold labels
+    # on a random half of the rows (as a KD corpus holds the labeled train split among unlabeled text), so that
+    # each process's share of a batch's labelled rows differs and the gold term's weighting is checked too
+    rng = np.random.default_rng(args.seed)
+    targets = rng.normal(size=logits.shape).astype(np.float32)
+    gold = targets.argmax(-1)
+    labels = np.where(rng.random(len(gold)) < 0.5, gold, -1)
     config = SparseDANConfig(
         vocab_size=tokenizer.vocab_size, embed_dim=args.embed_dim, hidden_dims=[args.embed_dim],
         id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1},
@@ -117,9 +122,9 @@ def worker(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     model = SparseDANForSequenceClassification(config)
     stage = StageConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=1e-3,
-                        embedding_learning_rate=1e-2, eval_steps=None, alpha=1.0)  # fmt: skip
+                        embedding_learning_rate=1e-2, eval_steps=None, alpha=args.alpha)  # fmt: skip
     held = slice(0, min(1000, len(texts)))
-    selection = EvalData(encode_texts(tokenizer, texts[held], show_progress=False), labels[held], targets[held])
+    selection = EvalData(encode_texts(tokenizer, texts[held], show_progress=False), gold[held], targets[held])
     trainer = StageTrainer(model, tokenizer, StageData(encoded, targets, labels), selection, stage, out / "stage")
     start = time.perf_counter()
     summary = trainer.train(resume=False)
@@ -143,7 +148,7 @@ def launch(args: argparse.Namespace, processes: int, out: Path) -> subprocess.Co
     options = [
         "--worker", "--out", str(out), "--teacher", args.teacher, "--texts", str(args.texts),
         "--vocab-size", str(args.vocab_size), "--embed-dim", str(args.embed_dim), "--epochs", str(args.epochs),
-        "--batch-size", str(args.batch_size), "--seed", str(args.seed),
+        "--batch-size", str(args.batch_size), "--seed", str(args.seed), "--alpha", str(args.alpha),
     ]  # fmt: skip
     env = dict(os.environ)
     if not torch.cuda.is_available():
@@ -195,7 +200,7 @@ def compare(args: argparse.Namespace, out: Path) -> dict:
     ok = same_vocab and ranks_identical and weight_diff <= args.weight_atol and logit_diff <= args.logit_atol
     return {
         "texts": args.texts, "vocab_size": args.vocab_size, "embed_dim": args.embed_dim, "batch_size": args.batch_size,
-        "processes": args.processes, "same_vocabulary": same_vocab, "ranks_identical": ranks_identical,
+        "processes": args.processes, "alpha": args.alpha, "same_vocabulary": same_vocab, "ranks_identical": ranks_identical,
         "max_weight_diff": weight_diff, "weight_atol": args.weight_atol, "max_logit_diff": logit_diff,
         "logit_atol": args.logit_atol, "runs": runs, "ok": ok,
     }  # fmt: skip
@@ -212,6 +217,9 @@ def main() -> int:
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--batch-size", type=int, default=256, help="global batch (over all processes)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--alpha", type=float, default=0.5, help="weight of KD against the gold labels of half the rows"
+    )
     parser.add_argument("--weight-atol", type=float, default=1e-5, help="1 vs N processes, largest weight difference")
     parser.add_argument("--logit-atol", type=float, default=1e-4, help="1 vs N processes, largest logit difference")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
