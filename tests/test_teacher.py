@@ -169,7 +169,22 @@ def test_the_lookup_index_holds_only_the_keys_a_run_needs(tmp_path):
     for start in range(0, 3000, 500):
         cache.add(texts[start : start + 500], np.full((500, 2), start, dtype=np.float32))
     wanted = text_keys([texts[7], texts[2500], "not cached"]).view(KEY_DTYPE).ravel()
-    index = BucketIndex(cache, 1, {0}, tmp_path / "index", wanted=lambda bucket: wanted, flush_rows=700)
+    reads = []
+
+    def wanted_keys(bucket):
+        reads.append(bucket)
+        return wanted
+
+    index = BucketIndex(cache, 1, {0}, tmp_path / "index", wanted=wanted_keys, flush_rows=700)
     keys, logits = index.logits(0)
     assert len(keys) == 2 and sorted(logits[:, 0].tolist()) == [0.0, 2500.0]
+    assert sorted(p.name for p in (tmp_path / "index").iterdir()) == ["bucket-0000000.bin"]  # the raw file is gone
     assert (tmp_path / "index" / "bucket-0000000.bin").stat().st_size < 200
+    assert reads == [0]  # the wanted keys are read once, not at every flush of 700 records
+
+    more = random_texts(10, seed=6)
+    cache.add(more, np.full((10, 2), -1, dtype=np.float32))
+    wanted = np.concatenate([wanted, text_keys(more[:1]).view(KEY_DTYPE).ravel()])
+    index.absorb_new_shards()  # a shard another process wrote meanwhile
+    keys, logits = index.logits(0)
+    assert len(keys) == 3 and sorted(logits[:, 0].tolist()) == [-1.0, 0.0, 2500.0] and reads == [0, 0]

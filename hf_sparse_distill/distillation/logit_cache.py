@@ -136,13 +136,18 @@ class BucketIndex:
     so finding a bucket's logits reads that bucket's file only and memory holds one bucket, not the cache (which
     may hold many more texts than the ones labelled now).
 
+    The shards are split in two passes: their records go to a raw file per bucket first (`flush_rows` at a time),
+    then each bucket's raw file is filtered against that bucket's wanted keys, read once, `flush_rows` records at a
+    time. So the wanted keys are read once per bucket however large the cache, and the raw files hold at most the
+    cache's records of the indexed buckets, on disk.
+
     Args:
         cache: The logit cache.
         num_buckets: How many buckets the keys are hashed into.
         buckets: The buckets to index.
         work: A folder of this index's own.
         wanted: The keys (`KEY_DTYPE`) of a bucket that the index should hold.
-        flush_rows: Rows gathered in memory before they are written out to the bucket files.
+        flush_rows: Records held in memory at a time, while splitting and while filtering.
     """
 
     def __init__(
@@ -164,7 +169,7 @@ class BucketIndex:
 
     def absorb_new_shards(self) -> None:
         """Split up the shards written since the index was last brought up to date (by any process or run)."""
-        pending, rows = [], 0
+        pending, rows, touched = [], 0, set()
         for path in self.cache.shards():
             if path in self._seen:
                 continue
@@ -175,35 +180,57 @@ class BucketIndex:
             pending.append(self._records(*shard))
             rows += len(pending[-1])
             if rows >= self._flush_rows:
-                self._append(np.concatenate(pending))
+                touched |= self._append(np.concatenate(pending), "raw")
                 pending, rows = [], 0
         if pending:
-            self._append(np.concatenate(pending))
+            touched |= self._append(np.concatenate(pending), "raw")
+        for number in sorted(touched):
+            self._filter(number)
 
     def add(self, path: Path, keys: np.ndarray, logits: np.ndarray) -> None:
-        """Index a shard this process has just written (`LogitCache.add`) without reading it back."""
+        """Index a shard this process has just written (`LogitCache.add`) without reading it back (its keys are
+        all wanted)."""
         self._seen.add(path)
-        self._append(self._records(keys, logits), filtered=False)
+        self._append(self._records(keys, logits), "bucket")
 
     def logits(self, bucket: int) -> tuple[np.ndarray, np.ndarray]:
         """The distinct cached keys of `bucket`, sorted (`KEY_DTYPE`), and their logits."""
-        path = self.work / f"bucket-{bucket:07d}.bin"
+        path = self._file("bucket", bucket)
         records = np.fromfile(path, dtype=self.record) if path.exists() else np.zeros(0, dtype=self.record)
         keys, first = np.unique(records["key"], return_index=True)
         return keys, records["logits"][first]
+
+    def _file(self, kind: str, bucket: int) -> Path:
+        return self.work / f"{kind}-{bucket:07d}.bin"
 
     def _records(self, keys: np.ndarray, logits: np.ndarray) -> np.ndarray:
         records = np.empty(len(keys), dtype=self.record)
         records["key"], records["logits"] = keys.view(KEY_DTYPE).ravel(), logits
         return records
 
-    def _append(self, records: np.ndarray, filtered: bool = True) -> None:
-        """Append `records` to the files of their buckets (with `filtered`, only those of wanted keys)."""
+    def _append(self, records: np.ndarray, kind: str) -> set[int]:
+        """Append `records` to the `kind` files (`"raw"` or `"bucket"`) of their indexed buckets; return those
+        buckets."""
+        written = set()
         for number, group in by_bucket(records, self.num_buckets):
-            if number not in self.buckets:
-                continue
-            if filtered:
-                group = group[np.isin(group["key"], self._wanted(number))]
-            if len(group):
-                with open(self.work / f"bucket-{number:07d}.bin", "ab") as f:
+            if number in self.buckets:
+                with open(self._file(kind, number), "ab") as f:
                     group.tofile(f)
+                written.add(number)
+        return written
+
+    def _filter(self, bucket: int) -> None:
+        """Move the records of `bucket`'s raw file whose keys it wants to its bucket file, `flush_rows` at a time."""
+        raw = self._file("raw", bucket)
+        wanted = np.unique(self._wanted(bucket))
+        total = raw.stat().st_size // self.record.itemsize
+        with open(self._file("bucket", bucket), "ab") as out:
+            for start in range(0, total, self._flush_rows):
+                group = np.fromfile(
+                    raw,
+                    dtype=self.record,
+                    count=min(self._flush_rows, total - start),
+                    offset=start * self.record.itemsize,
+                )
+                group[find_keys(wanted, group["key"]) >= 0].tofile(out)
+        raw.unlink()
