@@ -153,6 +153,29 @@ def test_unlabeled_sources_stay_on_disk_and_give_the_same_corpus(tmp_path, monke
     assert len(other) > len(corpus) and not (tmp_path / "kd" / "work").exists()
 
 
+def test_a_few_sentences_of_a_large_source_do_not_split_all_of_it(tmp_path, monkeypatch):
+    """`split_sentences` with `max_rows` splits the source window by window until it has `max_rows` sentences: the
+    same sentences as splitting everything and taking the first ones, without splitting the rest."""
+    import hf_sparse_distill.distillation.data as data_module
+    from hf_sparse_distill.distillation.data import load_unlabeled
+
+    reviews = [{"text": " ".join(random_texts(4, seed=i)).replace("!", ". The")} for i in range(5_000)]
+    path = write_jsonl(tmp_path / "reviews.jsonl", reviews)
+    whole = list(load_unlabeled(DatasetSource(path=path, label_column=None, split_sentences=True, min_words=2))["text"])
+    split_texts = []
+    pieces = data_module._pieces
+
+    def counted(text, source):
+        split_texts.append(text)
+        return pieces(text, source)
+
+    monkeypatch.setattr(data_module, "_pieces", counted)
+    source = DatasetSource(path=path, label_column=None, split_sentences=True, min_words=2, max_rows=1_500)
+    few = list(load_unlabeled(source)["text"])  # its windows are maps of their own (not cached by the split above)
+    assert few == whole[:1_500] and len(whole) > 3 * 1_500
+    assert len(split_texts) < 2_500  # about 1,500 / (sentences per review) reviews split, not 5,000
+
+
 def test_a_streamed_source_is_copied_once_and_resumes(tmp_path, monkeypatch):
     """`streaming: true` reads the source as a stream into Arrow shards under the datasets cache: the same texts as
     the memory-mapped path; an interrupted copy resumes after its last shard, a finished one is not read again."""

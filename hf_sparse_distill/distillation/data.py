@@ -338,13 +338,30 @@ def load_unlabeled(source: DatasetSource) -> datasets.Dataset:
             raise TypeError(f"{source.path}: column {column!r} has rows without text (null)")
     dataset = dataset.select_columns(list(columns)).rename_columns(columns)
     if source.split_sentences or source.split_clauses:
-        dataset = dataset.map(
-            lambda batch: {TEXT: [piece for text in batch[TEXT] for piece in _pieces(text, source)]},
-            batched=True, remove_columns=[TEXT], desc="splitting sentences",
-        )  # fmt: skip
+        dataset = _split_pieces(dataset, source)
     if source.max_rows is not None:
         dataset = dataset.select(range(min(source.max_rows, len(dataset))))
     return dataset
+
+
+def _split_pieces(dataset: datasets.Dataset, source: DatasetSource) -> datasets.Dataset:
+    """The sentences / clauses of the `text` column (`Dataset.map`, cached by `datasets`). With `max_rows`, the
+    source is split window by window of its rows, sized from the pieces per row seen so far, until `max_rows`
+    pieces are there: a few pieces of a huge source do not split all of it."""
+
+    def split(batch: dict[str, list]) -> dict[str, list[str]]:
+        return {TEXT: [piece for text in batch[TEXT] for piece in _pieces(text, source)]}
+
+    if source.max_rows is None:
+        return dataset.map(split, batched=True, remove_columns=[TEXT], desc="splitting sentences")
+    parts, pieces, start, window = [], 0, 0, min(len(dataset), max(1_000, source.max_rows))
+    while pieces < source.max_rows and start < len(dataset):
+        rows = dataset.select(range(start, min(len(dataset), start + window)))
+        parts.append(rows.map(split, batched=True, remove_columns=[TEXT], desc="splitting sentences"))
+        pieces, start = pieces + len(parts[-1]), start + len(rows)
+        per_row = max(pieces / start, 0.01)
+        window = max(1_000, int(1.1 * (source.max_rows - pieces) / per_row))
+    return datasets.concatenate_datasets(parts)
 
 
 STREAM_SHARD_ROWS = 100_000
