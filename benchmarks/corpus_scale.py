@@ -9,14 +9,15 @@ and joined by a comma, so texts are distinct while their n-grams keep the statis
 teacher: a random-weight BERT of two layers, 64 wide, with the SST-2 teacher's WordPiece tokenizer, so labelling
 costs little; the student: a 100k x 64 table, one KD epoch. Labeled data: SST-2 train and dev.
 
-Each corpus size runs in a fresh process with a cold output folder and cache. A thread samples, every 50 ms, the
-memory of the process and of its worker processes (the vocabulary counters) as proportional set size (PSS: pages
-shared between them counted once), in all and its anonymous part; each stage's peak is the highest sample between
-its start and its end (so it includes what earlier stages still hold). `peak_rss_mb` is the anonymous part: the
-memory the steps hold. The pages of the memory-mapped files (corpus, ids, logits) that a stage has read are page
-cache the kernel takes back under memory pressure; the peak with them is `peak_pss_with_file_pages_mb`. The training
-peak is also given without the table state (weights, gradient and two Adam moments of the table:
-4 x rows x dim x 4 bytes), which is the same at every corpus size.
+Each corpus size runs in a fresh process with a cold output folder and cache. A thread samples the memory of the
+process and of its worker processes (the vocabulary counters): while workers run, their proportional set size (PSS:
+pages shared between them counted once, from `smaps_rollup`, sampled less often as it costs more); otherwise the
+process's resident set (RSS, from its kernel counters, every 50 ms) — in all and its anonymous part. Each stage's
+peak is the highest sample between its start and the first sample after its end (so it includes what earlier
+stages still hold). `peak_rss_mb` is the anonymous part: the memory the steps hold. The pages of the memory-mapped
+files (corpus, ids, logits) that a stage has read are page cache the kernel takes back under memory pressure; the
+peak with them is `peak_pss_with_file_pages_mb`. The training peak is also given without the table state (weights,
+gradient and two Adam moments of the table: 4 x rows x dim x 4 bytes), which is the same at every corpus size.
 Writes `CORPUS_SCALE.md` and `corpus_scale.json` (`{"runs": [{"texts", "peak_rss_mb": {STAGE}, "wall_s": {STAGE}}]}`).
 """
 
@@ -43,11 +44,30 @@ STAGES = ("data", "vocab", "label", "encode", "train")
 VOCAB_SIZE, EMBED_DIM = 100_000, 64
 
 
+def _process_memory_kb(pid: int) -> tuple[int, int]:
+    """Resident memory (kB) of one process from its kernel counters (`/proc/PID/status`, cheap to read): in all
+    (anonymous, file and shared-memory pages), and its anonymous part."""
+    fields = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            name, value = line.split(":", 1)
+            if name in ("RssAnon", "RssFile", "RssShmem"):
+                fields[name] = int(value.split()[0])
+    return sum(fields.values()), fields["RssAnon"]
+
+
 def _tree_memory_kb(root: psutil.Process) -> tuple[int, int]:
-    """Proportional set size (PSS, kB) of `root` and its descendants (worker processes included; pages shared
-    between them counted once): in all, and its anonymous part (heap, not pages of files)."""
+    """Memory (kB) of `root` and its descendants: in all, and its anonymous part (heap, not pages of files).
+
+    With worker processes (forked, so sharing pages with `root`), the proportional set size (PSS: pages shared
+    between them counted once) from `smaps_rollup`; alone, its resident memory, which is then the same for its
+    anonymous part (no other process shares its heap) and is read from counters instead of a walk of its page
+    tables."""
+    workers = root.children(recursive=True)
+    if not workers:
+        return _process_memory_kb(root.pid)
     total = anonymous = 0
-    for process in [root, *root.children(recursive=True)]:
+    for process in [root, *workers]:
         try:
             with open(f"/proc/{process.pid}/smaps_rollup") as f:
                 for line in f:
@@ -62,19 +82,30 @@ def _tree_memory_kb(root: psutil.Process) -> tuple[int, int]:
 
 
 class MemorySampler:
-    """Samples the memory of this process and its worker processes (Linux `smaps_rollup`) every `interval`
-    seconds in a thread: PSS in all, and its anonymous part."""
+    """Samples the memory of this process and its worker processes (see `_tree_memory_kb`) in a thread: in all, and
+    its anonymous part.
 
-    def __init__(self, interval: float = 0.05):
-        self.interval, self.samples, self._stop = interval, [], threading.Event()
+    Reading `smaps_rollup` walks the page tables of every mapping, so a sample of the workers' PSS costs more the
+    more pages they map (sampling it every 50 ms throughout slowed training at 10M texts by a third on 2 cores,
+    with gigabytes of corpus, ids and logits mapped). The sampler waits `overhead_ratio` times as long as its last
+    sample took, and at least `interval` seconds, so it takes at most about 1 / (1 + overhead_ratio) of one core.
+    `busy_s` is the time spent sampling.
+    """
+
+    def __init__(self, interval: float = 0.05, overhead_ratio: float = 20.0):
+        self.interval, self.overhead_ratio, self.samples, self._stop = interval, overhead_ratio, [], threading.Event()
+        self.busy_s = 0.0
         self._root = psutil.Process()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            start = time.perf_counter()
             total, anonymous = _tree_memory_kb(self._root)
-            self.samples.append((time.perf_counter(), total / 1024, anonymous / 1024))
-            self._stop.wait(self.interval)
+            took = time.perf_counter() - start
+            self.busy_s += took
+            self.samples.append((start + took, total / 1024, anonymous / 1024))
+            self._stop.wait(max(self.interval, self.overhead_ratio * took))
 
     def __enter__(self) -> MemorySampler:
         self._thread.start()
@@ -194,10 +225,12 @@ def measure(recipe: Path) -> dict:
             start = time.perf_counter()
             steps[stage]()
             end = time.perf_counter()
-            time.sleep(0.1)  # one more sample after the stage
+            while sampler.samples[-1][0] <= end:  # one more sample after the stage
+                time.sleep(0.01)
+            after = sampler.samples[-1][0]
             wall[stage] = round(end - start, 2)
-            peak[stage] = round(sampler.peak(start, end + 0.1), 1)
-            peak_all[stage] = round(sampler.peak(start, end + 0.1, anonymous=False), 1)
+            peak[stage] = round(sampler.peak(start, after), 1)
+            peak_all[stage] = round(sampler.peak(start, after, anonymous=False), 1)
             print(
                 f"{stage}: {wall[stage]:.1f} s, peak memory {peak[stage]:,.0f} MB ({peak_all[stage]:,.0f} MB with "
                 "file pages)", file=sys.stderr, flush=True,
@@ -212,6 +245,8 @@ def measure(recipe: Path) -> dict:
         "train_peak_rss_without_table_state_mb": round(peak["train"] - table_state_mb, 1),
         "table_state_mb": round(table_state_mb, 1),
         "disk_mb": disk_mb(distiller.output_dir),
+        "memory_samples": len(sampler.samples),
+        "sampling_s": round(sampler.busy_s, 1),
     }
 
 
@@ -247,8 +282,8 @@ def report(
             + [f"{run['train_peak_rss_without_table_state_mb']:,.0f} ({lean:.2f}×)"]
         )
     lines += _table(
-        "Peak memory (MB) while each stage runs: anonymous PSS of the process and its workers, i.e. the memory the "
-        "steps hold, without the page cache of the memory-mapped files they read (it includes what the earlier "
+        "Peak memory (MB) while each stage runs: anonymous memory of the process and its workers (PSS while "
+        "vocabulary workers run, else RSS), i.e. the memory the steps hold, without the page cache of the memory-mapped files they read (it includes what the earlier "
         "stages still hold); in brackets, the ratio to the smallest run:",
         ["texts", "KD corpus", *STAGES, "train without table state"],
         memory,
