@@ -28,6 +28,7 @@ import datetime
 import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -437,7 +438,9 @@ def main() -> None:
         write_corpus(pool, count, corpus)
         recipe = recipe_file(work, count, corpus, teacher, args.train_rows)
         print(f"corpus of {count:,} texts", file=sys.stderr, flush=True)
-        env = {**os.environ, "TQDM_DISABLE": "1"}
+        for cold in (f"run-{count}", f"cache-{count}", f"datasets-{count}"):  # output, logit cache, datasets' cache
+            shutil.rmtree(work / cold, ignore_errors=True)
+        env = {**os.environ, "TQDM_DISABLE": "1", "HF_DATASETS_CACHE": str(work / f"datasets-{count}")}
         done = subprocess.run(
             [sys.executable, __file__, "--worker", str(recipe)], env=env, capture_output=True, text=True
         )
