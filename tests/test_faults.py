@@ -60,6 +60,35 @@ def test_a_stage_is_retrained_when_its_inputs_change(tiny_recipe, caplog):
     assert first["dan.embeddings.weight"].shape[1] == 16
 
 
+def test_finished_kd_logits_are_reused_until_the_corpus_changes(tiny_recipe, monkeypatch):
+    """A run that finds `teacher_logits/kd.npy` finished for its corpus and teacher memory-maps it without hashing
+    the corpus again; another corpus, or a file left without its record (a killed labelling), is labelled again."""
+    from hf_sparse_distill.distillation import Distiller
+    from hf_sparse_distill.distillation.teacher import Teacher
+
+    first = np.array(Distiller(load_recipe(tiny_recipe)).teacher_logits("kd"))
+    label, calls = Teacher.label, []
+
+    def counted(self, texts, *args, **kwargs):
+        calls.append(len(texts))
+        return label(self, texts, *args, **kwargs)
+
+    monkeypatch.setattr(Teacher, "label", counted)
+    again = Distiller(load_recipe(tiny_recipe)).teacher_logits("kd")
+    assert calls == [] and isinstance(again, np.memmap) and np.array_equal(again, first)
+
+    marker = tiny_recipe.parent / "run" / "teacher_logits" / "kd.json"
+    marker.unlink()  # as a run killed while labelling leaves it
+    assert np.array_equal(Distiller(load_recipe(tiny_recipe)).teacher_logits("kd"), first) and calls == [len(first)]
+    assert marker.exists()
+
+    data = Path(os.environ["TINY_DATA"])
+    rows = [json.loads(line) for line in (data / "reviews.jsonl").read_text().splitlines()]
+    write_jsonl(data / "reviews.jsonl", rows + [{"text": "an entirely new review about a good film"}])
+    grown = Distiller(load_recipe(tiny_recipe)).teacher_logits("kd")
+    assert len(calls) == 2 and calls[-1] == len(grown) > len(first)
+
+
 def test_fine_tuning_refuses_a_stale_kd_student(tiny_recipe):
     assert main(["train", str(tiny_recipe), "--stage", "kd"]) == 0
     with pytest.raises(RuntimeError, match="train the kd stage first"):

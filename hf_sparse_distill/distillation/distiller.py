@@ -16,6 +16,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -41,6 +42,7 @@ from .data import PreparedData, corpus_fingerprint, prepare_data
 from .distributed import process_state
 from .encoding import encode_texts
 from .evaluate import classification_metrics, predict_logits
+from .files import atomic_file, read_json
 from .recipe import Recipe, StageConfig
 from .teacher import Teacher
 from .train import TRAINER_STATE, EvalData, StageData, StageSummary, StageTrainer, stage_finished
@@ -149,10 +151,30 @@ class Distiller:
                 texts, pairs = data.evaluation[split].texts, data.evaluation[split].pairs
             else:
                 raise ValueError(f"no split {split!r} to label; splits: kd, {', '.join(data.evaluation)}")
-            out = self.output_dir / LOGITS_DIR / "kd.npy" if split == "kd" else None  # memory-mapped
-            self._logits[split] = self.teacher.label(texts, self.recipe.cache_path, pairs=pairs, out=out)
+            if split == "kd":  # on disk, memory-mapped; reused as it is while corpus and teacher are the same
+                self._logits[split] = self._kd_logits(texts, pairs, data.corpus.fingerprint)
+            else:
+                self._logits[split] = self.teacher.label(texts, self.recipe.cache_path, pairs=pairs)
             self._timed(f"label_{split}", start)
         return self._logits[split]
+
+    def _kd_logits(self, texts: Sequence[str], pairs: Sequence[str] | None, corpus_fingerprint: str) -> np.ndarray:
+        """The KD corpus's logits in `teacher_logits/kd.npy`, labelled (or looked up in the cache) unless the file
+        was finished for this corpus and teacher (`kd.json` records them), so a resumed run does not hash and look
+        up every text again."""
+        out = self.output_dir / LOGITS_DIR / "kd.npy"
+        marker, made_from = out.with_suffix(".json"), {"texts": corpus_fingerprint, "teacher": self.teacher.identity()}
+        if out.exists() and read_json(marker) == json.loads(json.dumps(made_from)):
+            return np.load(out, mmap_mode="r")
+        self.state.wait_for_everyone()  # every process has read the marker before the main one removes it
+        if self.state.is_main_process:
+            marker.unlink(missing_ok=True)
+        logits = self.teacher.label(texts, self.recipe.cache_path, pairs=pairs, out=out)
+        if self.state.is_main_process:
+            with atomic_file(marker) as f:
+                f.write(json.dumps(made_from, indent=2))
+        self.state.wait_for_everyone()
+        return logits
 
     def teacher_metrics(self, split: str) -> Metrics:
         """The teacher's metrics on a labeled split (`"select"`, `"dev"`, `"test"`)."""
