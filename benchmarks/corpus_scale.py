@@ -57,8 +57,9 @@ def _process_memory_kb(pid: int) -> tuple[int, int]:
     return sum(fields.values()), fields["RssAnon"]
 
 
-def _tree_memory_kb(root: psutil.Process) -> tuple[int, int]:
-    """Memory (kB) of `root` and its descendants: in all, and its anonymous part (heap, not pages of files).
+def _tree_memory_kb(root: psutil.Process) -> tuple[int, int, bool]:
+    """Memory (kB) of `root` and its descendants: in all, its anonymous part (heap, not pages of files), and whether
+    it is PSS (workers were running) rather than RSS.
 
     With worker processes (forked, so sharing pages with `root`), the proportional set size (PSS: pages shared
     between them counted once) from `smaps_rollup`; alone, its resident memory, which is then the same for its
@@ -66,7 +67,7 @@ def _tree_memory_kb(root: psutil.Process) -> tuple[int, int]:
     tables."""
     workers = root.children(recursive=True)
     if not workers:
-        return _process_memory_kb(root.pid)
+        return (*_process_memory_kb(root.pid), False)
     total = anonymous = 0
     for process in [root, *workers]:
         try:
@@ -79,7 +80,7 @@ def _tree_memory_kb(root: psutil.Process) -> tuple[int, int]:
                         anonymous += int(value.split()[0])
         except (FileNotFoundError, ProcessLookupError, ValueError):
             continue  # a worker that ended between listing and reading
-    return total, anonymous
+    return total, anonymous, True
 
 
 class MemorySampler:
@@ -90,7 +91,7 @@ class MemorySampler:
     more pages they map (sampling it every 50 ms throughout slowed training at 10M texts by a third on 2 cores,
     with gigabytes of corpus, ids and logits mapped). The sampler waits `overhead_ratio` times as long as its last
     sample took, and at least `interval` seconds, so it takes at most about 1 / (1 + overhead_ratio) of one core.
-    `busy_s` is the time spent sampling.
+    `busy_s` is the time spent sampling; a sample is `(time, MB in all, MB anonymous, whether PSS)`.
     """
 
     def __init__(self, interval: float = 0.05, overhead_ratio: float = 20.0):
@@ -102,10 +103,10 @@ class MemorySampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             start = time.perf_counter()
-            total, anonymous = _tree_memory_kb(self._root)
+            total, anonymous, pss = _tree_memory_kb(self._root)
             took = time.perf_counter() - start
             self.busy_s += took
-            self.samples.append((start + took, total / 1024, anonymous / 1024))
+            self.samples.append((start + took, total / 1024, anonymous / 1024, pss))
             self._stop.wait(max(self.interval, self.overhead_ratio * took))
 
     def __enter__(self) -> MemorySampler:
@@ -115,6 +116,16 @@ class MemorySampler:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+
+    def sample_after(self, moment: float, timeout: float = 60.0) -> float:
+        """Wait for a sample taken after `moment` (`time.perf_counter()`) and return its time; raise if the
+        sampler stopped or none came within `timeout` seconds."""
+        deadline = time.perf_counter() + timeout
+        while not self.samples or self.samples[-1][0] <= moment:
+            if not self._thread.is_alive() or time.perf_counter() > deadline:
+                raise RuntimeError("the memory sampler stopped sampling")
+            time.sleep(0.01)
+        return self.samples[-1][0]
 
     def peak(self, start: float, end: float, anonymous: bool = True) -> float:
         """Highest memory (MB) sampled between `start` and `end` (`time.perf_counter()` values): anonymous, or in
@@ -226,9 +237,7 @@ def measure(recipe: Path) -> dict:
             start = time.perf_counter()
             steps[stage]()
             end = time.perf_counter()
-            while sampler.samples[-1][0] <= end:  # one more sample after the stage
-                time.sleep(0.01)
-            after = sampler.samples[-1][0]
+            after = sampler.sample_after(end)  # one more sample after the stage
             wall[stage] = round(end - start, 2)
             peak[stage] = round(sampler.peak(start, after), 1)
             peak_all[stage] = round(sampler.peak(start, after, anonymous=False), 1)
@@ -247,6 +256,7 @@ def measure(recipe: Path) -> dict:
         "table_state_mb": round(table_state_mb, 1),
         "disk_mb": disk_mb(distiller.output_dir),
         "memory_samples": len(sampler.samples),
+        "memory_samples_pss": sum(sample[3] for sample in sampler.samples),
         "sampling_s": round(sampler.busy_s, 1),
     }
 
@@ -290,7 +300,7 @@ def report(
         memory,
     )
     lines += _table(
-        "The same peaks with the pages of the memory-mapped files the stages read (page cache, counted once):",
+        "The same peaks with the pages of the memory-mapped files the stages read (their resident page cache):",
         ["texts", *STAGES],
         [
             [f"{run['texts']:,}"]

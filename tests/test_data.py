@@ -153,15 +153,18 @@ def test_unlabeled_sources_stay_on_disk_and_give_the_same_corpus(tmp_path, monke
     assert len(other) > len(corpus) and not (tmp_path / "kd" / "work").exists()
 
 
-def test_a_few_sentences_of_a_large_source_do_not_split_all_of_it(tmp_path, monkeypatch):
+@pytest.mark.parametrize("max_words", [None, 5])
+def test_a_few_sentences_of_a_large_source_do_not_split_all_of_it(tmp_path, monkeypatch, max_words):
     """`split_sentences` with `max_rows` splits the source window by window until it has `max_rows` sentences: the
-    same sentences as splitting everything and taking the first ones, without splitting the rest."""
+    same sentences as splitting everything and taking the first ones, without splitting the rest (with a low
+    `max_words`, most reviews give none and several windows are needed)."""
     import hf_sparse_distill.distillation.data as data_module
     from hf_sparse_distill.distillation.data import load_unlabeled
 
-    reviews = [{"text": " ".join(random_texts(4, seed=i)).replace("!", ". The")} for i in range(5_000)]
+    reviews = [{"text": " ".join(random_texts(4, seed=i)).replace("!", ". The")} for i in range(8_000)]
     path = write_jsonl(tmp_path / "reviews.jsonl", reviews)
-    whole = list(load_unlabeled(DatasetSource(path=path, label_column=None, split_sentences=True, min_words=2))["text"])
+    options = {"path": path, "label_column": None, "split_sentences": True, "min_words": 2, "max_words": max_words}
+    whole = list(load_unlabeled(DatasetSource(**options))["text"])
     split_texts = []
     pieces = data_module._pieces
 
@@ -170,10 +173,11 @@ def test_a_few_sentences_of_a_large_source_do_not_split_all_of_it(tmp_path, monk
         return pieces(text, source)
 
     monkeypatch.setattr(data_module, "_pieces", counted)
-    source = DatasetSource(path=path, label_column=None, split_sentences=True, min_words=2, max_rows=1_500)
-    few = list(load_unlabeled(source)["text"])  # its windows are maps of their own (not cached by the split above)
-    assert few == whole[:1_500] and len(whole) > 3 * 1_500
-    assert len(split_texts) < 2_500  # about 1,500 / (sentences per review) reviews split, not 5,000
+    few = list(load_unlabeled(DatasetSource(**options, max_rows=1_500))["text"])  # windows: maps of their own
+    assert few == whole[:1_500] and len(whole) > 1_500
+    per_review = [len(pieces(r["text"], DatasetSource(**options))) for r in reviews]
+    rows_needed = int(np.searchsorted(np.cumsum(per_review), 1_500)) + 1  # reviews that give the first 1,500
+    assert rows_needed <= len(split_texts) < min(len(reviews), 1.5 * rows_needed + 1_000)  # not all 8,000
 
 
 def test_a_streamed_source_is_copied_once_and_resumes(tmp_path, monkeypatch):

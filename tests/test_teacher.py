@@ -161,14 +161,15 @@ def test_logits_written_to_disk_equal_those_in_memory(tiny_teacher, tmp_path):
 
 def test_the_lookup_index_holds_only_the_keys_a_run_needs(tmp_path):
     """A small split labelled against a large cache: its index keeps the few keys it needs, not the whole cache
-    (with one bucket it would otherwise read every cached logit into memory)."""
+    (with one bucket it would otherwise read every cached logit into memory), and writes nothing else."""
     from hf_sparse_distill.distillation.logit_cache import KEY_DTYPE, BucketIndex, LogitCache, text_keys
 
     cache = LogitCache(tmp_path / "cache", 2)
     texts = random_texts(3000, seed=5)
     for start in range(0, 3000, 500):
         cache.add(texts[start : start + 500], np.full((500, 2), start, dtype=np.float32))
-    wanted = text_keys([texts[7], texts[2500], "not cached"]).view(KEY_DTYPE).ravel()
+    more = random_texts(10, seed=6)
+    wanted = text_keys([texts[7], texts[2500], "not cached", more[0]]).view(KEY_DTYPE).ravel()
     reads = []
 
     def wanted_keys(bucket):
@@ -178,13 +179,40 @@ def test_the_lookup_index_holds_only_the_keys_a_run_needs(tmp_path):
     index = BucketIndex(cache, 1, {0}, tmp_path / "index", wanted=wanted_keys, flush_rows=700)
     keys, logits = index.logits(0)
     assert len(keys) == 2 and sorted(logits[:, 0].tolist()) == [0.0, 2500.0]
-    assert sorted(p.name for p in (tmp_path / "index").iterdir()) == ["bucket-0000000.bin"]  # the raw file is gone
+    assert sorted(p.name for p in (tmp_path / "index").iterdir()) == ["bucket-0000000.bin"]
     assert (tmp_path / "index" / "bucket-0000000.bin").stat().st_size < 200
     assert reads == [0]  # the wanted keys are read once, not at every flush of 700 records
 
-    more = random_texts(10, seed=6)
     cache.add(more, np.full((10, 2), -1, dtype=np.float32))
-    wanted = np.concatenate([wanted, text_keys(more[:1]).view(KEY_DTYPE).ravel()])
     index.absorb_new_shards()  # a shard another process wrote meanwhile
     keys, logits = index.logits(0)
-    assert len(keys) == 3 and sorted(logits[:, 0].tolist()) == [-1.0, 0.0, 2500.0] and reads == [0, 0]
+    assert len(keys) == 3 and sorted(logits[:, 0].tolist()) == [-1.0, 0.0, 2500.0] and reads == [0]
+
+
+def test_a_lookup_too_large_for_memory_goes_in_two_passes(tmp_path):
+    """When the wanted keys do not all fit in memory, the buckets beyond go through raw files filtered once each:
+    every wanted key found with its own logits, no raw file left, the wanted keys never read at every flush."""
+    from hf_sparse_distill.distillation.logit_cache import KEY_DTYPE, BucketIndex, LogitCache, text_keys
+
+    cache = LogitCache(tmp_path / "cache", 2)
+    texts = [f"{text} {i}" for i, text in enumerate(random_texts(3000, seed=7))]  # distinct: one logit row each
+    for start in range(0, 3000, 500):
+        rows = np.arange(start, start + 500, dtype=np.float32)
+        cache.add(texts[start : start + 500], np.stack([rows, -rows], axis=1))
+    keys = text_keys(texts[::3] + ["not cached"]).view(KEY_DTYPE).ravel()  # 1,001 keys, about 250 per bucket
+    reads = []
+
+    def wanted(bucket):
+        reads.append(bucket)
+        return keys[keys["hi"] % np.uint64(4) == bucket]
+
+    index = BucketIndex(cache, 4, {0, 1, 2, 3}, tmp_path / "index", wanted=wanted, flush_rows=700)
+    assert 0 < len(index._two_pass) < 4  # some buckets in memory (about 2 x 250 keys fit in 700), the rest not
+    assert not list((tmp_path / "index").glob("raw-*"))
+    found = {}
+    for bucket in range(4):
+        bucket_keys, logits = index.logits(bucket)
+        found.update({(int(k["hi"]), int(k["lo"])): row for k, row in zip(bucket_keys, logits[:, 0])})
+    expected = {(int(k["hi"]), int(k["lo"])): float(3 * i) for i, k in enumerate(keys[:-1])}
+    assert found == expected
+    assert max(reads.count(b) for b in range(4)) <= 2  # once to try memory, once to filter; not once per flush

@@ -346,15 +346,16 @@ def load_unlabeled(source: DatasetSource) -> datasets.Dataset:
 
 def _split_pieces(dataset: datasets.Dataset, source: DatasetSource) -> datasets.Dataset:
     """The sentences / clauses of the `text` column (`Dataset.map`, cached by `datasets`). With `max_rows`, the
-    source is split window by window of its rows, sized from the pieces per row seen so far, until `max_rows`
-    pieces are there: a few pieces of a huge source do not split all of it."""
+    source is split window by window of its rows until `max_rows` pieces are there (the first window an eighth of
+    `max_rows` rows, at least 1,000; the next ones sized from the pieces per row seen so far): a few pieces of a
+    huge source do not split all of it."""
 
     def split(batch: dict[str, list]) -> dict[str, list[str]]:
         return {TEXT: [piece for text in batch[TEXT] for piece in _pieces(text, source)]}
 
     if source.max_rows is None:
         return dataset.map(split, batched=True, remove_columns=[TEXT], desc="splitting sentences")
-    parts, pieces, start, window = [], 0, 0, min(len(dataset), max(1_000, source.max_rows))
+    parts, pieces, start, window = [], 0, 0, max(1_000, source.max_rows // 8)
     while pieces < source.max_rows and start < len(dataset):
         rows = dataset.select(range(start, min(len(dataset), start + window)))
         parts.append(rows.map(split, batched=True, remove_columns=[TEXT], desc="splitting sentences"))

@@ -136,18 +136,20 @@ class BucketIndex:
     so finding a bucket's logits reads that bucket's file only and memory holds one bucket, not the cache (which
     may hold many more texts than the ones labelled now).
 
-    The shards are split in two passes: their records go to a raw file per bucket first (`flush_rows` at a time),
-    then each bucket's raw file is filtered against that bucket's wanted keys, read once, `flush_rows` records at a
-    time. So the wanted keys are read once per bucket however large the cache, and the raw files hold at most the
-    cache's records of the indexed buckets, on disk.
+    Each bucket's wanted keys are read once. While they fit, with those of the buckets read before, in `flush_rows`
+    keys, they stay in memory and the shards' records are filtered as they are split (a small split looked up in a
+    large cache writes only its own rows). The buckets beyond that go in two passes: their records are appended to
+    a raw file per bucket, and each raw file is then filtered against its bucket's wanted keys, `flush_rows`
+    records at a time, so the wanted keys are not read again at every flush however large the cache.
 
     Args:
         cache: The logit cache.
         num_buckets: How many buckets the keys are hashed into.
         buckets: The buckets to index.
         work: A folder of this index's own.
-        wanted: The keys (`KEY_DTYPE`) of a bucket that the index should hold.
-        flush_rows: Records held in memory at a time, while splitting and while filtering.
+        wanted: The keys (`KEY_DTYPE`) of a bucket that the index should hold (the same throughout its life).
+        flush_rows: Records held in memory at a time, while splitting and while filtering; also the most wanted
+            keys held in memory.
     """
 
     def __init__(
@@ -164,12 +166,14 @@ class BucketIndex:
         self.record = np.dtype([("key", KEY_DTYPE), ("logits", "<f4", (cache.num_labels,))])
         self._flush_rows = flush_rows
         self._seen: set[Path] = set()
+        self._kept_keys: dict[int, np.ndarray] = {}  # wanted keys held in memory, sorted, by bucket
+        self._two_pass: set[int] = set()  # buckets whose wanted keys did not fit
         work.mkdir(parents=True, exist_ok=True)
         self.absorb_new_shards()
 
     def absorb_new_shards(self) -> None:
         """Split up the shards written since the index was last brought up to date (by any process or run)."""
-        pending, rows, touched = [], 0, set()
+        pending, rows = [], 0
         for path in self.cache.shards():
             if path in self._seen:
                 continue
@@ -180,18 +184,20 @@ class BucketIndex:
             pending.append(self._records(*shard))
             rows += len(pending[-1])
             if rows >= self._flush_rows:
-                touched |= self._append(np.concatenate(pending), "raw")
+                self._split(np.concatenate(pending))
                 pending, rows = [], 0
         if pending:
-            touched |= self._append(np.concatenate(pending), "raw")
-        for number in sorted(touched):
-            self._filter(number)
+            self._split(np.concatenate(pending))
+        for raw in sorted(self.work.glob("raw-*.bin")):
+            self._filter(int(raw.stem.removeprefix("raw-")))
 
     def add(self, path: Path, keys: np.ndarray, logits: np.ndarray) -> None:
         """Index a shard this process has just written (`LogitCache.add`) without reading it back (its keys are
         all wanted)."""
         self._seen.add(path)
-        self._append(self._records(keys, logits), "bucket")
+        for number, group in by_bucket(self._records(keys, logits), self.num_buckets):
+            if number in self.buckets:
+                self._write("bucket", number, group)
 
     def logits(self, bucket: int) -> tuple[np.ndarray, np.ndarray]:
         """The distinct cached keys of `bucket`, sorted (`KEY_DTYPE`), and their logits."""
@@ -203,21 +209,37 @@ class BucketIndex:
     def _file(self, kind: str, bucket: int) -> Path:
         return self.work / f"{kind}-{bucket:07d}.bin"
 
+    def _write(self, kind: str, bucket: int, records: np.ndarray) -> None:
+        if len(records):
+            with open(self._file(kind, bucket), "ab") as f:
+                records.tofile(f)
+
     def _records(self, keys: np.ndarray, logits: np.ndarray) -> np.ndarray:
         records = np.empty(len(keys), dtype=self.record)
         records["key"], records["logits"] = keys.view(KEY_DTYPE).ravel(), logits
         return records
 
-    def _append(self, records: np.ndarray, kind: str) -> set[int]:
-        """Append `records` to the `kind` files (`"raw"` or `"bucket"`) of their indexed buckets; return those
-        buckets."""
-        written = set()
+    def _kept(self, bucket: int) -> np.ndarray | None:
+        """The bucket's wanted keys if they are (or now fit) in memory, else None (the bucket goes in two passes)."""
+        if bucket in self._kept_keys or bucket in self._two_pass:
+            return self._kept_keys.get(bucket)
+        keys = np.unique(self._wanted(bucket))
+        if sum(map(len, self._kept_keys.values())) + len(keys) > self._flush_rows:
+            self._two_pass.add(bucket)
+            return None
+        self._kept_keys[bucket] = keys
+        return keys
+
+    def _split(self, records: np.ndarray) -> None:
+        """File `records` by bucket: the wanted ones of buckets whose keys are in memory, the rest raw."""
         for number, group in by_bucket(records, self.num_buckets):
-            if number in self.buckets:
-                with open(self._file(kind, number), "ab") as f:
-                    group.tofile(f)
-                written.add(number)
-        return written
+            if number not in self.buckets:
+                continue
+            kept = self._kept(number)
+            if kept is None:
+                self._write("raw", number, group)
+            else:
+                self._write("bucket", number, group[find_keys(kept, group["key"]) >= 0])
 
     def _filter(self, bucket: int) -> None:
         """Move the records of `bucket`'s raw file whose keys it wants to its bucket file, `flush_rows` at a time."""
@@ -226,11 +248,7 @@ class BucketIndex:
         total = raw.stat().st_size // self.record.itemsize
         with open(self._file("bucket", bucket), "ab") as out:
             for start in range(0, total, self._flush_rows):
-                group = np.fromfile(
-                    raw,
-                    dtype=self.record,
-                    count=min(self._flush_rows, total - start),
-                    offset=start * self.record.itemsize,
-                )
+                count = min(self._flush_rows, total - start)
+                group = np.fromfile(raw, dtype=self.record, count=count, offset=start * self.record.itemsize)
                 group[find_keys(wanted, group["key"]) >= 0].tofile(out)
         raw.unlink()
