@@ -89,6 +89,21 @@ def test_finished_kd_logits_are_reused_until_the_corpus_changes(tiny_recipe, mon
     assert len(calls) == 2 and calls[-1] == len(grown) > len(first)
 
 
+def test_table_regularisers_change_the_stage_fingerprint_only_when_set(tiny_recipe):
+    """Settings added after 0.1 leave the fingerprint of a stage as it was while at their defaults (its finished
+    stages stay valid) and change it when set."""
+    from hf_sparse_distill.distillation import Distiller
+
+    def settings(*overrides):
+        distiller = Distiller(load_recipe(tiny_recipe, list(overrides)))
+        distiller.tokenizer()  # the fingerprint names it
+        return distiller.stage_fingerprint("kd")["settings"]
+
+    plain = settings()
+    assert settings("kd.embedding_weight_decay=0", "kd.embedding_max_norm=null") == plain
+    assert settings("kd.embedding_max_norm=5") != plain and settings("kd.embedding_weight_decay=0.01") != plain
+
+
 def test_fine_tuning_refuses_a_stale_kd_student(tiny_recipe):
     assert main(["train", str(tiny_recipe), "--stage", "kd"]) == 0
     with pytest.raises(RuntimeError, match="train the kd stage first"):
@@ -188,6 +203,8 @@ def test_no_untrusted_pickle_loading_in_the_package():
         ("teacher.chunk_size=-1", "teacher.chunk_size must be >= 1"),
         ("teacher.dtype=int4", "teacher.dtype must be one of"),
         ("finetune.warmup_ratio=1.5", "finetune.warmup_ratio must be in \\[0, 1\\)"),
+        ("kd.embedding_max_norm=0", "kd.embedding_max_norm must be None or > 0"),
+        ("kd.embedding_weight_decay=-0.1", "kd.embedding_weight_decay must be >= 0"),
     ],
 )
 def test_out_of_range_numbers_are_refused_at_load(tiny_recipe, override, message):

@@ -118,3 +118,31 @@ def test_mixed_loss_ignores_unlabeled_rows():
     assert mixed_loss(student, None, torch.tensor([-1, -1, -1]), alpha=0.0).item() == 0.0
     with pytest.raises(ValueError, match="teacher"):
         mixed_loss(student, None, labels, alpha=0.5)
+
+
+def test_table_decay_and_norm_cap_touch_only_the_updated_rows(tokenizer):
+    """`embedding_weight_decay` shrinks the rows a step updates by lr x decay before the update (AdamW's decoupled
+    decay) and `embedding_max_norm` scales the updated rows down to that norm; rows no text touched never change."""
+    base = make_model(tokenizer, feature_dropout=0.0, classifier_dropout=0.0)  # table rows of norm about 4
+    base.get_input_embeddings().sparse = True
+    start = base.get_input_embeddings().weight.detach().clone()
+    enc = tokenizer.encode_bags(["the movie is good", "bad film"])
+    touched = torch.tensor(sorted(set(enc["input_ids"].tolist())))
+    untouched = torch.tensor(sorted(set(range(len(start))) - set(touched.tolist())))
+
+    def one_step(**table_options):
+        model = copy.deepcopy(base)
+        optimizer = MixedSparseAdamW(param_groups(model, 0.01, embedding_lr=0.1, **table_options), lr=1e-3)
+        model(**enc, labels=torch.tensor([1, 0])).loss.backward()
+        optimizer.step()
+        return model.get_input_embeddings().weight.detach()
+
+    plain, decayed = one_step(), one_step(embedding_weight_decay=0.5)
+    torch.testing.assert_close(decayed[touched] - plain[touched], -0.1 * 0.5 * start[touched])
+    torch.testing.assert_close(decayed[untouched], start[untouched])
+
+    capped = one_step(embedding_max_norm=0.5)
+    assert (capped[touched].norm(dim=1) <= 0.5 + 1e-5).all() and (plain[touched].norm(dim=1) > 0.5).all()
+    torch.testing.assert_close(capped[touched] / capped[touched].norm(dim=1, keepdim=True),
+                               plain[touched] / plain[touched].norm(dim=1, keepdim=True))  # fmt: skip
+    torch.testing.assert_close(capped[untouched], start[untouched])

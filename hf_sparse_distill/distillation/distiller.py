@@ -57,6 +57,8 @@ LOGITS_DIR = "teacher_logits"
 STAGE_INPUTS = "stage_inputs.json"
 # stage settings that do not change the trained student
 _RUNTIME_ONLY = ("enabled", "save_steps", "save_total_limit", "keep_checkpoints", "eval_batch_size")
+# stage settings added after 0.1, left out of the fingerprint at their defaults (stages trained before stay valid)
+_ADDED_LATER = {"embedding_weight_decay": 0.0, "embedding_max_norm": None}
 
 
 def _digest(value: object) -> str:
@@ -270,7 +272,11 @@ class Distiller:
         if stage in self._fingerprints:
             return self._fingerprints[stage]
         data, config = self.data(), self.stage_config(stage)
-        settings = {k: v for k, v in asdict(config).items() if k not in _RUNTIME_ONLY}
+        settings = {
+            k: v
+            for k, v in asdict(config).items()
+            if k not in _RUNTIME_ONLY and not (k in _ADDED_LATER and v == _ADDED_LATER[k])
+        }
         parts = {
             "settings": settings,
             "student": {

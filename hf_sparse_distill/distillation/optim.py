@@ -1,7 +1,8 @@
 """The paper's hybrid optimizer as one `torch.optim.Optimizer`, and its learning-rate schedule.
 
 The embedding table gets SparseAdam's lazy update (moments and weights change only for rows that received a
-gradient; no weight decay), the dense head gets AdamW. Being a single optimizer, it works with one
+gradient), optionally with decoupled weight decay and a cap on the L2 norm of those rows only; the dense head gets
+AdamW. Being a single optimizer, it works with one
 `accelerate` wrapper, one scheduler, one gradient scaler and `save_state` / `load_state`.
 """
 
@@ -18,13 +19,17 @@ class MixedSparseAdamW(torch.optim.AdamW):
     """AdamW for parameter groups with `sparse=False`; SparseAdam (as `torch.optim.SparseAdam`) for `sparse=True`.
 
     A sparse group's gradient may be sparse (the usual case) or dense (e.g. max pooling, which has no sparse
-    gradient); a dense gradient is restricted to its non-zero rows, so the update stays lazy either way.
+    gradient); a dense gradient is restricted to its non-zero rows, so the update stays lazy either way. A sparse
+    group's `weight_decay` (default 0) shrinks the rows it updates by `lr * weight_decay` before the update (AdamW's
+    decoupled decay, applied when a row is touched: rows that never occur are left alone), and its `max_norm`
+    (default None) scales each updated row whose L2 norm exceeds it back to that norm.
     """
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
         for group in self.param_groups:
             group.setdefault("sparse", False)
+            group.setdefault("max_norm", None)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -70,12 +75,24 @@ class MixedSparseAdamW(torch.optim.AdamW):
         state["exp_avg"].index_copy_(0, rows, exp_avg)
         state["exp_avg_sq"].index_copy_(0, rows, exp_avg_sq)
         step_size = group["lr"] * math.sqrt(1 - beta2**step) / (1 - beta1**step)
+        if group["weight_decay"]:
+            param.index_copy_(0, rows, param.index_select(0, rows).mul_(1 - group["lr"] * group["weight_decay"]))
         param.index_add_(0, rows, exp_avg.div_(exp_avg_sq.sqrt_().add_(group["eps"])), alpha=-step_size)
+        if group["max_norm"] is not None:
+            updated = param.index_select(0, rows)
+            norms = updated.norm(dim=tuple(range(1, updated.dim())), keepdim=True)
+            param.index_copy_(0, rows, updated.mul_((group["max_norm"] / norms.clamp(min=1e-12)).clamp(max=1.0)))
 
 
-def param_groups(model: nn.Module, weight_decay: float, embedding_lr: float | None = None) -> list[dict]:
-    """Three groups: the embedding table (sparse, no decay, its own learning rate if `embedding_lr` is given),
-    dense weights (decay) and biases (no decay)."""
+def param_groups(
+    model: nn.Module,
+    weight_decay: float,
+    embedding_lr: float | None = None,
+    embedding_weight_decay: float = 0.0,
+    embedding_max_norm: float | None = None,
+) -> list[dict]:
+    """Three groups: the embedding table (sparse; its own learning rate if `embedding_lr` is given, its own decay
+    and row-norm cap of the rows it updates), dense weights (decay) and biases (no decay)."""
     table = model.get_input_embeddings().weight
     decay, no_decay = [], []
     for param in model.parameters():
@@ -83,7 +100,13 @@ def param_groups(model: nn.Module, weight_decay: float, embedding_lr: float | No
             continue
         (no_decay if param.dim() < 2 else decay).append(param)
     return [
-        {"params": [table], "sparse": True, "weight_decay": 0.0, **({"lr": embedding_lr} if embedding_lr else {})},
+        {
+            "params": [table],
+            "sparse": True,
+            "weight_decay": embedding_weight_decay,
+            "max_norm": embedding_max_norm,
+            **({"lr": embedding_lr} if embedding_lr else {}),
+        },
         {"params": decay, "sparse": False, "weight_decay": weight_decay},
         {"params": no_decay, "sparse": False, "weight_decay": 0.0},
     ]

@@ -189,7 +189,9 @@ class StageConfig:
     """One training stage. `alpha` weighs the KD loss against gold-label cross-entropy:
     1.0 is pure KD (paper stage 2), 0.0 is plain fine-tuning on labels (paper stage 3).
     `embedding_learning_rate` (default: `learning_rate`) is the table's own rate: with far fewer updates than the
-    paper's 1M steps, rare n-gram rows need a larger one to move. A finished stage deletes its checkpoints (each
+    paper's 1M steps, rare n-gram rows need a larger one to move. `weight_decay` applies to the head;
+    `embedding_weight_decay` (decoupled, as AdamW's) and `embedding_max_norm` (a cap on a row's L2 norm) apply to the
+    table rows a step updates. A finished stage deletes its checkpoints (each
     holds the table three times: weights and Adam moments) unless `keep_checkpoints`."""
 
     enabled: bool = True
@@ -201,6 +203,8 @@ class StageConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
     eps: float = 1e-6
     weight_decay: float = 0.01
+    embedding_weight_decay: float = 0.0
+    embedding_max_norm: float | None = None
     warmup_ratio: float = 0.06
     temperature: float = 1.0
     alpha: float = 1.0
@@ -454,6 +458,8 @@ _RULES: dict[type, list[tuple[str, Any, str]]] = {
         ("betas", lambda v: len(v) == 2 and all(0.0 <= b < 1.0 for b in v), "two numbers in [0, 1)"),
         ("eps", _positive, "> 0"),
         ("weight_decay", lambda v: v >= 0, ">= 0"),
+        ("embedding_weight_decay", lambda v: v >= 0, ">= 0"),
+        ("embedding_max_norm", _optional(_positive), "None or > 0"),
         ("warmup_ratio", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
         ("temperature", _positive, "> 0"),
         ("alpha", _unit, "in [0, 1] (1 = pure KD, 0 = gold labels only)"),

@@ -222,7 +222,10 @@ class StageTrainer:
         stage, model = self.stage, self.model
         self.table = model.get_input_embeddings()
         self.table.sparse = model.config.pooling != "max"  # EmbeddingBag has no sparse gradient for max pooling
-        groups = param_groups(model, stage.weight_decay, stage.embedding_learning_rate)
+        groups = param_groups(
+            model, stage.weight_decay, stage.embedding_learning_rate, stage.embedding_weight_decay,
+            stage.embedding_max_norm,
+        )  # fmt: skip
         optimizer = MixedSparseAdamW(groups, lr=stage.learning_rate, betas=tuple(stage.betas), eps=stage.eps)
         scheduler = linear_warmup_decay(optimizer, self.schedule.total_steps, stage.warmup_ratio)
         self.dense_params = [p for group in optimizer.param_groups if not group["sparse"] for p in group["params"]]
