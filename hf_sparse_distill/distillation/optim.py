@@ -78,10 +78,11 @@ class MixedSparseAdamW(torch.optim.AdamW):
         if group["weight_decay"]:
             param.index_copy_(0, rows, param.index_select(0, rows).mul_(1 - group["lr"] * group["weight_decay"]))
         param.index_add_(0, rows, exp_avg.div_(exp_avg_sq.sqrt_().add_(group["eps"])), alpha=-step_size)
-        if group["max_norm"] is not None:
+        max_norm = group.get("max_norm")  # (absent from the optimizer state of checkpoints made before it existed)
+        if max_norm is not None:
             updated = param.index_select(0, rows)
             norms = updated.norm(dim=tuple(range(1, updated.dim())), keepdim=True)
-            param.index_copy_(0, rows, updated.mul_((group["max_norm"] / norms.clamp(min=1e-12)).clamp(max=1.0)))
+            param.index_copy_(0, rows, updated.mul_((max_norm / norms.clamp(min=1e-12)).clamp(max=1.0)))
 
 
 def param_groups(
