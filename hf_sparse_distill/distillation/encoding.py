@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ..models.sparse_dan.tokenization_sparse_dan import SparseDANTokenizer
 from .files import reset_folder, save_npy
+from .memory import release_free_memory
 
 
 @dataclass
@@ -156,6 +157,7 @@ def _encode_to_folder(
                     chunk_ids, chunk_lengths = tokenizer.matcher.encode(part, max_ngrams)
                     save_npy(folder / f"ids-{k:06d}.npy", chunk_ids.astype(np.int32))
                     save_npy(folder / f"lengths-{k:06d}.npy", chunk_lengths)  # written last: the chunk is done
+                    release_free_memory()
                 bar.update(1)
         barrier()
         if rank == 0:

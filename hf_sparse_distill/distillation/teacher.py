@@ -38,6 +38,7 @@ from .logit_cache import (
     identity_folder_name,
     text_keys,
 )
+from .memory import release_free_memory
 from .recipe import TeacherConfig
 
 logger = logging.getLogger(__name__)
@@ -246,6 +247,7 @@ class Teacher:
                         finally:
                             lock.release()
                         bar.update(todo[bucket] * self.state.num_processes)
+                        release_free_memory()  # the heap would otherwise grow with the texts labelled
                     _fill(logits, keyed(bucket), index.logits(bucket))
 
     def _label_bucket(
