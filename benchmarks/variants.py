@@ -2,6 +2,7 @@
 split (dev), over several seeds.
 
     python benchmarks/variants.py                                   # sst2_shared, 5 variants x 2 seeds: ~50 min
+    python benchmarks/variants.py --only "table max-norm 5"         # one variant; the others' points are kept
     python benchmarks/variants.py --smoke --work /tmp/v --out /tmp/v   # tiny: checks that the script runs
 
 Each variant is the recipe with `--set` overrides, distilled with `--stages kd` (the stage both SST-2 recipes keep)
@@ -27,6 +28,8 @@ VARIANTS = {
     "temperature 2": ["kd.temperature=2"],
     "gold labels mixed in (alpha 0.7)": ["kd.alpha=0.7"],
     "ReLU head": ["student.activation=relu"],
+    "table weight decay 0.01": ["kd.embedding_weight_decay=0.01"],
+    "table max-norm 5": ["kd.embedding_max_norm=5"],
 }
 
 
@@ -93,17 +96,31 @@ def main() -> None:
     parser.add_argument("--work", default="runs/variants", help="where the run of each point goes")
     parser.add_argument("--out", default=str(HERE))
     parser.add_argument("--smoke", action="store_true", help="two variants, a few training steps")
+    parser.add_argument(
+        "--only", help="comma-separated variant names to (re)measure; the points of the others in --out are kept"
+    )
     args = parser.parse_args()
     from hf_sparse_distill.speed import machine_description
 
     variants = dict(list(VARIANTS.items())[:2]) if args.smoke else VARIANTS
+    chosen = set(variants) if args.only is None else set(args.only.split(","))
+    if chosen - set(variants):
+        raise SystemExit(f"unknown variants: {sorted(chosen - set(variants))}; known: {sorted(variants)}")
     extra = ["kd.max_steps=20", "vocab.size=20000"] if args.smoke else []
+    command = f"python benchmarks/variants.py --recipe {args.recipe} --seeds {args.seeds}"
     report = {
         "recipe": args.recipe, "machine": machine_description(), "date": datetime.date.today().isoformat(),
-        "command": f"python benchmarks/variants.py --recipe {args.recipe} --seeds {args.seeds}", "points": [],
+        "command": command, "points": [],
     }  # fmt: skip
+    if args.only is not None:
+        kept = json.loads((Path(args.out) / "variants.json").read_text())
+        report["points"] = [p for p in kept["points"] if p["variant"] not in chosen]
+        report["command"] = f"{kept['command']}; {command} --only {args.only!r}"
+        report["date"] = f"{kept['date']}; {report['date']}" if kept["date"] != report["date"] else report["date"]
     for seed in (int(s) for s in args.seeds.split(",")):
         for i, (name, overrides) in enumerate(variants.items()):
+            if name not in chosen:
+                continue
             point = run_variant(args.recipe, overrides + extra, Path(args.work) / f"v{i}-seed{seed}", seed)
             report["points"].append({"variant": name, "overrides": overrides, "seed": seed, **point})
             print(json.dumps(report["points"][-1]), flush=True)

@@ -125,6 +125,13 @@ def test_variants_smoke(tiny_recipe, tmp_path):
     ]  # fmt: skip
     assert all(0 <= p["report_accuracy"] <= 1 and p["teacher_report_accuracy"] > 0 for p in report["points"])
     assert "| feature dropout 0.1 | 2 |" in (tmp_path / "VARIANTS.md").read_text()
+    first = report["points"][0]
+    run("variants.py", "--recipe", str(tiny_recipe), "--smoke", "--seeds", "2", "--work", str(tmp_path / "work"),
+        "--out", str(tmp_path), "--only", "feature dropout 0.1")  # fmt: skip
+    again = json.loads((tmp_path / "variants.json").read_text())
+    assert [(p["variant"], p["seed"]) for p in again["points"]] == [
+        ("recipe as shipped", 0), ("recipe as shipped", 1), ("feature dropout 0.1", 2),
+    ] and again["points"][0] == first and "--only 'feature dropout 0.1'" in again["command"]  # fmt: skip
 
 
 def test_corpus_scale_smoke(tmp_path):
