@@ -97,7 +97,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(HERE))
     parser.add_argument("--smoke", action="store_true", help="two variants, a few training steps")
     parser.add_argument(
-        "--only", help="comma-separated variant names to (re)measure; the points of the others in --out are kept"
+        "--only", help="comma-separated variants to (re)measure for --seeds; every other point in --out is kept"
     )
     args = parser.parse_args()
     from hf_sparse_distill.speed import machine_description
@@ -112,12 +112,20 @@ def main() -> None:
         "recipe": args.recipe, "machine": machine_description(), "date": datetime.date.today().isoformat(),
         "command": command, "points": [],
     }  # fmt: skip
+    seeds = [int(s) for s in args.seeds.split(",")]
     if args.only is not None:
-        kept = json.loads((Path(args.out) / "variants.json").read_text())
-        report["points"] = [p for p in kept["points"] if p["variant"] not in chosen]
+        saved = Path(args.out) / "variants.json"
+        if not saved.exists():
+            raise SystemExit(f"--only adds to the points of {saved}, which does not exist: run without --only first")
+        kept = json.loads(saved.read_text())
+        if kept["recipe"] != args.recipe:
+            raise SystemExit(f"{saved} holds variants of {kept['recipe']}, not of {args.recipe} (give --recipe)")
+        remeasured = {(variant, seed) for variant in chosen for seed in seeds}
+        report["points"] = [p for p in kept["points"] if (p["variant"], p["seed"]) not in remeasured]
         report["command"] = f"{kept['command']}; {command} --only {args.only!r}"
-        report["date"] = f"{kept['date']}; {report['date']}" if kept["date"] != report["date"] else report["date"]
-    for seed in (int(s) for s in args.seeds.split(",")):
+        for key in ("date", "machine"):  # the kept points were measured then and there
+            report[key] = kept[key] if kept[key] == report[key] else f"{kept[key]}; {report[key]}"
+    for seed in seeds:
         for i, (name, overrides) in enumerate(variants.items()):
             if name not in chosen:
                 continue

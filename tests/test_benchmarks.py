@@ -130,7 +130,8 @@ def test_variants_smoke(tiny_recipe, tmp_path):
         "--out", str(tmp_path), "--only", "feature dropout 0.1")  # fmt: skip
     again = json.loads((tmp_path / "variants.json").read_text())
     assert [(p["variant"], p["seed"]) for p in again["points"]] == [
-        ("recipe as shipped", 0), ("recipe as shipped", 1), ("feature dropout 0.1", 2),
+        ("recipe as shipped", 0), ("feature dropout 0.1", 0), ("recipe as shipped", 1), ("feature dropout 0.1", 1),
+        ("feature dropout 0.1", 2),
     ] and again["points"][0] == first and "--only 'feature dropout 0.1'" in again["command"]  # fmt: skip
 
 

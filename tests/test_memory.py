@@ -19,6 +19,10 @@ def test_the_heap_is_trimmed_only_after_enough_growth(monkeypatch):
     resident[0] = 830.0
     assert memory.release_free_memory(min_growth_mb=128) and trims == [0, 0]  # +130 MB: trimmed, 530 MB left
     assert memory._last_trimmed_mb == 530.0
+    resident[0] = 300.0  # a large structure freed (e.g. the teacher after labelling)
+    assert not memory.release_free_memory(min_growth_mb=128) and memory._last_trimmed_mb == 300.0
+    resident[0] = 440.0
+    assert memory.release_free_memory(min_growth_mb=128) and len(trims) == 3  # +140 MB from the low point
 
 
 def test_nothing_happens_where_the_c_library_cannot_trim(monkeypatch):

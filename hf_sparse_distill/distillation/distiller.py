@@ -167,7 +167,9 @@ class Distiller:
         out = self.output_dir / LOGITS_DIR / "kd.npy"
         marker, made_from = out.with_suffix(".json"), {"texts": corpus_fingerprint, "teacher": self.teacher.identity()}
         if out.exists() and read_json(marker) == json.loads(json.dumps(made_from)):
-            return np.load(out, mmap_mode="r")
+            logits = np.load(out, mmap_mode="r")
+            if logits.shape == (len(texts), self.teacher.num_labels):
+                return logits
         self.state.wait_for_everyone()  # every process has read the marker before the main one removes it
         if self.state.is_main_process:
             marker.unlink(missing_ok=True)

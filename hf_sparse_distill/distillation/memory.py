@@ -20,11 +20,13 @@ _last_trimmed_mb: float | None = None
 @functools.cache
 def _malloc_trim():
     """The C library's `malloc_trim` (glibc), or None where it has none (macOS, musl, Windows)."""
-    name = ctypes.util.find_library("c")
-    try:
-        return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
-    except OSError:
-        return None
+    for name in ("libc.so.6", ctypes.util.find_library("c")):  # glibc's name first: find_library runs ldconfig
+        if name:
+            try:
+                return getattr(ctypes.CDLL(name), "malloc_trim", None)
+            except OSError:
+                continue
+    return None
 
 
 def anonymous_memory_mb() -> float | None:
@@ -41,11 +43,14 @@ def anonymous_memory_mb() -> float | None:
 
 def release_free_memory(min_growth_mb: float = 128.0) -> bool:
     """Return the free pages of the C heap to the operating system (glibc `malloc_trim(0)`; nothing elsewhere) if
-    the resident anonymous memory has grown by `min_growth_mb` since the last trim (or this is the first call); a
-    cheap check otherwise. Returns whether it trimmed."""
+    the resident anonymous memory has grown by `min_growth_mb` since the last trim or the lowest point checked since
+    (or this is the first call); a cheap check otherwise. Returns whether it trimmed."""
     global _last_trimmed_mb
     trim, now = _malloc_trim(), anonymous_memory_mb()
-    if trim is None or now is None or (_last_trimmed_mb is not None and now - _last_trimmed_mb < min_growth_mb):
+    if trim is None or now is None:
+        return False
+    if _last_trimmed_mb is not None and now - _last_trimmed_mb < min_growth_mb:
+        _last_trimmed_mb = min(_last_trimmed_mb, now)  # growth counts from the lowest point since the last trim
         return False
     trim(0)
     _last_trimmed_mb = anonymous_memory_mb()
