@@ -20,7 +20,8 @@ _last_trimmed_mb: float | None = None
 @functools.cache
 def _malloc_trim():
     """The C library's `malloc_trim` (glibc), or None where it has none (macOS, musl, Windows)."""
-    for name in ("libc.so.6", ctypes.util.find_library("c")):  # glibc's name first: find_library runs ldconfig
+    for find in (lambda: "libc.so.6", lambda: ctypes.util.find_library("c")):  # glibc's name first: find_library
+        name = find()  # runs ldconfig, so only where that name is not there
         if name:
             try:
                 return getattr(ctypes.CDLL(name), "malloc_trim", None)
