@@ -167,6 +167,8 @@ class BucketIndex:
         self._flush_rows = flush_rows
         self._seen: set[Path] = set()
         self._kept_keys: dict[int, np.ndarray] = {}  # wanted keys held in memory, sorted, by bucket
+        self._kept_count = 0  # how many keys that is
+        self._unfiltered: set[int] = set()  # buckets whose raw file is still to be filtered
         self._two_pass: set[int] = set()  # buckets whose wanted keys did not fit
         work.mkdir(parents=True, exist_ok=True)
         self.absorb_new_shards()
@@ -188,8 +190,9 @@ class BucketIndex:
                 pending, rows = [], 0
         if pending:
             self._split(np.concatenate(pending))
-        for raw in sorted(self.work.glob("raw-*.bin")):
-            self._filter(int(raw.stem.removeprefix("raw-")))
+        for number in sorted(self._unfiltered):
+            self._filter(number)
+            self._unfiltered.discard(number)
 
     def add(self, path: Path, keys: np.ndarray, logits: np.ndarray) -> None:
         """Index a shard this process has just written (`LogitCache.add`) without reading it back (its keys are
@@ -224,10 +227,10 @@ class BucketIndex:
         if bucket in self._kept_keys or bucket in self._two_pass:
             return self._kept_keys.get(bucket)
         keys = np.unique(self._wanted(bucket))
-        if sum(map(len, self._kept_keys.values())) + len(keys) > self._flush_rows:
+        if self._kept_count + len(keys) > self._flush_rows:
             self._two_pass.add(bucket)
             return None
-        self._kept_keys[bucket] = keys
+        self._kept_keys[bucket], self._kept_count = keys, self._kept_count + len(keys)
         return keys
 
     def _split(self, records: np.ndarray) -> None:
@@ -238,6 +241,7 @@ class BucketIndex:
             kept = self._kept(number)
             if kept is None:
                 self._write("raw", number, group)
+                self._unfiltered.add(number)
             else:
                 self._write("bucket", number, group[find_keys(kept, group["key"]) >= 0])
 
