@@ -13,6 +13,7 @@ from conftest import random_texts
 from safetensors.numpy import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from hf_sparse_distill.distillation.logit_cache import LogitCache
 from hf_sparse_distill.distillation.recipe import TeacherConfig
 from hf_sparse_distill.distillation.teacher import Teacher
 
@@ -77,6 +78,30 @@ def test_another_mix_of_texts_labels_only_the_new_ones(tiny_teacher, tmp_path):
     new_rows = sum(len(load_file(str(p))["keys"]) for p in shards(tmp_path) if p.name not in before)
     assert new_rows == len(set(mixed) - set(texts[:24]))
     np.testing.assert_allclose(logits, teacher.label(mixed, tmp_path / "fresh", show_progress=False), atol=1e-6)
+
+
+def test_texts_another_run_labels_after_the_index_is_made_are_not_labelled_again(tiny_teacher, tmp_path, monkeypatch):
+    """A run finds what another run labelled between its own start and its turn at a bucket through the bucket's
+    journal of shards, without listing the cache folder again."""
+    texts = random_texts(60, seed=7)
+    teacher = Teacher(TeacherConfig(model=str(tiny_teacher), chunk_size=8))
+    label_buckets, predicted, listings = Teacher._label_buckets, [], []
+
+    def another_run_first(self, *args, **kwargs):  # the index is made: another run labels everything now
+        monkeypatch.setattr(Teacher, "_label_buckets", label_buckets)
+        Teacher(TeacherConfig(model=str(tiny_teacher), chunk_size=8)).label(texts, tmp_path, show_progress=False)
+        monkeypatch.setattr(
+            Teacher, "predict", lambda _, batch, pairs=None: predicted.append(batch) or np.zeros((len(batch), 2))
+        )
+        monkeypatch.setattr(LogitCache, "shards", lambda cache: listings.append(cache) or [])
+        return label_buckets(self, *args, **kwargs)
+
+    monkeypatch.setattr(Teacher, "_label_buckets", another_run_first)
+    logits = teacher.label(texts, tmp_path, show_progress=False)
+    assert predicted == [] and listings == []  # nothing labelled twice, the folder not listed per bucket
+    assert sum(len(load_file(str(p))["keys"]) for p in shards(tmp_path)) == len(set(texts))
+    monkeypatch.undo()
+    np.testing.assert_array_equal(logits, teacher.label(texts, tmp_path / "fresh", show_progress=False))
 
 
 def test_damaged_shards_are_set_aside_and_relabelled(tiny_teacher, tmp_path, caplog):

@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -84,9 +84,12 @@ class LogitCache:
         return path
 
     def read_shard(self, path: Path) -> tuple[np.ndarray, np.ndarray] | None:
-        """A shard's keys and logits, or `None` (with a warning) if it is damaged: wrong checksum, unreadable, or
-        logits that are not finite numbers of the right shape."""
-        data = path.read_bytes()
+        """A shard's keys and logits; `None` if it is gone (set aside by another process), or (with a warning) if it
+        is damaged: wrong checksum, unreadable, or logits that are not finite numbers of the right shape."""
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
         expected = path.name.removeprefix(SHARD_PREFIX).removesuffix(".safetensors")
         problem = None
         if _file_sha256(data) != expected:
@@ -175,8 +178,12 @@ class BucketIndex:
 
     def absorb_new_shards(self) -> None:
         """Split up the shards written since the index was last brought up to date (by any process or run)."""
+        self.absorb(self.cache.shards())
+
+    def absorb(self, paths: Iterable[Path]) -> None:
+        """Split up those of the shard files `paths` that the index has not seen (a missing one is skipped)."""
         pending, rows = [], 0
-        for path in self.cache.shards():
+        for path in paths:
             if path in self._seen:
                 continue
             self._seen.add(path)

@@ -236,7 +236,7 @@ class Teacher:
             for blocking in (False, True):
                 for bucket in deferred if blocking else buckets:
                     if todo[bucket]:
-                        lock = FileLock(cache.folder / f"bucket-{index.num_buckets}-{bucket}.lock")
+                        lock = FileLock(_bucket_file(cache, index.num_buckets, bucket, ".lock"))
                         try:
                             lock.acquire(blocking=blocking)
                         except Timeout:
@@ -259,9 +259,12 @@ class Teacher:
         bucket: int,
         cache: LogitCache,
     ) -> None:
-        """Label the texts (and pairs) of `bucket` that are not cached (another run may have labelled some since
-        the index was made), `chunk_size` per shard."""
-        index.absorb_new_shards()
+        """Label the texts (and pairs) of `bucket` that are not cached, `chunk_size` per shard. Another run may have
+        labelled some since the index was made: each shard's name is listed in the bucket's journal (written under
+        the bucket's lock), so only those are read, not the whole cache folder."""
+        journal = _bucket_file(cache, index.num_buckets, bucket, ".shards")
+        if journal.exists():
+            index.absorb(cache.folder / name for name in journal.read_text().split())
         rows, keys = keyed
         absent = np.flatnonzero(find_keys(index.logits(bucket)[0], keys) < 0)
         _, first = np.unique(keys[absent], return_index=True)
@@ -271,7 +274,15 @@ class Teacher:
             batch, batch_pairs = _take(texts, chunk), None if pairs is None else _take(pairs, chunk)
             cache_texts = batch if batch_pairs is None else pair_cache_texts(batch, batch_pairs)
             predicted = self.predict(batch, batch_pairs)
-            index.add(cache.add(cache_texts, predicted), text_keys(cache_texts), predicted)
+            path = cache.add(cache_texts, predicted)
+            index.add(path, text_keys(cache_texts), predicted)
+            with open(journal, "a") as f:
+                f.write(path.name + "\n")
+
+
+def _bucket_file(cache: LogitCache, num_buckets: int, bucket: int, suffix: str) -> Path:
+    """A file of the cache folder that belongs to one bucket of a split into `num_buckets` (its lock, its journal)."""
+    return cache.folder / f"bucket-{num_buckets}-{bucket}{suffix}"
 
 
 def _take(texts: Sequence[str], rows: np.ndarray) -> list[str]:
