@@ -1,7 +1,7 @@
 """What generalises: variants of a recipe's KD stage, each chosen on the selection split and measured on the report
 split (dev), over several seeds.
 
-    python benchmarks/variants.py                                   # sst2_shared, 5 variants x 2 seeds: ~50 min
+    python benchmarks/variants.py                                   # sst2_shared, 8 variants x 2 seeds: ~65 min
     python benchmarks/variants.py --only "table max-norm 5"         # one variant; the others' points are kept
     python benchmarks/variants.py --smoke --work /tmp/v --out /tmp/v   # tiny: checks that the script runs
 
@@ -30,6 +30,7 @@ VARIANTS = {
     "ReLU head": ["student.activation=relu"],
     "table weight decay 0.01": ["kd.embedding_weight_decay=0.01"],
     "table max-norm 5": ["kd.embedding_max_norm=5"],
+    "weight average of the last 4 evaluations": ["kd.average_last_evaluations=4"],
 }
 
 

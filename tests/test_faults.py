@@ -205,6 +205,7 @@ def test_no_untrusted_pickle_loading_in_the_package():
         ("finetune.warmup_ratio=1.5", "finetune.warmup_ratio must be in \\[0, 1\\)"),
         ("kd.embedding_max_norm=0", "kd.embedding_max_norm must be None or > 0"),
         ("kd.embedding_weight_decay=-0.1", "kd.embedding_weight_decay must be >= 0"),
+        ("kd.average_last_evaluations=1", "kd.average_last_evaluations must be 0 \\(off\\) or >= 2"),
     ],
 )
 def test_out_of_range_numbers_are_refused_at_load(tiny_recipe, override, message):

@@ -58,7 +58,7 @@ STAGE_INPUTS = "stage_inputs.json"
 # stage settings that do not change the trained student
 _RUNTIME_ONLY = ("enabled", "save_steps", "save_total_limit", "keep_checkpoints", "eval_batch_size")
 # stage settings added after 0.1, left out of the fingerprint at their defaults (stages trained before stay valid)
-_ADDED_LATER = {"embedding_weight_decay": 0.0, "embedding_max_norm": None}
+_ADDED_LATER = {"embedding_weight_decay": 0.0, "embedding_max_norm": None, "average_last_evaluations": 0}
 
 
 def _digest(value: object) -> str:

@@ -191,8 +191,10 @@ class StageConfig:
     `embedding_learning_rate` (default: `learning_rate`) is the table's own rate: with far fewer updates than the
     paper's 1M steps, rare n-gram rows need a larger one to move. `weight_decay` applies to the head;
     `embedding_weight_decay` (decoupled, as AdamW's) and `embedding_max_norm` (a cap on a row's L2 norm) apply to the
-    table rows a step updates. A finished stage deletes its checkpoints (each
-    holds the table three times: weights and Adam moments) unless `keep_checkpoints`."""
+    table rows a step updates. `average_last_evaluations` (0: off, else >= 2) averages the weights at the stage's
+    last evaluations and keeps the average if it scores higher on the selection split than every checkpoint (it
+    holds one more copy of the weights in memory and in each checkpoint). A finished stage deletes its checkpoints
+    (each holds the table three times: weights and Adam moments) unless `keep_checkpoints`."""
 
     enabled: bool = True
     epochs: float = 1.0
@@ -205,6 +207,7 @@ class StageConfig:
     weight_decay: float = 0.01
     embedding_weight_decay: float = 0.0
     embedding_max_norm: float | None = None
+    average_last_evaluations: int = 0
     warmup_ratio: float = 0.06
     temperature: float = 1.0
     alpha: float = 1.0
@@ -460,6 +463,7 @@ _RULES: dict[type, list[tuple[str, Any, str]]] = {
         ("weight_decay", lambda v: v >= 0, ">= 0"),
         ("embedding_weight_decay", lambda v: v >= 0, ">= 0"),
         ("embedding_max_norm", _optional(_positive), "None or > 0"),
+        ("average_last_evaluations", lambda v: v == 0 or v >= 2, "0 (off) or >= 2"),
         ("warmup_ratio", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
         ("temperature", _positive, "> 0"),
         ("alpha", _unit, "in [0, 1] (1 = pure KD, 0 = gold labels only)"),

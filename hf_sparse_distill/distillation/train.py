@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from ..models.sparse_dan.modeling_sparse_dan import SparseDANForSequenceClassification
 from ..models.sparse_dan.tokenization_sparse_dan import SparseDANTokenizer
 from ..results import Metrics
+from .averaging import WeightAverage, evaluation_steps
 from .checkpoints import (
     BEST,
     CHECKPOINTS,
@@ -71,15 +72,20 @@ class EvalData:
 
 @dataclass
 class StageSummary:
-    """How a stage went: its schedule, every evaluation, and the best one (whose student is in `best/`)."""
+    """How a stage went: its schedule, every evaluation, the weight average's (if the stage averages), and the best
+    one (whose student is in `best/`): a checkpoint, or the average (`best_is_average`; its step is the last)."""
 
     total_steps: int
     best_step: int = -1
     history: list[Metrics] = field(default_factory=list)
+    average: Metrics | None = None
+    best_is_average: bool = False
 
     @property
     def best_metrics(self) -> Metrics | None:
-        """Metrics of the kept checkpoint (`None` before the first evaluation)."""
+        """Metrics of the kept student (`None` before the first evaluation)."""
+        if self.best_is_average:
+            return self.average
         return next((m for m in self.history if m.step == self.best_step), None)
 
     @property
@@ -98,7 +104,11 @@ class StageSummary:
         """Read what `save` wrote."""
         state = json.loads(path.read_text())
         history = [Metrics.from_dict(m) for m in state["history"]]
-        return cls(total_steps=state["total_steps"], best_step=state["best_step"], history=history)
+        average = Metrics.from_dict(state["average"]) if state.get("average") else None
+        return cls(
+            total_steps=state["total_steps"], best_step=state["best_step"], history=history, average=average,
+            best_is_average=state.get("best_is_average", False),
+        )  # fmt: skip
 
 
 def shuffled_batches(size: int, batch_size: int, seed: int, epoch: int, skip: int = 0) -> Iterator[np.ndarray]:
@@ -212,6 +222,10 @@ class StageTrainer:
             )
         self.schedule = Schedule.of(stage, len(data.encoded))
         self.summary = StageSummary(total_steps=self.schedule.total_steps)
+        averaged = evaluation_steps(self.schedule.total_steps, self.schedule.eval_steps)
+        self.average = (
+            WeightAverage(averaged[-stage.average_last_evaluations :]) if stage.average_last_evaluations else None
+        )
         self.step = 0
         self.seed = seed
         self._prepare()
@@ -293,6 +307,8 @@ class StageTrainer:
                 continue
             self.accelerator.load_state(str(checkpoint))
             self.summary = StageSummary.load(checkpoint / TRAINER_STATE)
+            if self.average is not None and self.accelerator.is_main_process:
+                self.average.load(checkpoint)
             self.step = checkpoint_step(checkpoint)
             logger.info("resumed %s from %s (step %d)", self.stage_dir.name, checkpoint, self.step)
             return
@@ -347,28 +363,50 @@ class StageTrainer:
 
     def _evaluate(self) -> None:
         """Evaluate on the selection split (main process); a new best is written to `best/` with its tokenizer and
-        metrics."""
+        metrics. At the last step of an averaging stage, the weight average is evaluated too."""
         accelerator = self.accelerator
         model = accelerator.unwrap_model(self.wrapped)
         bad = next((name for name, p in model.named_parameters() if not torch.isfinite(p).all()), None)
         if bad is not None:  # checked by every process (the weights are the same everywhere)
             raise NonFiniteTrainingError(f"{self.stage_dir.name}: {bad} is not finite at step {self.step}; not saved")
         if accelerator.is_main_process:
-            selection = self.selection
-            logits = predict_logits(model, selection.encoded, self.stage.eval_batch_size)
-            metrics = classification_metrics(
-                logits, selection.labels, model.config.id2label, selection.teacher_logits, self.problem_type
-            )
-            metrics.step = self.step
+            metrics = self._selection_metrics(model)
             self.summary.history.append(metrics)
             if metrics.score > self.summary.best_score:
                 self.summary.best_step = self.step
                 save_best(model, self.tokenizer, self.stage_dir, metrics)
+            if self.average is not None:
+                self.average.add(model, self.step)
+                if self.step == self.schedule.total_steps and self.average.count > 1:
+                    self._evaluate_average(model)
             accelerator.log(
                 {f"selection/{k}": v for k, v in asdict(metrics).items() if isinstance(v, float)}, step=self.step
             )
             self.bar.set_postfix(select=f"{metrics.score:.4f}", best=f"{self.summary.best_score:.4f}")
         accelerator.wait_for_everyone()
+
+    def _selection_metrics(self, model: SparseDANForSequenceClassification) -> Metrics:
+        """The model's metrics on the selection split, at this step."""
+        selection = self.selection
+        logits = predict_logits(model, selection.encoded, self.stage.eval_batch_size)
+        metrics = classification_metrics(
+            logits, selection.labels, model.config.id2label, selection.teacher_logits, self.problem_type
+        )
+        metrics.step = self.step
+        return metrics
+
+    def _evaluate_average(self, model: SparseDANForSequenceClassification) -> None:
+        """Score the weight average; it is kept (`best/`) if it beats every checkpoint."""
+        with self.average.swapped_into(model):
+            metrics = self._selection_metrics(model)
+            self.summary.average = metrics
+            if metrics.score > self.summary.best_score:
+                self.summary.best_step, self.summary.best_is_average = self.step, True
+                save_best(model, self.tokenizer, self.stage_dir, metrics)
+        logger.info(
+            "%s: average of the weights at steps %s scores %.4f on the selection split (kept: %s)",
+            self.stage_dir.name, self.average.steps, metrics.score, self.summary.best_is_average,
+        )  # fmt: skip
 
     def _save_checkpoint(self) -> None:
         """Everything needed to resume at this step, written atomically (see `checkpoints.publish_checkpoint`)."""
@@ -376,6 +414,8 @@ class StageTrainer:
             self.accelerator.save_state(str(folder))
             if self.accelerator.is_main_process:
                 self.summary.save(folder / TRAINER_STATE)
+                if self.average is not None:
+                    self.average.save(folder)
         if self.accelerator.is_main_process:
             prune_checkpoints(self.stage_dir, self.stage.save_total_limit)
         self.accelerator.wait_for_everyone()
