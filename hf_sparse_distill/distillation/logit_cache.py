@@ -6,7 +6,8 @@ de-duplication) only sends its new texts to the teacher. New texts are labelled 
 split into hash buckets; each shard is written atomically under the SHA-256 of its own bytes, which is checked
 when it is read: a shard damaged on disk is set aside with a warning naming the file, and its texts are labelled
 again. An interrupted run loses at most the shard it was computing, and runs labelling the same corpus at the
-same time take turns bucket by bucket (a file lock per bucket) instead of computing everything twice.
+same time take turns bucket by bucket (a file lock per bucket) instead of computing everything twice: the shards
+written for a bucket are listed in its journal, which the next run to take the bucket reads.
 """
 
 from __future__ import annotations
