@@ -55,10 +55,12 @@ class Metrics:
         per_class_f1: F1 of each class, by label name.
         teacher_agreement: Share of texts where the model predicts what the teacher predicts (students only;
             regression: None).
-        step: Training step of the checkpoint that was measured (students only).
+        step: Training step of the checkpoint that was measured (students only; the last averaged step for a weight
+            average).
         micro_f1: Multi-label only: F1 over every (text, label) decision.
         pearson: Regression only: Pearson correlation of predictions and targets.
         spearman: Regression only: Spearman rank correlation.
+        averaged_steps: A weight average only: the steps whose weights it averages (`step` is the last).
     """
 
     accuracy: float | None
@@ -70,6 +72,7 @@ class Metrics:
     micro_f1: float | None = None
     pearson: float | None = None
     spearman: float | None = None
+    averaged_steps: list[int] | None = None
 
     @property
     def score_name(self) -> str:

@@ -9,17 +9,17 @@ import torch
 from conftest import make_model, random_texts
 from safetensors.torch import load_file
 
-from hf_sparse_distill.distillation.averaging import WeightAverage, evaluation_steps
+from hf_sparse_distill.distillation.averaging import WeightAverage
 from hf_sparse_distill.distillation.encoding import encode_texts
 from hf_sparse_distill.distillation.evaluate import classification_metrics, predict_logits
 from hf_sparse_distill.distillation.recipe import StageConfig
-from hf_sparse_distill.distillation.train import EvalData, StageData, StageTrainer
+from hf_sparse_distill.distillation.train import EvalData, Schedule, StageData, StageSummary, StageTrainer
 
 
 def test_evaluation_steps_end_at_the_last_step():
-    assert evaluation_steps(10, 5) == [5, 10]
-    assert evaluation_steps(11, 5) == [5, 10, 11]
-    assert evaluation_steps(3, 5) == [3]
+    assert Schedule(10, 10, 5, 5).evaluation_steps == [5, 10]
+    assert Schedule(10, 11, 5, 5).evaluation_steps == [5, 10, 11]
+    assert Schedule(10, 3, 5, 5).evaluation_steps == [3]
 
 
 def stage_trainer(tokenizer, stage_dir, **settings) -> StageTrainer:
@@ -45,7 +45,7 @@ def test_the_average_is_the_mean_of_the_weights_at_the_last_evaluations(tokenize
     model, selection = trainer.model, trainer.selection
     summary = trainer.train()
 
-    assert sorted(snapshots) == evaluation_steps(18, 4) == [4, 8, 12, 16, 18]
+    assert sorted(snapshots) == trainer.schedule.evaluation_steps == [4, 8, 12, 16, 18]
     averaged = trainer.average.steps
     assert averaged == [12, 16, 18]
     for name, param in model.named_parameters():
@@ -64,6 +64,27 @@ def test_the_average_is_the_mean_of_the_weights_at_the_last_evaluations(tokenize
     assert summary.best_is_average == (summary.average.score > max(m.score for m in summary.history))
     for name in best:
         torch.testing.assert_close(best[name], kept[name])
+
+
+def test_an_average_that_beats_every_checkpoint_is_kept(tokenizer, tmp_path, monkeypatch):
+    scored = StageTrainer._selection_metrics
+
+    def average_scores_best(self, model):  # the average scores 1.0, every checkpoint less
+        metrics = scored(self, model)
+        mean = self.average.mean
+        averaged = any(name in mean and p.data_ptr() == mean[name].data_ptr() for name, p in model.named_parameters())
+        metrics.accuracy = 1.0 if averaged else min(metrics.accuracy, 0.9)
+        return metrics
+
+    monkeypatch.setattr(StageTrainer, "_selection_metrics", average_scores_best)
+    trainer = stage_trainer(tokenizer, tmp_path, average_last_evaluations=2)
+    summary = trainer.train()
+    assert summary.best_is_average and summary.best_metrics is summary.average
+    assert summary.average.averaged_steps == [16, 18] and summary.best_step == 18
+    best = load_file(str(tmp_path / "best" / "model.safetensors"))
+    for name, value in trainer.average.mean.items():
+        assert torch.equal(best[name], value), name
+    assert StageSummary.load(tmp_path / "trainer_state.json") == summary
 
 
 def test_a_resumed_stage_averages_the_same_weights(tokenizer, tmp_path):

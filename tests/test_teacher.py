@@ -82,7 +82,8 @@ def test_another_mix_of_texts_labels_only_the_new_ones(tiny_teacher, tmp_path):
 
 def test_texts_another_run_labels_after_the_index_is_made_are_not_labelled_again(tiny_teacher, tmp_path, monkeypatch):
     """A run finds what another run labelled between its own start and its turn at a bucket through the bucket's
-    journal of shards, without listing the cache folder again."""
+    journal of shards, without listing the cache folder again; a journal line that is not a shard name of the
+    cache folder (cut short, or pointing elsewhere) is ignored, and the file it names is left alone."""
     texts = random_texts(60, seed=7)
     teacher = Teacher(TeacherConfig(model=str(tiny_teacher), chunk_size=8))
     label_buckets, predicted, listings = Teacher._label_buckets, [], []
@@ -90,6 +91,8 @@ def test_texts_another_run_labels_after_the_index_is_made_are_not_labelled_again
     def another_run_first(self, *args, **kwargs):  # the index is made: another run labels everything now
         monkeypatch.setattr(Teacher, "_label_buckets", label_buckets)
         Teacher(TeacherConfig(model=str(tiny_teacher), chunk_size=8)).label(texts, tmp_path, show_progress=False)
+        for journal in tmp_path.glob("teacher_logits/*/*.shards"):
+            journal.write_text(journal.read_text() + "\n../../outside.safetensors\nshard-0a1")
         monkeypatch.setattr(
             Teacher, "predict", lambda _, batch, pairs=None: predicted.append(batch) or np.zeros((len(batch), 2))
         )
@@ -97,8 +100,10 @@ def test_texts_another_run_labels_after_the_index_is_made_are_not_labelled_again
         return label_buckets(self, *args, **kwargs)
 
     monkeypatch.setattr(Teacher, "_label_buckets", another_run_first)
+    (tmp_path / "outside.safetensors").write_bytes(b"not a shard")
     logits = teacher.label(texts, tmp_path, show_progress=False)
     assert predicted == [] and listings == []  # nothing labelled twice, the folder not listed per bucket
+    assert (tmp_path / "outside.safetensors").read_bytes() == b"not a shard"
     assert sum(len(load_file(str(p))["keys"]) for p in shards(tmp_path)) == len(set(texts))
     monkeypatch.undo()
     np.testing.assert_array_equal(logits, teacher.label(texts, tmp_path / "fresh", show_progress=False))

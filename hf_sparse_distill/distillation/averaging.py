@@ -1,7 +1,7 @@
 """Tail averaging of a student's weights: the mean of the weights at the last evaluations of a stage (checkpoint
 averaging, Vaswani et al. 2017; SWA, Izmailov et al. 2018). The mean is kept in place (one copy of the weights, no
-sum of several), saved next to a resumable checkpoint as safetensors, and swapped into the model (references
-exchanged, nothing copied) to be evaluated as one more candidate at the end of the stage."""
+sum of several), saved in each resumable checkpoint as safetensors, and swapped into the model (references
+exchanged: nothing is copied for float32 weights) to be evaluated as one more candidate at the end of the stage."""
 
 from __future__ import annotations
 
@@ -14,12 +14,6 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 AVERAGE_FILE = "weight_average.safetensors"
-
-
-def evaluation_steps(total_steps: int, eval_steps: int) -> list[int]:
-    """The steps a stage evaluates at: every `eval_steps`, and the last step."""
-    steps = list(range(eval_steps, total_steps + 1, eval_steps))
-    return steps if steps and steps[-1] == total_steps else [*steps, total_steps]
 
 
 class WeightAverage:
@@ -51,15 +45,15 @@ class WeightAverage:
         if self.count:
             save_file(self.mean, str(folder / AVERAGE_FILE), metadata={"count": str(self.count)})
 
-    def load(self, folder: Path) -> None:
-        """Read the mean a checkpoint holds (none: nothing averaged yet)."""
+    def load(self, folder: Path, device: torch.device | str = "cpu") -> None:
+        """Read the mean a checkpoint holds (none: nothing averaged yet) onto the weights' `device`."""
         path = folder / AVERAGE_FILE
         if not path.exists():
             self.mean, self.count = {}, 0
             return
         with safe_open(str(path), "pt") as f:
             self.count = int(f.metadata()["count"])
-        self.mean = load_file(str(path))
+        self.mean = load_file(str(path), device=str(device))
 
     @contextmanager
     def swapped_into(self, model: torch.nn.Module) -> Iterator[None]:
@@ -69,7 +63,7 @@ class WeightAverage:
             raise RuntimeError("the weight average does not have the model's parameters")
         originals = {name: param.data for name, param in params.items()}
         for name, param in params.items():
-            param.data = self.mean[name].to(param.dtype)
+            param.data = self.mean[name].to(param.device, param.dtype)
         try:
             yield
         finally:

@@ -208,7 +208,8 @@ class Distiller:
         metrics = classification_metrics(
             logits, report.labels, model.config.id2label, report.teacher_logits, self.teacher.problem_type
         )
-        metrics.step = StageSummary.load(self.stage_dir(stage) / TRAINER_STATE).best_step
+        kept = StageSummary.load(self.stage_dir(stage) / TRAINER_STATE).best_metrics
+        metrics.step, metrics.averaged_steps = kept.step, kept.averaged_steps
         return metrics
 
     def new_student(self) -> SparseDANForSequenceClassification:

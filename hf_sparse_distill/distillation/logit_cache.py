@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from .files import atomic_file
 logger = logging.getLogger(__name__)
 
 SHARD_PREFIX = "shard-"
+SHARD_NAME = re.compile(rf"{SHARD_PREFIX}[0-9a-f]{{64}}\.safetensors")
 KEY_DTYPE = np.dtype([("hi", "<u8"), ("lo", "<u8")])  # a text key as one sortable item (see `text_keys`)
 
 
@@ -107,7 +109,10 @@ class LogitCache:
         if problem is None:
             return keys, logits
         quarantined = path.with_suffix(".corrupt")
-        os.replace(path, quarantined)
+        try:
+            os.replace(path, quarantined)
+        except FileNotFoundError:  # another process found it damaged first and set it aside
+            return None
         logger.warning(
             "teacher logit cache: %s is set aside as %s: %s; its texts will be labelled again",
             path, quarantined.name, problem,

@@ -30,6 +30,7 @@ from .distributed import process_state
 from .evaluate import problem_type_of
 from .logit_cache import (
     KEY_DTYPE,
+    SHARD_NAME,
     BucketIndex,
     LogitCache,
     bucket_count,
@@ -261,10 +262,13 @@ class Teacher:
     ) -> None:
         """Label the texts (and pairs) of `bucket` that are not cached, `chunk_size` per shard. Another run may have
         labelled some since the index was made: each shard's name is listed in the bucket's journal (written under
-        the bucket's lock), so only those are read, not the whole cache folder."""
+        the bucket's lock), so only those are read, not the whole cache folder. (A shard a killed run wrote but did
+        not list, or one of a run that splits the corpus into another number of buckets, is not seen there: its
+        texts are labelled again, which costs time, never correctness.)"""
         journal = _bucket_file(cache, index.num_buckets, bucket, ".shards")
         if journal.exists():
-            index.absorb(cache.folder / name for name in journal.read_text().split())
+            names = [name for name in journal.read_text().split() if SHARD_NAME.fullmatch(name)]  # a cut line: skipped
+            index.absorb(cache.folder / name for name in names)
         rows, keys = keyed
         absent = np.flatnonzero(find_keys(index.logits(bucket)[0], keys) < 0)
         _, first = np.unique(keys[absent], return_index=True)
@@ -277,7 +281,7 @@ class Teacher:
             path = cache.add(cache_texts, predicted)
             index.add(path, text_keys(cache_texts), predicted)
             with open(journal, "a") as f:
-                f.write(path.name + "\n")
+                f.write(f"\n{path.name}")  # on a line of its own even after a line cut short
 
 
 def _bucket_file(cache: LogitCache, num_buckets: int, bucket: int, suffix: str) -> Path:

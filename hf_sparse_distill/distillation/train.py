@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from ..models.sparse_dan.modeling_sparse_dan import SparseDANForSequenceClassification
 from ..models.sparse_dan.tokenization_sparse_dan import SparseDANTokenizer
 from ..results import Metrics
-from .averaging import WeightAverage, evaluation_steps
+from .averaging import WeightAverage
 from .checkpoints import (
     BEST,
     CHECKPOINTS,
@@ -73,7 +73,8 @@ class EvalData:
 @dataclass
 class StageSummary:
     """How a stage went: its schedule, every evaluation, the weight average's (if the stage averages), and the best
-    one (whose student is in `best/`): a checkpoint, or the average (`best_is_average`; its step is the last)."""
+    one (whose student is in `best/`): a checkpoint, or the average (`best_is_average`; `best_step` is then the last
+    step, and the metrics name the averaged steps)."""
 
     total_steps: int
     best_step: int = -1
@@ -176,6 +177,15 @@ class Schedule:
         eval_steps = stage.eval_steps or max(1, total_steps // 10)
         return cls(steps_per_epoch, total_steps, eval_steps, stage.save_steps or eval_steps)
 
+    def evaluates_at(self, step: int) -> bool:
+        """Whether the stage evaluates after `step`: every `eval_steps`, and at the last step."""
+        return step % self.eval_steps == 0 or step == self.total_steps
+
+    @property
+    def evaluation_steps(self) -> list[int]:
+        """Every step the stage evaluates after."""
+        return [step for step in range(1, self.total_steps + 1) if self.evaluates_at(step)]
+
 
 class StageTrainer:
     """Trains `model` for one stage, evaluating on `selection` and keeping the best checkpoint in `stage_dir/best`.
@@ -222,10 +232,14 @@ class StageTrainer:
             )
         self.schedule = Schedule.of(stage, len(data.encoded))
         self.summary = StageSummary(total_steps=self.schedule.total_steps)
-        averaged = evaluation_steps(self.schedule.total_steps, self.schedule.eval_steps)
-        self.average = (
-            WeightAverage(averaged[-stage.average_last_evaluations :]) if stage.average_last_evaluations else None
-        )
+        self.average = None
+        if stage.average_last_evaluations:
+            self.average = WeightAverage(self.schedule.evaluation_steps[-stage.average_last_evaluations :])
+            if len(self.average.steps) < 2:
+                logger.warning(
+                    "%s evaluates only once (%d steps, eval_steps %d): there is no weight average to score",
+                    self.stage_dir.name, self.schedule.total_steps, self.schedule.eval_steps,
+                )  # fmt: skip
         self.step = 0
         self.seed = seed
         self._prepare()
@@ -279,7 +293,7 @@ class StageTrainer:
             skip = 0
             for rows in batches:
                 self._train_step(self.collator(rows))
-                if self.step % self.schedule.eval_steps == 0 or self.step == self.schedule.total_steps:
+                if self.schedule.evaluates_at(self.step):
                     self._evaluate()
                 if self.step == self.schedule.total_steps:
                     break
@@ -308,7 +322,7 @@ class StageTrainer:
             self.accelerator.load_state(str(checkpoint))
             self.summary = StageSummary.load(checkpoint / TRAINER_STATE)
             if self.average is not None and self.accelerator.is_main_process:
-                self.average.load(checkpoint)
+                self.average.load(checkpoint, self.accelerator.device)
             self.step = checkpoint_step(checkpoint)
             logger.info("resumed %s from %s (step %d)", self.stage_dir.name, checkpoint, self.step)
             return
@@ -399,6 +413,7 @@ class StageTrainer:
         """Score the weight average; it is kept (`best/`) if it beats every checkpoint."""
         with self.average.swapped_into(model):
             metrics = self._selection_metrics(model)
+            metrics.averaged_steps = self.average.steps
             self.summary.average = metrics
             if metrics.score > self.summary.best_score:
                 self.summary.best_step, self.summary.best_is_average = self.step, True
