@@ -90,6 +90,28 @@ def test_clause_splitting(tmp_path):
     assert data.labels is None
 
 
+def test_match_keeps_the_unlabeled_texts_it_finds(tmp_path, monkeypatch):
+    """`match` keeps the pieces of a split source, or the rows of a whole one (pairs with their second text), in
+    which it is found, the same through the memory-mapped and the streamed reader; labeled splits refuse it."""
+    import datasets
+
+    from hf_sparse_distill.distillation.data import load_unlabeled
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    review = "Who made this? I loved it. Why the long middle part? Weak."
+    path = write_jsonl(tmp_path / "r.jsonl", [{"text": review, "other": "x"}, {"text": "Is it good?", "other": "y"}])
+    split = DatasetSource(path=path, label_column=None, split_sentences=True, match=r"\?$")
+    expected = ["Who made this?", "Why the long middle part?", "Is it good?"]
+    assert list(load_unlabeled(split)["text"]) == expected
+    assert list(load_unlabeled(DatasetSource(**{**split.__dict__, "streaming": True}))["text"]) == expected
+    pairs = DatasetSource(path=path, label_column=None, text_pair_column="other", match=r"^Is ")
+    for source in (pairs, DatasetSource(**{**pairs.__dict__, "streaming": True})):
+        kept = load_unlabeled(source)
+        assert list(kept["text"]) == ["Is it good?"] and list(kept["text_pair"]) == ["y"]
+    with pytest.raises(ValueError, match="match applies to unlabeled text"):
+        load_source(DatasetSource(path=path, label_column=None, match="x"))
+
+
 def test_kd_corpus_removes_evaluation_texts_and_duplicates():
     train = TextSet(["a good movie", "a bad movie"], [1, 0])
     dev = TextSet(["It's a GREAT film!"], [1])

@@ -200,6 +200,7 @@ def test_no_untrusted_pickle_loading_in_the_package():
         ("student.embed_dim=0", "student: embed_dim must be >= 1"),
         ("student.pooling=median", "student: pooling must be one of"),
         ("data.train.max_rows=-1", "data.train.max_rows must be None or >= 1"),
+        ("data.train.match=a(", "data.train.match must be None or a regular expression"),
         ("teacher.chunk_size=-1", "teacher.chunk_size must be >= 1"),
         ("teacher.dtype=int4", "teacher.dtype must be one of"),
         ("finetune.warmup_ratio=1.5", "finetune.warmup_ratio must be in \\[0, 1\\)"),

@@ -203,6 +203,8 @@ def load_source(
     (`problem_type="multi_label_classification"`; needs `label2id`), or numbers (`"regression"`)."""
     if source.streaming:
         raise ValueError(f"{source.path}: streaming applies to unlabeled sources; labeled splits are read whole")
+    if source.match is not None:
+        raise ValueError(f"{source.path}: match applies to unlabeled text, not to labeled splits")
     dataset = _open(source)
     _check_columns(dataset, source)
     has_labels = source.label_column is not None and source.label_column in dataset.column_names
@@ -268,14 +270,22 @@ def _labels(
 
 def _pieces(text: str, source: DatasetSource) -> list[str]:
     """The sentences (or, with `split_clauses`, the clauses) of `text` whose word count is within the source's
-    bounds."""
+    bounds and that the source's `match` finds."""
     out = []
     for sentence in split_sentences(text):
         for piece in split_clauses(sentence) if source.split_clauses else [sentence]:
             words = len(piece.split())
             if words >= source.min_words and (source.max_words is None or words <= source.max_words):
                 out.append(piece)
-    return out
+    return _matching(out, source)
+
+
+def _matching(texts: list[str], source: DatasetSource) -> list[str]:
+    """The texts in which the source's `match` is found (all of them without one)."""
+    if source.match is None:
+        return texts
+    pattern = re.compile(source.match)
+    return [text for text in texts if pattern.search(text)]
 
 
 def _sentences(texts: Iterable[str], source: DatasetSource) -> list[str]:
@@ -339,6 +349,11 @@ def load_unlabeled(source: DatasetSource) -> datasets.Dataset:
     dataset = dataset.select_columns(list(columns)).rename_columns(columns)
     if source.split_sentences or source.split_clauses:
         dataset = _split_pieces(dataset, source)
+    elif source.match is not None:
+        pattern = re.compile(source.match)
+        dataset = dataset.filter(
+            lambda batch: [bool(pattern.search(text)) for text in batch[TEXT]], batched=True, desc="matching texts"
+        )
     if source.max_rows is not None:
         dataset = dataset.select(range(min(source.max_rows, len(dataset))))
     return dataset
@@ -420,11 +435,11 @@ def _streamed(source: DatasetSource) -> datasets.Dataset:
                         raise TypeError(
                             f"{source.path}: row {consumed - 1} of column {column!r} is {value!r}, not text"
                         )
-                pieces = _pieces(values[TEXT], source) if split else [values[TEXT]]
+                pieces = _pieces(values[TEXT], source) if split else _matching([values[TEXT]], source)
                 room = int(min(len(pieces), limit - progress["rows"] - len(pending[TEXT])))
                 pending[TEXT].extend(pieces[:room])
-                if TEXT_PAIR in pending:
-                    pending[TEXT_PAIR].append(values[TEXT_PAIR])
+                if TEXT_PAIR in pending:  # a pair is one piece (never split), kept when `match` keeps it
+                    pending[TEXT_PAIR].extend([values[TEXT_PAIR]] * room)
                 bar.update(room)
                 if progress["rows"] + len(pending[TEXT]) >= limit:
                     break

@@ -41,7 +41,8 @@ class DatasetSource:
     its sentences, `split_clauses` into the clauses of its sentences that have several (phrase-level transfer
     text, cheap to label); `min_words` / `max_words` then bound each piece and `max_rows` counts pieces.
     `label_map` maps the labels as read to the labels used (`{0: 0, 1: 0, 3: 1, 4: 1}` turns SST-5 into SST-2);
-    rows whose label it does not name are dropped. `text_pair_column` names the second text of sentence-pair data
+    rows whose label it does not name are dropped. `match` (unlabeled sources) keeps only the texts, or the pieces of
+    a split source, in which this regular expression is found (`re.search`; `"\\?$"` keeps questions). `text_pair_column` names the second text of sentence-pair data
     (every source of a pair recipe has one). `streaming` (unlabeled sources) reads the source with
     `load_dataset(..., streaming=True)` and writes its texts, up to `max_rows`, once into local Arrow shards: a Hub
     corpus too big to download whole is read only as far as needed and never held in memory (the copy is kept per
@@ -62,6 +63,7 @@ class DatasetSource:
     min_words: int = 1
     max_words: int | None = None
     label_map: dict[int, int] | None = None
+    match: str | None = None
     streaming: bool = False
 
 
@@ -406,6 +408,14 @@ def _unit(value: float) -> bool:
     return 0.0 <= value <= 1.0
 
 
+def _compiles(pattern: str) -> bool:
+    try:
+        re.compile(pattern)
+    except re.error:
+        return False
+    return True
+
+
 def _valid_pattern(pattern: str) -> bool:
     try:
         compiled = re.compile(pattern)
@@ -420,6 +430,7 @@ _RULES: dict[type, list[tuple[str, Any, str]]] = {
         ("max_rows", _optional(_at_least_one), "None or >= 1"),
         ("min_words", _at_least_one, ">= 1"),
         ("max_words", _optional(_at_least_one), "None or >= 1"),
+        ("match", _optional(_compiles), "None or a regular expression"),
     ],
     DataConfig: [("select_size", _optional(_at_least_one), "None or >= 1")],
     TeacherConfig: [
