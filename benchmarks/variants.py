@@ -4,10 +4,13 @@ split (dev), over several seeds.
     python benchmarks/variants.py                                   # sst2_shared, 8 variants x 2 seeds: ~65 min
     python benchmarks/variants.py --only "table max-norm 5"         # one variant; the others' points are kept
     python benchmarks/variants.py --smoke --work /tmp/v --out /tmp/v   # tiny: checks that the script runs
+    python benchmarks/variants.py --recipe trec_shared --work runs/variants_trec --out benchmarks/variants_trec \
+        --only "recipe as shipped,questions of the shared reviews added"   # a recipe's own transfer-text variants
 
 Each variant is the recipe with `--set` overrides, distilled with `--stages kd` (the stage both SST-2 recipes keep)
 into its own folder; the teacher's logits come from the recipe's cache, and the tokenizer is copied from the
-recipe's own run when there is one (same corpus, same vocabulary), so a point costs its training. The checkpoint of
+recipe's own run when there is one (same corpus, same vocabulary), so a point costs its training (and the labelling
+of the texts a transfer-text variant adds). `--only` keeps the other points already in `--out`. The checkpoint of
 each run is chosen on the selection split; dev is measured once at the end. Writes `variants.json` and `VARIANTS.md`.
 """
 
@@ -31,6 +34,19 @@ VARIANTS = {
     "table weight decay 0.01": ["kd.embedding_weight_decay=0.01"],
     "table max-norm 5": ["kd.embedding_max_norm=5"],
     "weight average of the last 4 evaluations": ["kd.average_last_evaluations=4"],
+}
+_QUESTIONS = "label_column: null, split_sentences: true, match: '\\?$', min_words: 3, max_words: 30"
+_REVIEWS = ["imdb/*.jsonl.gz", "amazon_multidomain/all.jsonl", "yelp/dev.jsonl"]
+# variants of one recipe's transfer text, measured with --recipe NAME only
+TRANSFER_VARIANTS = {
+    "trec_shared": {
+        # the paper's TREC transfer text is 65M PAQ questions; the shared data's only questions are the reviews'
+        "questions of the shared reviews added": [
+            "data.unlabeled=["
+            + ", ".join(f"{{path: '${{HFSD_SHARED:-../shared}}/data/{f}', {_QUESTIONS}}}" for f in _REVIEWS)
+            + "]"
+        ],
+    },
 }
 
 
@@ -62,9 +78,9 @@ def write_report(report: dict, out: Path) -> None:
         f"# Variants of the KD stage ({report['recipe']})",
         "",
         f"Generated {report['date']} by `{report['command']}` on: {report['machine']}.",
-        "Each run keeps its best checkpoint on the selection split (1,000 held-out SST train sentences); dev (872 "
-        "sentences) is measured once, at the end, and was not looked at by any choice. Seeds change the student's "
-        "initialisation and the batch order.",
+        "Each run keeps its best checkpoint on the recipe's selection split; its dev split (the report split) is "
+        "measured once, at the end, and was not looked at by any choice. Seeds change the student's initialisation "
+        "and the batch order.",
         "",
         "| variant | overrides | seed | selection accuracy | dev accuracy | % of teacher | minutes |",
         "|---|---|---|---|---|---|---|",
@@ -103,7 +119,9 @@ def main() -> None:
     args = parser.parse_args()
     from hf_sparse_distill.speed import machine_description
 
-    variants = dict(list(VARIANTS.items())[:2]) if args.smoke else VARIANTS
+    variants = (
+        dict(list(VARIANTS.items())[:2]) if args.smoke else {**VARIANTS, **TRANSFER_VARIANTS.get(args.recipe, {})}
+    )
     chosen = set(variants) if args.only is None else set(args.only.split(","))
     if chosen - set(variants):
         raise SystemExit(f"unknown variants: {sorted(chosen - set(variants))}; known: {sorted(variants)}")
@@ -114,10 +132,8 @@ def main() -> None:
         "command": command, "points": [],
     }  # fmt: skip
     seeds = [int(s) for s in args.seeds.split(",")]
-    if args.only is not None:
-        saved = Path(args.out) / "variants.json"
-        if not saved.exists():
-            raise SystemExit(f"--only adds to the points of {saved}, which does not exist: run without --only first")
+    saved = Path(args.out) / "variants.json"
+    if args.only is not None and saved.exists():
         kept = json.loads(saved.read_text())
         if kept["recipe"] != args.recipe:
             raise SystemExit(f"{saved} holds variants of {kept['recipe']}, not of {args.recipe} (give --recipe)")
