@@ -421,6 +421,9 @@ def main() -> None:
     parser.add_argument("--train-rows", type=int, help="SST-2 train texts used (default: all)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # a recipe to measure in this process
     parser.add_argument("--report-only", action="store_true", help="write CORPUS_SCALE.md from corpus_scale.json")
+    parser.add_argument(
+        "--update", action="store_true", help="re-measure the sizes of --texts; keep the other sizes' runs in --out"
+    )
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(measure(Path(args.worker))))
@@ -463,6 +466,12 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     machine = machine_description()
     command = "python benchmarks/corpus_scale.py " + " ".join(sys.argv[1:])
+    if args.update:  # the other sizes' runs were measured by the recorded command, on the recorded machine
+        saved = json.loads((out / "corpus_scale.json").read_text())
+        remeasured = {run["texts"] for run in runs}
+        runs = sorted([r for r in saved["runs"] if r["texts"] not in remeasured] + runs, key=lambda r: r["texts"])
+        command = f"{saved['command']}; {command}"
+        machine = saved["machine"] if saved["machine"] == machine else f"{saved['machine']}; {machine}"
     saved = {"machine": machine, "command": command, "runs": runs}
     (out / "corpus_scale.json").write_text(json.dumps(saved, indent=2) + "\n")
     words = (

@@ -146,3 +146,10 @@ def test_corpus_scale_smoke(tmp_path):
     for key in ("peak_rss_mb", "wall_s"):
         assert all(list(r[key]) == stages and all(v > 0 for v in r[key].values()) for r in runs)
     assert "| 6,000 |" in (tmp_path / "CORPUS_SCALE.md").read_text()
+    run(
+        "corpus_scale.py", "--texts", "3000", "--reviews", "300", "--train-rows", "1500", "--update",
+        "--out", str(tmp_path), "--work", str(tmp_path / "work"),
+    )  # fmt: skip
+    updated = json.loads((tmp_path / "corpus_scale.json").read_text())
+    assert [r["texts"] for r in updated["runs"]] == [3000, 6000] and updated["runs"][1] == runs[1]
+    assert updated["command"].count("corpus_scale.py") == 2 and updated["command"].endswith("--update")
