@@ -31,7 +31,7 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 from pathlib import Path
 
@@ -57,15 +57,15 @@ def _process_memory_kb(pid: int) -> tuple[int, int]:
     return sum(fields.values()), fields["RssAnon"]
 
 
-def _tree_memory_kb(root: psutil.Process) -> tuple[int, int, bool]:
-    """Memory (kB) of `root` and its descendants: in all, its anonymous part (heap, not pages of files), and whether
-    it is PSS (workers were running) rather than RSS.
+def _tree_memory_kb(root: psutil.Process, ignore: int | None = None) -> tuple[int, int, bool]:
+    """Memory (kB) of `root` and its descendants (but process `ignore`): in all, its anonymous part (heap, not pages
+    of files), and whether it is PSS (workers were running) rather than RSS.
 
     With worker processes (forked, so sharing pages with `root`), the proportional set size (PSS: pages shared
     between them counted once) from `smaps_rollup`; alone, its resident memory, which is then the same for its
     anonymous part (no other process shares its heap) and is read from counters instead of a walk of its page
     tables."""
-    workers = root.children(recursive=True)
+    workers = [child for child in root.children(recursive=True) if child.pid != ignore]
     if not workers:
         return (*_process_memory_kb(root.pid), False)
     total = anonymous = 0
@@ -84,53 +84,82 @@ def _tree_memory_kb(root: psutil.Process) -> tuple[int, int, bool]:
 
 
 class MemorySampler:
-    """Samples the memory of this process and its worker processes (see `_tree_memory_kb`) in a thread: in all, and
-    its anonymous part.
+    """Samples the memory of this process and its worker processes (see `_tree_memory_kb`) from a separate process
+    (this script with `--sample`): in all, and its anonymous part. A sampling thread would share this process's
+    interpreter lock and miss the peaks of long calls that hold it (the sorts of the de-duplication step); a
+    process reads the kernel's counters while they run.
 
     Reading `smaps_rollup` walks the page tables of every mapping, so a sample of the workers' PSS costs more the
     more pages they map (sampling it every 50 ms throughout slowed training at 10M texts by a third on 2 cores,
     with gigabytes of corpus, ids and logits mapped). The sampler waits `overhead_ratio` times as long as its last
     sample took, and at least `interval` seconds, so it takes at most about 1 / (1 + overhead_ratio) of one core.
-    `busy_s` is the time spent sampling; a sample is `(time, MB in all, MB anonymous, whether PSS)`.
+    `busy_s` is the time spent sampling; a sample is `(time.monotonic(), MB in all, MB anonymous, whether PSS)`.
     """
 
     def __init__(self, interval: float = 0.05, overhead_ratio: float = 20.0):
-        self.interval, self.overhead_ratio, self.samples, self._stop = interval, overhead_ratio, [], threading.Event()
-        self.busy_s = 0.0
-        self._root = psutil.Process()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            start = time.perf_counter()
-            total, anonymous, pss = _tree_memory_kb(self._root)
-            took = time.perf_counter() - start
-            self.busy_s += took
-            self.samples.append((start + took, total / 1024, anonymous / 1024, pss))
-            self._stop.wait(max(self.interval, self.overhead_ratio * took))
+        self.interval, self.overhead_ratio = interval, overhead_ratio
+        self._folder = tempfile.TemporaryDirectory(prefix="hfsd-memory-")
+        self._path = Path(self._folder.name) / "samples.txt"
+        self._process: subprocess.Popen | None = None
 
     def __enter__(self) -> MemorySampler:
-        self._thread.start()
+        self._path.touch()
+        command = [sys.executable, __file__, "--sample", str(os.getpid()), str(self._path)]
+        self._process = subprocess.Popen([*command, str(self.interval), str(self.overhead_ratio)])
+        self.sample_after(time.monotonic())
         return self
 
     def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
+        self._process.terminate()
+        self._process.wait()
+
+    def _rows(self) -> list[list[str]]:
+        rows = [line.split() for line in self._path.read_text().splitlines()]
+        return [row for row in rows if len(row) == 5]  # a line being written is not whole yet
+
+    @property
+    def samples(self) -> list[tuple[float, float, float, bool]]:
+        """Every sample so far."""
+        return [(float(t), float(total), float(anon), pss == "1") for t, total, anon, pss, _ in self._rows()]
+
+    @property
+    def busy_s(self) -> float:
+        """Seconds the sampler spent reading the counters."""
+        return sum(float(row[4]) for row in self._rows())
 
     def sample_after(self, moment: float, timeout: float = 60.0) -> float:
-        """Wait for a sample taken after `moment` (`time.perf_counter()`) and return its time; raise if the
-        sampler stopped or none came within `timeout` seconds."""
-        deadline = time.perf_counter() + timeout
-        while not self.samples or self.samples[-1][0] <= moment:
-            if not self._thread.is_alive() or time.perf_counter() > deadline:
+        """Wait for a sample taken after `moment` (`time.monotonic()`) and return its time; raise if the sampler
+        stopped or none came within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            samples = self.samples
+            if samples and samples[-1][0] > moment:
+                return samples[-1][0]
+            if self._process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the memory sampler stopped sampling")
             time.sleep(0.01)
-        return self.samples[-1][0]
 
     def peak(self, start: float, end: float, anonymous: bool = True) -> float:
-        """Highest memory (MB) sampled between `start` and `end` (`time.perf_counter()` values): anonymous, or in
-        all (with the pages of memory-mapped files the process has read)."""
+        """Highest memory (MB) sampled between `start` and `end` (`time.monotonic()` values): anonymous, or in all
+        (with the pages of memory-mapped files the process has read)."""
         return max((s[2 if anonymous else 1] for s in self.samples if start <= s[0] <= end), default=float("nan"))
+
+
+def sample_memory(pid: int, path: Path, interval: float, overhead_ratio: float) -> None:
+    """The sampler process of `MemorySampler`: append a line per sample of process `pid` and its workers (this
+    process left out) to `path` until `pid` ends or this process is stopped."""
+    root = psutil.Process(pid)
+    with open(path, "a") as out:
+        while root.is_running():
+            start = time.monotonic()
+            try:
+                total, anonymous, pss = _tree_memory_kb(root, ignore=os.getpid())
+            except (psutil.NoSuchProcess, FileNotFoundError, ProcessLookupError):
+                return
+            took = time.monotonic() - start
+            out.write(f"{start + took} {total / 1024} {anonymous / 1024} {int(pss)} {took}\n")
+            out.flush()
+            time.sleep(max(interval, overhead_ratio * took))
 
 
 def clause_pool(work: Path, reviews: int | None = None) -> Path:
@@ -234,9 +263,9 @@ def measure(recipe: Path) -> dict:
     wall, peak, peak_all = {}, {}, {}
     with MemorySampler() as sampler:
         for stage in STAGES:
-            start = time.perf_counter()
+            start = time.monotonic()
             steps[stage]()
-            end = time.perf_counter()
+            end = time.monotonic()
             after = sampler.sample_after(end)  # one more sample after the stage
             wall[stage] = round(end - start, 2)
             peak[stage] = round(sampler.peak(start, after), 1)
@@ -420,6 +449,7 @@ def main() -> None:
     parser.add_argument("--reviews", type=int, help="IMDB reviews read per file for the clause pool (default: all)")
     parser.add_argument("--train-rows", type=int, help="SST-2 train texts used (default: all)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # a recipe to measure in this process
+    parser.add_argument("--sample", nargs=4, help=argparse.SUPPRESS)  # PID FILE INTERVAL RATIO: MemorySampler's
     parser.add_argument("--report-only", action="store_true", help="write CORPUS_SCALE.md from corpus_scale.json")
     parser.add_argument(
         "--update", action="store_true", help="re-measure the sizes of --texts; keep the other sizes' runs in --out"
@@ -427,6 +457,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(measure(Path(args.worker))))
+        return
+    if args.sample:
+        pid, path, interval, ratio = args.sample
+        sample_memory(int(pid), Path(path), float(interval), float(ratio))
         return
     from measure import machine_description, shared_dir
 
