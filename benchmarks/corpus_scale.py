@@ -9,8 +9,8 @@ and joined by a comma, so texts are distinct while their n-grams keep the statis
 teacher: a random-weight BERT of two layers, 64 wide, with the SST-2 teacher's WordPiece tokenizer, so labelling
 costs little; the student: a 100k x 64 table, one KD epoch. Labeled data: SST-2 train and dev.
 
-Each corpus size runs in a fresh process with a cold output folder and cache. A thread samples the memory of the
-process and of its worker processes (the vocabulary counters): while workers run, their proportional set size (PSS:
+Each corpus size runs in a fresh process with a cold output folder and cache. Another process samples the memory
+of the measured process and of its worker processes (the vocabulary counters): while workers run, their proportional set size (PSS:
 pages shared between them counted once, from `smaps_rollup`, sampled less often as it costs more); otherwise the
 process's resident set (RSS, from its kernel counters, every 50 ms) — in all and its anonymous part. Each stage's
 peak is the highest sample between its start and the first sample after its end (so it includes what earlier
@@ -101,12 +101,19 @@ class MemorySampler:
         self._folder = tempfile.TemporaryDirectory(prefix="hfsd-memory-")
         self._path = Path(self._folder.name) / "samples.txt"
         self._process: subprocess.Popen | None = None
+        self._offset, self._lines = 0, []  # read incrementally: polling does not parse the file again
 
     def __enter__(self) -> MemorySampler:
         self._path.touch()
         command = [sys.executable, __file__, "--sample", str(os.getpid()), str(self._path)]
-        self._process = subprocess.Popen([*command, str(self.interval), str(self.overhead_ratio)])
-        self.sample_after(time.monotonic())
+        self._process = subprocess.Popen(
+            [*command, str(self.interval), str(self.overhead_ratio)], stdout=subprocess.DEVNULL
+        )  # its output is not the measured process's
+        try:
+            self.sample_after(time.monotonic())
+        except RuntimeError:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
@@ -114,8 +121,14 @@ class MemorySampler:
         self._process.wait()
 
     def _rows(self) -> list[list[str]]:
-        rows = [line.split() for line in self._path.read_text().splitlines()]
-        return [row for row in rows if len(row) == 5]  # a line being written is not whole yet
+        """The whole lines written so far, split (a line still being written is left for the next call)."""
+        with open(self._path, "rb") as f:
+            f.seek(self._offset)
+            text = f.read().decode()
+        whole = text[: text.rfind("\n") + 1]
+        self._offset += len(whole.encode())
+        self._lines.extend(line.split() for line in whole.splitlines())
+        return self._lines
 
     @property
     def samples(self) -> list[tuple[float, float, float, bool]]:
@@ -154,8 +167,8 @@ def sample_memory(pid: int, path: Path, interval: float, overhead_ratio: float) 
             start = time.monotonic()
             try:
                 total, anonymous, pss = _tree_memory_kb(root, ignore=os.getpid())
-            except (psutil.NoSuchProcess, FileNotFoundError, ProcessLookupError):
-                return
+            except (psutil.NoSuchProcess, FileNotFoundError, ProcessLookupError, KeyError):
+                return  # ended (a killed process stays a zombie, without memory counters, until it is waited for)
             took = time.monotonic() - start
             out.write(f"{start + took} {total / 1024} {anonymous / 1024} {int(pss)} {took}\n")
             out.flush()
@@ -478,6 +491,11 @@ def main() -> None:
         )
         (out / "CORPUS_SCALE.md").write_text(report(runs, saved["machine"], saved["command"], words, saved.get("note")))
         return
+    earlier = None
+    if args.update:  # read first: a missing report must not be found out after hours of runs
+        if not (out / "corpus_scale.json").exists():
+            raise SystemExit(f"--update keeps the other runs of {out / 'corpus_scale.json'}, which does not exist")
+        earlier = json.loads((out / "corpus_scale.json").read_text())
     pool, teacher = clause_pool(work, args.reviews), tiny_teacher(work / "teacher")
     runs = []
     for count in [int(n) for n in args.texts.split(",")]:
@@ -500,20 +518,24 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     machine = machine_description()
     command = "python benchmarks/corpus_scale.py " + " ".join(sys.argv[1:])
-    if args.update:  # the other sizes' runs were measured by the recorded command, on the recorded machine
-        saved = json.loads((out / "corpus_scale.json").read_text())
-        remeasured = {run["texts"] for run in runs}
-        runs = sorted([r for r in saved["runs"] if r["texts"] not in remeasured] + runs, key=lambda r: r["texts"])
-        command = f"{saved['command']}; {command}"
-        machine = saved["machine"] if saved["machine"] == machine else f"{saved['machine']}; {machine}"
     saved = {"machine": machine, "command": command, "runs": runs}
+    if earlier is not None:  # the other sizes' runs were measured by the recorded command, on the recorded machine
+        remeasured = {run["texts"] for run in runs}
+        kept = [r for r in earlier["runs"] if r["texts"] not in remeasured]
+        saved["runs"] = sorted(kept + runs, key=lambda r: r["texts"])
+        saved["command"] = f"{earlier['command']}; {command}"
+        saved["machine"] = earlier["machine"] if earlier["machine"] == machine else f"{earlier['machine']}; {machine}"
+        if kept and earlier.get("note"):
+            saved["note"] = earlier["note"]  # it may speak of the runs kept
+    runs, command, machine = saved["runs"], saved["command"], saved["machine"]
     (out / "corpus_scale.json").write_text(json.dumps(saved, indent=2) + "\n")
     words = (
         mean_words(work / f"corpus-{runs[-1]['texts']}.jsonl"),
         mean_words(shared_dir() / "data" / "amazon_multidomain" / "all.jsonl"),
     )
-    (out / "CORPUS_SCALE.md").write_text(report(runs, machine, command, words))
-    print(report(runs, machine, command, words))
+    text = report(runs, machine, command, words, saved.get("note"))
+    (out / "CORPUS_SCALE.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

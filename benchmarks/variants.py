@@ -127,6 +127,8 @@ def main() -> None:
         raise SystemExit(f"unknown variants: {sorted(chosen - set(variants))}; known: {sorted(variants)}")
     extra = ["kd.max_steps=20", "vocab.size=20000"] if args.smoke else []
     command = f"python benchmarks/variants.py --recipe {args.recipe} --seeds {args.seeds}"
+    if args.only is not None:
+        command += f" --only {args.only!r}"
     report = {
         "recipe": args.recipe, "machine": machine_description(), "date": datetime.date.today().isoformat(),
         "command": command, "points": [],
@@ -139,7 +141,7 @@ def main() -> None:
             raise SystemExit(f"{saved} holds variants of {kept['recipe']}, not of {args.recipe} (give --recipe)")
         remeasured = {(variant, seed) for variant in chosen for seed in seeds}
         report["points"] = [p for p in kept["points"] if (p["variant"], p["seed"]) not in remeasured]
-        report["command"] = f"{kept['command']}; {command} --only {args.only!r}"
+        report["command"] = f"{kept['command']}; {command}"
         for key in ("date", "machine"):  # the kept points were measured then and there
             report[key] = kept[key] if kept[key] == report[key] else f"{kept[key]}; {report[key]}"
     for seed in seeds:

@@ -332,7 +332,7 @@ def _check_columns(dataset: datasets.Dataset, source: DatasetSource) -> None:
 def load_unlabeled(source: DatasetSource) -> datasets.Dataset:
     """Read an unlabeled source as a memory-mapped dataset with a `text` column (and `text_pair` for sentence
     pairs): its rows, or its sentences / clauses (split by `datasets.Dataset.map`, cached by `datasets` like any
-    map), up to `max_rows`. No text is held in memory; labels, if the source has any, are ignored. A `streaming`
+    map), those that `match` finds if it is set, up to `max_rows`. No text is held in memory; labels, if the source has any, are ignored. A `streaming`
     source is read through `_streamed`."""
     if source.label_map is not None:
         raise ValueError(f"{source.path}: label_map applies to labeled splits, not to unlabeled text")
@@ -386,11 +386,12 @@ STREAM_MANIFEST = "stream.json"
 
 def _streamed(source: DatasetSource) -> datasets.Dataset:
     """The texts of a streamed source (`load_dataset(..., streaming=True)`), sentences or clauses if it asks for
-    them, up to `max_rows`, written once into Arrow shards of `STREAM_SHARD_ROWS` under the `datasets` cache and
+    them, those that `match` finds if it is set, up to `max_rows`, written once into Arrow shards of `STREAM_SHARD_ROWS` under the `datasets` cache and
     memory-mapped from there. An interrupted copy resumes after its last finished shard (the stream skips the
     source rows already read)."""
     files = [(f, os.path.getsize(f), os.path.getmtime(f)) for f in sorted(glob.glob(source.path))]
-    known_by = {**asdict(source), "local_files": files}  # a local file that changes is streamed again
+    settings = {k: v for k, v in asdict(source).items() if not (k == "match" and v is None)}  # copies made before it
+    known_by = {**settings, "local_files": files}  # a local file that changes is streamed again
     folder = Path(datasets.config.HF_DATASETS_CACHE) / "hf_sparse_distill_streams" / _inputs_digest(known_by)[:24]
     reset_folder(folder, "source.json", known_by)
     progress = read_json(folder / STREAM_MANIFEST) or {"shards": [], "source_rows": 0, "rows": 0, "done": False}

@@ -41,9 +41,10 @@ class DatasetSource:
     its sentences, `split_clauses` into the clauses of its sentences that have several (phrase-level transfer
     text, cheap to label); `min_words` / `max_words` then bound each piece and `max_rows` counts pieces.
     `label_map` maps the labels as read to the labels used (`{0: 0, 1: 0, 3: 1, 4: 1}` turns SST-5 into SST-2);
-    rows whose label it does not name are dropped. `match` (unlabeled sources) keeps only the texts, or the pieces of
-    a split source, in which this regular expression is found (`re.search`; `"\\?$"` keeps questions). `text_pair_column` names the second text of sentence-pair data
-    (every source of a pair recipe has one). `streaming` (unlabeled sources) reads the source with
+    rows whose label it does not name are dropped. `match` (unlabeled sources) keeps only the texts, or the pieces
+    of a split source, in which this regular expression is found (`re.search`; in YAML, `match: '\\?$'` keeps
+    questions). `text_pair_column` names the second text of sentence-pair data (every source of a pair recipe has
+    one). `streaming` (unlabeled sources) reads the source with
     `load_dataset(..., streaming=True)` and writes its texts, up to `max_rows`, once into local Arrow shards: a Hub
     corpus too big to download whole is read only as far as needed and never held in memory (the copy is kept per
     source settings and, for local files, their size and time; a Hub source is followed by its `revision`).
