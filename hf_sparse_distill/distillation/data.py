@@ -280,12 +280,17 @@ def _pieces(text: str, source: DatasetSource) -> list[str]:
     return _matching(out, source)
 
 
+def _matches(texts: Sequence[str], source: DatasetSource) -> list[bool]:
+    """Whether the source's `match` is found in each of `texts` (True for all without one)."""
+    if source.match is None:
+        return [True] * len(texts)
+    pattern = re.compile(source.match)
+    return [pattern.search(text) is not None for text in texts]
+
+
 def _matching(texts: list[str], source: DatasetSource) -> list[str]:
     """The texts in which the source's `match` is found (all of them without one)."""
-    if source.match is None:
-        return texts
-    pattern = re.compile(source.match)
-    return [text for text in texts if pattern.search(text)]
+    return [text for text, found in zip(texts, _matches(texts, source)) if found]
 
 
 def _sentences(texts: Iterable[str], source: DatasetSource) -> list[str]:
@@ -332,8 +337,8 @@ def _check_columns(dataset: datasets.Dataset, source: DatasetSource) -> None:
 def load_unlabeled(source: DatasetSource) -> datasets.Dataset:
     """Read an unlabeled source as a memory-mapped dataset with a `text` column (and `text_pair` for sentence
     pairs): its rows, or its sentences / clauses (split by `datasets.Dataset.map`, cached by `datasets` like any
-    map), those that `match` finds if it is set, up to `max_rows`. No text is held in memory; labels, if the source has any, are ignored. A `streaming`
-    source is read through `_streamed`."""
+    map), those that `match` finds if it is set, up to `max_rows`. No text is held in memory; labels, if the source
+    has any, are ignored. A `streaming` source is read through `_streamed`."""
     if source.label_map is not None:
         raise ValueError(f"{source.path}: label_map applies to labeled splits, not to unlabeled text")
     if source.streaming:
@@ -350,10 +355,7 @@ def load_unlabeled(source: DatasetSource) -> datasets.Dataset:
     if source.split_sentences or source.split_clauses:
         dataset = _split_pieces(dataset, source)
     elif source.match is not None:
-        pattern = re.compile(source.match)
-        dataset = dataset.filter(
-            lambda batch: [bool(pattern.search(text)) for text in batch[TEXT]], batched=True, desc="matching texts"
-        )
+        dataset = dataset.filter(lambda batch: _matches(batch[TEXT], source), batched=True, desc="matching texts")
     if source.max_rows is not None:
         dataset = dataset.select(range(min(source.max_rows, len(dataset))))
     return dataset
@@ -386,8 +388,8 @@ STREAM_MANIFEST = "stream.json"
 
 def _streamed(source: DatasetSource) -> datasets.Dataset:
     """The texts of a streamed source (`load_dataset(..., streaming=True)`), sentences or clauses if it asks for
-    them, those that `match` finds if it is set, up to `max_rows`, written once into Arrow shards of `STREAM_SHARD_ROWS` under the `datasets` cache and
-    memory-mapped from there. An interrupted copy resumes after its last finished shard (the stream skips the
+    them, those that `match` finds if it is set, up to `max_rows`, written once into Arrow shards of
+    `STREAM_SHARD_ROWS` under the `datasets` cache and memory-mapped from there. An interrupted copy resumes after its last finished shard (the stream skips the
     source rows already read)."""
     files = [(f, os.path.getsize(f), os.path.getmtime(f)) for f in sorted(glob.glob(source.path))]
     settings = {k: v for k, v in asdict(source).items() if not (k == "match" and v is None)}  # copies made before it

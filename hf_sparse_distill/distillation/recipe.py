@@ -418,11 +418,7 @@ def _compiles(pattern: str) -> bool:
 
 
 def _valid_pattern(pattern: str) -> bool:
-    try:
-        compiled = re.compile(pattern)
-    except re.error:
-        return False
-    return compiled.fullmatch("") is None and compiled.fullmatch(" ") is None
+    return _compiles(pattern) and re.fullmatch(pattern, "") is None and re.fullmatch(pattern, " ") is None
 
 
 # Range checks, by dataclass: (field, check, what the field must be). Run at load time, before any expensive step.
