@@ -5,7 +5,9 @@
 
 For each recipe the teacher's speed on each unlabeled source is measured first (texts per second on a random
 sample, this machine, the recipe's teacher settings). A labelling budget of B minutes then buys, source after
-source in the recipe's order, as many texts as fit (the SST-2 train texts are always labelled, and counted); the
+source in the recipe's order, as many texts as fit (the SST-2 train texts are always labelled, and counted; a source
+that repeats an earlier one further, the same file and settings with a higher `max_rows`, pays only for the texts
+past those the earlier one took: they are labelled once); the
 recipe is distilled on that corpus (`--stages kd,finetune`, choices on the selection split) and its kept student is
 measured on dev, which no choice looked at. Teacher logits come from the shared cache, so a point costs only its
 vocabulary and training time. Writes `labelling_curve.json`, `LABELLING_CURVE.md` and `labelling_curve.png`.
@@ -14,8 +16,10 @@ vocabulary and training time. Writes `labelling_curve.json`, `LABELLING_CURVE.md
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
+import math
 import random
 import shutil
 import time
@@ -25,39 +29,53 @@ HERE = Path(__file__).resolve().parent
 RECIPES = {"quick recipe (0.1 text mix)": "sst2_shared", "full recipe": "sst2_shared_full"}
 
 
-def source_rates(recipe, sample: int) -> list[dict]:
-    """Texts per second of the teacher on each data source of the recipe (train first, then unlabeled)."""
+def source_rates(recipe, sample: int, measured: dict[str, dict]) -> list[dict]:
+    """Texts per second of the teacher on each data source of the recipe (train first, then unlabeled). A source
+    that `measured` holds (the same source and teacher in another recipe) keeps its measurement, so equal sources
+    buy equal texts in every recipe."""
     from hf_sparse_distill.distillation.data import load_source
     from hf_sparse_distill.distillation.teacher import Teacher
 
-    teacher = Teacher(recipe.teacher)
-    label2id = {name: i for i, name in teacher.id2label.items()}
-    teacher.predict(["warm up"] * 8)
+    teacher = None
     rows = []
     for name, source in [("train", recipe.data.train)] + [
         (f"unlabeled[{i}]", s) for i, s in enumerate(recipe.data.unlabeled)
     ]:
-        texts = load_source(source, label2id if name == "train" else None).texts
-        picked = random.Random(0).sample(texts, min(sample, len(texts)))
-        start = time.perf_counter()
-        teacher.predict(picked)
-        rate = len(picked) / (time.perf_counter() - start)
-        rows.append({"source": name, "path": source.path, "texts": len(texts), "texts_per_s": round(rate, 1),
-                     "split": "clauses" if source.split_clauses else "sentences" if source.split_sentences else "rows"})  # fmt: skip
+        settings = dataclasses.asdict(source)
+        key = json.dumps({"teacher": dataclasses.asdict(recipe.teacher), "source": settings}, sort_keys=True)
+        if key not in measured:
+            if teacher is None:
+                teacher = Teacher(recipe.teacher)
+                teacher.predict(["warm up"] * 8)
+            label2id = {label: i for i, label in teacher.id2label.items()}
+            texts = load_source(source, label2id if name == "train" else None).texts
+            picked = random.Random(0).sample(texts, min(sample, len(texts)))
+            start = time.perf_counter()
+            teacher.predict(picked)
+            rate = len(picked) / (time.perf_counter() - start)
+            measured[key] = {"texts": len(texts), "texts_per_s": round(rate, 1)}
+        split = "clauses" if source.split_clauses else "sentences" if source.split_sentences else "rows"
+        rows.append({"source": name, "path": source.path, "split": split, **measured[key],
+                     "stream": {k: v for k, v in settings.items() if k != "max_rows"}})  # fmt: skip
     return rows
 
 
 def budget_overrides(rates: list[dict], minutes: float) -> tuple[list[str], float]:
-    """`--set` overrides that cap each unlabeled source to what `minutes` of labelling buy, in recipe order; and
-    the minutes actually spent (the train texts always count)."""
-    left = minutes * 60 - rates[0]["texts"] / rates[0]["texts_per_s"]
-    overrides, spent = [], rates[0]["texts"] / rates[0]["texts_per_s"]
-    for i, row in enumerate(rates[1:]):
-        take = int(max(0.0, min(row["texts"], left * row["texts_per_s"])))
-        overrides.append(f"data.unlabeled[{i}].max_rows={max(take, 1)}")
-        left -= take / row["texts_per_s"]
-        spent += take / row["texts_per_s"]
-    return overrides, spent / 60
+    """The `--set` override that keeps, in recipe order, the unlabeled sources `minutes` of labelling buy, each
+    capped to what it buys; and the minutes actually spent (the train texts always count). Sources of the same
+    `stream` read the same texts first to last: a later one starts with the texts an earlier one took, which cost
+    nothing again; a source that buys no new text is left out."""
+    spent = rates[0]["texts"] / rates[0]["texts_per_s"]
+    kept, taken = [], {}
+    for row in rates[1:]:
+        stream = json.dumps(row["stream"], sort_keys=True)
+        already = min(taken.get(stream, 0), row["texts"])
+        new = int(max(0.0, min(row["texts"] - already, (minutes * 60 - spent) * row["texts_per_s"])))
+        if new:
+            kept.append({**row["stream"], "max_rows": already + new})
+            taken[stream] = max(taken.get(stream, 0), already + new)
+            spent += new / row["texts_per_s"]
+    return [f"data.unlabeled={json.dumps(kept)}"], spent / 60
 
 
 def run_point(recipe_name: str, overrides: list[str], out_dir: Path, seed: int) -> dict:
@@ -109,13 +127,14 @@ def main() -> None:
     if rates_file.exists():
         all_rates = json.loads(rates_file.read_text())
     else:
-        all_rates = {name: source_rates(load_recipe(name), 64 if args.smoke else args.sample) for name in RECIPES.values()}  # fmt: skip
+        measured: dict[str, dict] = {}
+        all_rates = {name: source_rates(load_recipe(name), 64 if args.smoke else args.sample, measured) for name in RECIPES.values()}  # fmt: skip
         rates_file.parent.mkdir(parents=True, exist_ok=True)
         rates_file.write_text(json.dumps(all_rates, indent=2))
     out = Path(args.out)
     for label, name in RECIPES.items():
         rates = all_rates[name]
-        full_minutes = sum(r["texts"] / r["texts_per_s"] for r in rates) / 60
+        full_minutes = budget_overrides(rates, math.inf)[1]
         points = []
         for minutes in sorted(b for b in budgets if b < full_minutes) + [full_minutes]:
             overrides, spent = budget_overrides(rates, minutes) if minutes < full_minutes else ([], full_minutes)
@@ -151,7 +170,8 @@ def markdown(report: dict) -> str:
         f"{report['machine']}.",
         "Accuracy of the kept student on SST-2 dev (872 sentences), which no choice looked at: checkpoints and KD vs "
         "KD+FT were chosen on the selection split (1,000 held-out SST train sentences). Labelling minutes are what "
-        "the texts of the point cost the teacher at the measured speed of each source.",
+        "the texts of the point cost the teacher at the measured speed of each source (texts a source repeats from an "
+        "earlier one counted once).",
         "",
         "| recipe | labelling minutes | KD texts | seed | dev accuracy | % of teacher | KD alone | kept |",
         "|---|---|---|---|---|---|---|---|",

@@ -135,6 +135,38 @@ def test_variants_smoke(tiny_recipe, tmp_path):
     ] and again["points"][0] == first and "--only 'feature dropout 0.1'" in again["command"]  # fmt: skip
 
 
+def test_a_labelling_budget_pays_once_for_texts_a_source_repeats(monkeypatch):
+    """A source that reads an earlier source's texts further costs only its texts past those; a source that buys
+    no new text is left out of the corpus."""
+    import json
+    import math
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from labelling_curve import budget_overrides
+
+    def sources(override: str) -> list[tuple[str, int]]:
+        assert override.startswith("data.unlabeled=")
+        return [(s["path"], s["max_rows"]) for s in json.loads(override.removeprefix("data.unlabeled="))]
+
+    rates = [
+        {"texts": 600, "texts_per_s": 10.0, "stream": {"path": "train"}},  # 1 minute, always paid
+        {"texts": 300, "texts_per_s": 10.0, "stream": {"path": "imdb"}},  # the first 300 texts of imdb
+        {"texts": 600, "texts_per_s": 20.0, "stream": {"path": "mpqa"}},
+        {"texts": 1000, "texts_per_s": 10.0, "stream": {"path": "imdb"}},  # all of imdb: 700 texts more
+    ]
+    (override,), spent = budget_overrides(rates, math.inf)
+    assert sources(override) == [("imdb", 300), ("mpqa", 600), ("imdb", 1000)]
+    assert spent == pytest.approx((60 + 30 + 30 + 70) / 60)
+    # 2 minutes: 30 s buy imdb's 300, 30 s mpqa's 600, nothing is left for imdb's other 700
+    (override,), spent = budget_overrides(rates, 2.0)
+    assert sources(override) == [("imdb", 300), ("mpqa", 600)] and spent == pytest.approx(2.0)
+    # 2.5 minutes: 30 s more buy imdb's next 300
+    (override,), spent = budget_overrides(rates, 2.5)
+    assert sources(override) == [("imdb", 300), ("mpqa", 600), ("imdb", 600)] and spent == pytest.approx(2.5)
+    (override,), spent = budget_overrides(rates, 1.25)
+    assert sources(override) == [("imdb", 150)] and spent == pytest.approx(1.25)
+
+
 def test_the_memory_sampler_sees_a_short_peak(monkeypatch):
     """The sampler, a separate process, sees memory held only while this process is busy, and does not count
     itself as a worker."""
