@@ -43,7 +43,6 @@ from .distributed import process_state
 from .encoding import encode_texts
 from .evaluate import classification_metrics, predict_logits
 from .files import atomic_file, read_json
-from .memory import release_free_memory
 from .recipe import Recipe, StageConfig
 from .teacher import Teacher
 from .train import TRAINER_STATE, EvalData, StageData, StageSummary, StageTrainer, stage_finished
@@ -343,7 +342,6 @@ class Distiller:
             inputs_file.write_text(json.dumps(fingerprint, indent=2))
         self.state.wait_for_everyone()
         data, model = self.stage_inputs(stage)
-        release_free_memory(min_growth_mb=0.0)  # the heap labelling and encoding freed, before training allocates
         start = time.perf_counter()
         recipe = self.recipe
         trainer = StageTrainer(

@@ -163,6 +163,7 @@ def _encode_to_folder(
         if rank == 0:
             _join_chunks(folder, len(chunks))
         barrier()
+        release_free_memory(min_growth_mb=0.0)  # all the heap the chunks freed: the next step starts from less
     mode = "r" if len(texts) else None  # an empty array cannot be mapped
     lengths, starts = np.load(folder / LENGTHS_FILE, mmap_mode=mode), np.load(folder / STARTS_FILE, mmap_mode=mode)
     total = int(starts[-1] + lengths[-1]) if len(lengths) else 0

@@ -202,6 +202,7 @@ class Teacher:
                 index.absorb_new_shards()  # what the other processes labelled
                 for bucket in sorted(fill - mine):
                     _fill(logits, keyed(bucket), index.logits(bucket))
+        release_free_memory(min_growth_mb=0.0)  # all the heap labelling freed: the next step starts from less
         if out is None:
             return logits
         logits.flush()
