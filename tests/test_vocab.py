@@ -86,3 +86,15 @@ def test_an_interrupted_count_resumes_from_its_chunks(tmp_path, monkeypatch):
     counted.clear()  # other texts (another identity): nothing is reused
     other = count_top_ngrams(texts[:300], identity={"corpus": "b"}, **settings)
     assert counted == [0, 1, 2] and other == count_top_ngrams(texts[:300], 300, num_workers=1, show_progress=False)
+
+
+def test_the_worker_pool_is_renewed_every_few_tasks():
+    """Every `tasks_per_pool` calls run in a fresh pool (a worker's memory grows with the calls it runs), and every
+    result comes back once."""
+    import os
+
+    from hf_sparse_distill.distillation.vocab import _run_bounded
+
+    pids = list(_run_bounded(2, [(os.getpid,)] * 6, limit=2, tasks_per_pool=2))
+    assert len(pids) == 6 and os.getpid() not in pids
+    assert len(set(pids)) >= 3  # three pools of two workers: a single pool has only two

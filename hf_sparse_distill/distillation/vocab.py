@@ -111,21 +111,39 @@ def _chunks(texts: Iterable[str], chunk_size: int) -> Iterator[list[str]]:
         yield chunk
 
 
-def _run_bounded(executor: ProcessPoolExecutor | None, calls: Iterable[tuple], limit: int) -> Iterator:
-    """Run `(fn, *args)` calls in the pool (or inline) with at most `limit` pending, yielding results."""
-    if executor is None:
+TASKS_PER_POOL = 40
+
+
+def _run_bounded(workers: int, calls: Iterable[tuple], limit: int, tasks_per_pool: int = TASKS_PER_POOL) -> Iterator:
+    """Run `(fn, *args)` calls in `workers` worker processes (inline with one) with at most `limit` pending,
+    yielding results. A worker's memory grows with the calls it runs (about 1 MB per chunk counted), so the pool is
+    replaced by a fresh one every `tasks_per_pool` calls, once its last calls are done: no worker's memory grows with
+    the corpus."""
+    if workers <= 1:
         for fn, *args in calls:
             yield fn(*args)
         return
-    pending: set[Future] = set()
-    for fn, *args in calls:
-        pending.add(executor.submit(fn, *args))
-        if len(pending) >= limit:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield future.result()
-    for future in pending:
-        yield future.result()
+    executor: ProcessPoolExecutor | None = None
+    submitted, pending = 0, set[Future]()
+    try:
+        for fn, *args in calls:
+            if executor is None or submitted == tasks_per_pool:
+                for future in pending:
+                    yield future.result()
+                if executor is not None:
+                    executor.shutdown()
+                executor, submitted, pending = ProcessPoolExecutor(max_workers=workers), 0, set()
+            pending.add(executor.submit(fn, *args))
+            submitted += 1
+            if len(pending) >= limit:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+        for future in pending:
+            yield future.result()
+    finally:
+        if executor is not None:
+            executor.shutdown()
 
 
 def count_top_ngrams(
@@ -183,8 +201,6 @@ def count_top_ngrams(
                 reset_folder(folder, COUNTS_MANIFEST, manifest)
             if state is not None:
                 state.wait_for_everyone()
-        executor = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
-        stack.callback(lambda: executor is not None and executor.shutdown())
         calls = (
             (_count_chunk, chunk, analyzer, i, str(folder), num_partitions)
             for i, chunk in enumerate(_chunks(texts, chunk_size))
@@ -192,14 +208,14 @@ def count_top_ngrams(
         )
         share = None if total is None else -(-total // world)
         with tqdm(total=share, desc="counting n-grams", unit="texts", disable=not show_progress) as bar:
-            for done in _run_bounded(executor, calls, limit=2 * max(workers, 1)):
+            for done in _run_bounded(workers, calls, limit=2 * max(workers, 1)):
                 bar.update(done)
         if state is not None:
             state.wait_for_everyone()
         mine = [p for p in range(num_partitions) if p % world == rank and not _top_file(folder, p).exists()]
         merges = ((_top_of_partition, str(folder), p, size, min_count) for p in mine)
         for _ in tqdm(
-            _run_bounded(executor, merges, limit=max(workers, 1)),
+            _run_bounded(workers, merges, limit=max(workers, 1)),
             total=len(mine), desc="merging partitions", disable=not show_progress,
         ):  # fmt: skip
             pass
