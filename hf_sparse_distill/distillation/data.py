@@ -389,8 +389,8 @@ STREAM_MANIFEST = "stream.json"
 def _streamed(source: DatasetSource) -> datasets.Dataset:
     """The texts of a streamed source (`load_dataset(..., streaming=True)`), sentences or clauses if it asks for
     them, those that `match` finds if it is set, up to `max_rows`, written once into Arrow shards of
-    `STREAM_SHARD_ROWS` under the `datasets` cache and memory-mapped from there. An interrupted copy resumes after its last finished shard (the stream skips the
-    source rows already read)."""
+    `STREAM_SHARD_ROWS` under the `datasets` cache and memory-mapped from there. An interrupted copy resumes after
+    its last finished shard (the stream skips the source rows already read)."""
     files = [(f, os.path.getsize(f), os.path.getmtime(f)) for f in sorted(glob.glob(source.path))]
     settings = {k: v for k, v in asdict(source).items() if not (k == "match" and v is None)}  # copies made before it
     known_by = {**settings, "local_files": files}  # a local file that changes is streamed again

@@ -123,27 +123,18 @@ def _run_bounded(workers: int, calls: Iterable[tuple], limit: int, tasks_per_poo
         for fn, *args in calls:
             yield fn(*args)
         return
-    executor: ProcessPoolExecutor | None = None
-    submitted, pending = 0, set[Future]()
-    try:
-        for fn, *args in calls:
-            if executor is None or submitted == tasks_per_pool:
-                for future in pending:
-                    yield future.result()
-                if executor is not None:
-                    executor.shutdown()
-                executor, submitted, pending = ProcessPoolExecutor(max_workers=workers), 0, set()
-            pending.add(executor.submit(fn, *args))
-            submitted += 1
-            if len(pending) >= limit:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield future.result()
-        for future in pending:
-            yield future.result()
-    finally:
-        if executor is not None:
-            executor.shutdown()
+    calls = iter(calls)
+    while (first := next(calls, None)) is not None:
+        with ProcessPoolExecutor(max_workers=workers) as executor:  # a fresh pool for the next `tasks_per_pool`
+            pending: set[Future] = set()
+            for fn, *args in itertools.chain([first], itertools.islice(calls, tasks_per_pool - 1)):
+                pending.add(executor.submit(fn, *args))
+                if len(pending) >= limit:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        yield future.result()
+            for future in pending:
+                yield future.result()
 
 
 def count_top_ngrams(
