@@ -18,6 +18,8 @@ stages still hold). `peak_rss_mb` is the anonymous part: the memory the steps ho
 files (corpus, ids, logits) that a stage has read are page cache the kernel takes back under memory pressure; the
 peak with them is `peak_pss_with_file_pages_mb`. The training peak is also given without the table state (weights,
 gradient and two Adam moments of the table: 4 x rows x dim x 4 bytes), which is the same at every corpus size.
+Then the training step is measured again alone (`train_resumed`), in a fresh process that reads the earlier steps'
+outputs from disk as a resumed run does: its own peak, without what the earlier steps left in the process.
 Writes `CORPUS_SCALE.md` and `corpus_scale.json` (`{"runs": [{"texts", "peak_rss_mb": {STAGE}, "wall_s": {STAGE}}]}`).
 """
 
@@ -260,8 +262,10 @@ def recipe_file(work: Path, count: int, corpus: Path, teacher: Path, train_rows:
     return path
 
 
-def measure(recipe: Path) -> dict:
-    """Run the stages of `recipe` one after the other in this process; wall time and peak RSS of each."""
+def measure(recipe: Path, resumed: str | None = None) -> dict:
+    """Run the stages of `recipe` one after the other in this process; wall time and peak RSS of each. With
+    `resumed` (a stage), the stages before it are read back from the run folder first, unmeasured (as a resumed
+    `distill` reads them), and only that stage is measured: its own peak, without what earlier stages left."""
     from hf_sparse_distill.distillation import Distiller, load_recipe
     from hf_sparse_distill.results import Stage
 
@@ -273,9 +277,12 @@ def measure(recipe: Path) -> dict:
         "encode": lambda: distiller.stage_inputs(Stage.KD),
         "train": lambda: distiller.train(Stage.KD),
     }
+    measured = STAGES if resumed is None else STAGES[STAGES.index(resumed) :]
+    for stage in STAGES[: len(STAGES) - len(measured)]:
+        steps[stage]()
     wall, peak, peak_all = {}, {}, {}
     with MemorySampler() as sampler:
-        for stage in STAGES:
+        for stage in measured:
             start = time.monotonic()
             steps[stage]()
             end = time.monotonic()
@@ -301,6 +308,16 @@ def measure(recipe: Path) -> dict:
         "memory_samples_pss": sum(sample[3] for sample in sampler.samples),
         "sampling_s": round(sampler.busy_s, 1),
     }
+
+
+def run_worker(recipe: Path, env: dict, resumed: str | None = None) -> dict:
+    """`measure` in a fresh process (its stderr's tail is echoed); exits if it fails."""
+    command = [sys.executable, __file__, "--worker", str(recipe)] + (["--resumed", resumed] if resumed else [])
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    sys.stderr.write(done.stderr[-3000:])
+    if done.returncode != 0:
+        raise SystemExit(f"the run of {recipe} failed (exit {done.returncode})")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _table(caption: str, header: list[str], rows: list[list[str]]) -> list[str]:
@@ -341,6 +358,26 @@ def report(
         ["texts", "KD corpus", *STAGES, "train without table state"],
         memory,
     )
+    resumed = [run for run in runs if "train_resumed" in run]
+    if resumed:
+        base = resumed[0]["train_resumed"]
+        lines += _table(
+            "The training step alone, in a fresh process that reads the earlier steps' outputs from disk (as a "
+            "resumed `distill` or `hf-sparse-distill train` does): its own peak, without what the earlier steps "
+            "left in the process; in brackets, the ratio to the smallest run measured so:",
+            ["texts", "train", "train without table state", "wall s"],
+            [
+                [
+                    f"{run['texts']:,}",
+                    f"{run['train_resumed']['peak_rss_mb']:,.0f} "
+                    f"({run['train_resumed']['peak_rss_mb'] / base['peak_rss_mb']:.2f}×)",
+                    f"{run['train_resumed']['without_table_state_mb']:,.0f} "
+                    f"({run['train_resumed']['without_table_state_mb'] / base['without_table_state_mb']:.2f}×)",
+                    f"{run['train_resumed']['wall_s']:,.1f}",
+                ]
+                for run in resumed
+            ],
+        )
     lines += _table(
         "The same peaks with the pages of the memory-mapped files the stages read (their resident page cache):",
         ["texts", *STAGES],
@@ -462,6 +499,7 @@ def main() -> None:
     parser.add_argument("--reviews", type=int, help="IMDB reviews read per file for the clause pool (default: all)")
     parser.add_argument("--train-rows", type=int, help="SST-2 train texts used (default: all)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # a recipe to measure in this process
+    parser.add_argument("--resumed", choices=STAGES, help=argparse.SUPPRESS)  # measure only this stage of it
     parser.add_argument("--sample", nargs=4, help=argparse.SUPPRESS)  # PID FILE INTERVAL RATIO: MemorySampler's
     parser.add_argument("--report-only", action="store_true", help="write CORPUS_SCALE.md from corpus_scale.json")
     parser.add_argument(
@@ -469,7 +507,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(measure(Path(args.worker))))
+        print(json.dumps(measure(Path(args.worker), args.resumed)))
         return
     if args.sample:
         pid, path, interval, ratio = args.sample
@@ -506,13 +544,15 @@ def main() -> None:
         for cold in (f"run-{count}", f"cache-{count}", f"datasets-{count}"):  # output, logit cache, datasets' cache
             shutil.rmtree(work / cold, ignore_errors=True)
         env = {**os.environ, "TQDM_DISABLE": "1", "HF_DATASETS_CACHE": str(work / f"datasets-{count}")}
-        done = subprocess.run(
-            [sys.executable, __file__, "--worker", str(recipe)], env=env, capture_output=True, text=True
-        )
-        sys.stderr.write(done.stderr[-3000:])
-        if done.returncode != 0:
-            raise SystemExit(f"the run of {count:,} texts failed (exit {done.returncode})")
-        run = json.loads(done.stdout.strip().splitlines()[-1])
+        run = run_worker(recipe, env)
+        # the training step alone, in a fresh process that reads the earlier steps' outputs (a resumed run)
+        shutil.rmtree(work / f"run-{count}" / "kd")
+        alone = run_worker(recipe, env, resumed="train")
+        run["train_resumed"] = {
+            "peak_rss_mb": alone["peak_rss_mb"]["train"],
+            "without_table_state_mb": alone["train_peak_rss_without_table_state_mb"],
+            "wall_s": alone["wall_s"]["train"],
+        }
         run["texts"] = count
         runs.append(run)
     out.mkdir(parents=True, exist_ok=True)

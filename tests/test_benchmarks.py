@@ -202,6 +202,10 @@ def test_corpus_scale_smoke(tmp_path):
     for key in ("peak_rss_mb", "wall_s"):
         assert all(list(r[key]) == stages and all(v > 0 for v in r[key].values()) for r in runs)
     assert "| 6,000 |" in (tmp_path / "CORPUS_SCALE.md").read_text()
+    # the training step measured again alone, in a process that read the earlier steps back: it trained again
+    assert all(r["train_resumed"]["wall_s"] > 0 and r["train_resumed"]["peak_rss_mb"] > 0 for r in runs)
+    assert (tmp_path / "work" / "run-6000" / "kd" / "best" / "model.safetensors").exists()
+    assert "The training step alone" in (tmp_path / "CORPUS_SCALE.md").read_text()
     run(
         "corpus_scale.py", "--texts", "3000", "--reviews", "300", "--train-rows", "1500", "--update",
         "--out", str(tmp_path), "--work", str(tmp_path / "work"),
