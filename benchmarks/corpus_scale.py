@@ -277,12 +277,12 @@ def measure(recipe: Path, resumed: str | None = None) -> dict:
         "encode": lambda: distiller.stage_inputs(Stage.KD),
         "train": lambda: distiller.train(Stage.KD),
     }
-    measured = STAGES if resumed is None else STAGES[STAGES.index(resumed) :]
-    for stage in STAGES[: len(STAGES) - len(measured)]:
+    first = STAGES.index(resumed) if resumed else 0
+    for stage in STAGES[:first]:
         steps[stage]()
     wall, peak, peak_all = {}, {}, {}
     with MemorySampler() as sampler:
-        for stage in measured:
+        for stage in STAGES[first:]:
             start = time.monotonic()
             steps[stage]()
             end = time.monotonic()
