@@ -78,6 +78,18 @@ def budget_overrides(rates: list[dict], minutes: float) -> tuple[list[str], floa
     return [f"data.unlabeled={json.dumps(kept)}"], spent / 60
 
 
+def training_key(recipe) -> str:
+    """What decides the students of a point: the recipe without its output folder and without the stage settings
+    that do not change what a stage learns. Points of equal keys train the same students."""
+    from hf_sparse_distill.distillation.recipe import RUNTIME_ONLY_SETTINGS
+
+    data = recipe.to_dict()
+    del data["output_dir"]
+    for stage in ("kd", "finetune", "scratch"):
+        data[stage] = {k: v for k, v in data[stage].items() if k not in RUNTIME_ONLY_SETTINGS}
+    return json.dumps(data, sort_keys=True)
+
+
 def run_point(recipe_name: str, overrides: list[str], out_dir: Path, seed: int) -> dict:
     """Distil on the point's corpus (or read the results of the recipe's own run, for its whole corpus)."""
     from hf_sparse_distill.distillation import load_recipe, run_recipe
@@ -132,6 +144,7 @@ def main() -> None:
         rates_file.parent.mkdir(parents=True, exist_ok=True)
         rates_file.write_text(json.dumps(all_rates, indent=2))
     out = Path(args.out)
+    trained: dict[str, dict] = {}  # training key -> the point that trained it
     for label, name in RECIPES.items():
         rates = all_rates[name]
         full_minutes = budget_overrides(rates, math.inf)[1]
@@ -141,8 +154,13 @@ def main() -> None:
             for seed in seeds:
                 if not overrides and not extra and seed != load_recipe(name).seed:
                     continue  # the whole corpus is the recipe's own run: one seed (a full run takes hours)
-                out_dir = Path(args.work) / name / f"{minutes:.0f}min-seed{seed}"
-                point = run_point(name, overrides + extra, out_dir, seed)
+                key = training_key(load_recipe(name, [*overrides, *extra, f"seed={seed}"]))
+                if key in trained:  # another recipe's point: the same texts and settings train the same students
+                    point = trained[key]
+                else:
+                    out_dir = Path(args.work) / name / f"{minutes:.0f}min-seed{seed}"
+                    point = run_point(name, overrides + extra, out_dir, seed)
+                    trained[key] = {**point, "same_as": label}
                 points.append(
                     {"budget_minutes": round(minutes, 2), "labelling_minutes": round(spent, 2), "seed": seed, **point}
                 )
@@ -171,7 +189,8 @@ def markdown(report: dict) -> str:
         "Accuracy of the kept student on SST-2 dev (872 sentences), which no choice looked at: checkpoints and KD vs "
         "KD+FT were chosen on the selection split (1,000 held-out SST train sentences). Labelling minutes are what "
         "the texts of the point cost the teacher at the measured speed of each source (texts a source repeats from an "
-        "earlier one counted once).",
+        "earlier one counted once). A point marked as another recipe's buys the same texts with the same training settings, "
+        "so it trains the same students: it is measured once.",
         "",
         "| recipe | labelling minutes | KD texts | seed | dev accuracy | % of teacher | KD alone | kept |",
         "|---|---|---|---|---|---|---|---|",
@@ -181,7 +200,7 @@ def markdown(report: dict) -> str:
             lines.append(
                 f"| {label} | {p['labelling_minutes']:.1f} | {p['kd_texts']:,} | {p['seed']} | "
                 f"{100 * p['report_accuracy']:.2f} | {100 * p['retention']:.1f}% | {100 * p['kd_report_accuracy']:.2f} | "
-                f"{p['student_stage']} |"
+                f"{p['student_stage']}{' (the ' + p['same_as'] + ' point)' if 'same_as' in p else ''} |"
             )
     lines += ["", "Mean dev accuracy over the seeds, by labelling budget (the whole corpus: the recipe's own run):", ""]
     labels = list(report["recipes"])

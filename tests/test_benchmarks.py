@@ -167,6 +167,22 @@ def test_a_labelling_budget_pays_once_for_texts_a_source_repeats(monkeypatch):
     assert sources(override) == [("imdb", 150)] and spent == pytest.approx(1.25)
 
 
+def test_recipes_that_buy_the_same_texts_share_a_curve_point(monkeypatch):
+    """The full SST-2 recipe labels the quick recipe's texts first: at a budget that buys only those, both recipes
+    train the same students (they differ in checkpoint cadence only), so the curve measures that point once; another
+    seed or another training setting is another point."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from labelling_curve import training_key
+
+    from hf_sparse_distill.distillation import load_recipe
+
+    bought = 'data.unlabeled=[{"path": "mr/all.jsonl", "label_column": null, "max_rows": 1000}]'
+    quick, full = (training_key(load_recipe(name, [bought, "seed=1"])) for name in ("sst2_shared", "sst2_shared_full"))
+    assert quick == full
+    assert training_key(load_recipe("sst2_shared", [bought, "seed=0"])) != quick
+    assert training_key(load_recipe("sst2_shared", [bought, "seed=1", "kd.epochs=4"])) != quick
+
+
 def test_the_memory_sampler_sees_a_short_peak(monkeypatch):
     """The sampler, a separate process, sees memory held only while this process is busy, and does not count
     itself as a worker."""

@@ -43,7 +43,7 @@ from .distributed import process_state
 from .encoding import encode_texts
 from .evaluate import classification_metrics, predict_logits
 from .files import atomic_file, read_json
-from .recipe import Recipe, StageConfig
+from .recipe import RUNTIME_ONLY_SETTINGS, Recipe, StageConfig
 from .teacher import Teacher
 from .train import TRAINER_STATE, EvalData, StageData, StageSummary, StageTrainer, stage_finished
 from .vocab import build_tokenizer, saved_tokenizer_settings, vocabulary_settings
@@ -55,8 +55,6 @@ CORPUS_DIR = "kd_corpus"
 ENCODED_DIR = "encoded"
 LOGITS_DIR = "teacher_logits"
 STAGE_INPUTS = "stage_inputs.json"
-# stage settings that do not change the trained student
-_RUNTIME_ONLY = ("enabled", "save_steps", "save_total_limit", "keep_checkpoints", "eval_batch_size")
 # stage settings added after 0.1, left out of the fingerprint at their defaults (stages trained before stay valid)
 _ADDED_LATER = {"embedding_weight_decay": 0.0, "embedding_max_norm": None, "average_last_evaluations": 0}
 
@@ -278,7 +276,7 @@ class Distiller:
         settings = {
             k: v
             for k, v in asdict(config).items()
-            if k not in _RUNTIME_ONLY and not (k in _ADDED_LATER and v == _ADDED_LATER[k])
+            if k not in RUNTIME_ONLY_SETTINGS and not (k in _ADDED_LATER and v == _ADDED_LATER[k])
         }
         parts = {
             "settings": settings,

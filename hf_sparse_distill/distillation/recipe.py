@@ -222,6 +222,10 @@ class StageConfig:
     eval_batch_size: int = 1024
 
 
+RUNTIME_ONLY_SETTINGS = ("enabled", "save_steps", "save_total_limit", "keep_checkpoints", "eval_batch_size")
+"""Stage settings that change how a stage runs and what it keeps on disk, not the student it trains."""
+
+
 def _default_finetune() -> StageConfig:
     return StageConfig(enabled=False, epochs=3.0, batch_size=32, learning_rate=1e-4, alpha=0.0)
 
