@@ -33,6 +33,22 @@ def test_logits_equal_one_by_one_inference(tiny_teacher, tmp_path):
     assert teacher.id2label == {0: "negative", 1: "positive"}
 
 
+def test_the_teacher_sees_a_bounded_set_of_batch_shapes(tiny_teacher):
+    """Rows and tokens of every batch are padded to multiples of 8 (compiled kernels are kept per shape: unbounded
+    shapes grow memory with the corpus); the filler rows' logits are dropped."""
+    texts = random_texts(45, seed=4)
+    teacher = Teacher(TeacherConfig(model=str(tiny_teacher), batch_size=20))
+    shapes = []
+    teacher._load()
+    teacher._model.register_forward_pre_hook(lambda _, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)  # fmt: skip
+    logits = teacher.predict(texts)
+    assert len(shapes) == 3 and all(rows % 8 == 0 and tokens % 8 == 0 for rows, tokens in shapes)
+    assert shapes[-1][0] == 8  # the last 5 texts and 3 filler rows
+    np.testing.assert_allclose(
+        logits, Teacher(TeacherConfig(model=str(tiny_teacher), batch_size=1)).predict(texts), atol=1e-5
+    )
+
+
 def shards(cache):
     return sorted(cache.glob("teacher_logits/*/shard-*.safetensors"))
 
