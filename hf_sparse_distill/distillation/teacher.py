@@ -45,7 +45,7 @@ from .recipe import TeacherConfig
 logger = logging.getLogger(__name__)
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-SHAPE_MULTIPLE = 8  # rows and tokens of a teacher batch are padded to multiples of it (see `Teacher.predict`)
+SHAPE_MULTIPLE = 8  # rows and tokens of a short teacher batch are padded to multiples of it (see `Teacher.predict`)
 
 
 def _local_signature(folder: Path) -> list[tuple[str, str]]:
@@ -135,10 +135,10 @@ class Teacher:
         """Logits of `texts` (float32, input order): length-sorted batches with dynamic padding. Sentence pairs
         (`pairs`: the second text of each) go through the teacher's own pair encoding.
 
-        A batch's rows and tokens are padded to multiples of `SHAPE_MULTIPLE`, so the teacher sees a bounded set of
-        batch shapes however many texts it labels: the math libraries keep compiled kernels for every shape they
-        meet (about 35 KB each on CPU), which otherwise grow with the corpus (the short last batch of every shard
-        has a new size)."""
+        The short last batch has its rows and tokens padded to multiples of `SHAPE_MULTIPLE`, so the teacher meets a
+        bounded set of batch shapes however many texts it labels: the math libraries keep compiled kernels for every
+        shape they meet (about 35 KB each on CPU), and the last batch of every shard would otherwise bring new ones.
+        Full batches are not padded further (that would cost time on every batch)."""
         self._load()
         max_length = min(self.config.max_length, self._tokenizer.model_max_length)
         encoded = self._tokenizer(texts, pairs, truncation=True, max_length=max_length)
@@ -148,8 +148,10 @@ class Teacher:
             for start in range(0, len(order), self.config.batch_size):
                 rows = order[start : start + self.config.batch_size]
                 features = [{key: encoded[key][i] for key in encoded.keys()} for i in rows]
-                features += features[:1] * (-len(features) % SHAPE_MULTIPLE)  # filler rows, their logits dropped
-                batch = self._tokenizer.pad(features, pad_to_multiple_of=SHAPE_MULTIPLE, return_tensors="pt")
+                multiple = SHAPE_MULTIPLE if len(rows) < self.config.batch_size else None
+                if multiple:
+                    features += features[:1] * (-len(features) % multiple)  # filler rows, their logits dropped
+                batch = self._tokenizer.pad(features, pad_to_multiple_of=multiple, return_tensors="pt")
                 logits[rows] = self._model(**batch.to(self.state.device)).logits[: len(rows)].float().cpu().numpy()
         return logits
 
