@@ -144,7 +144,7 @@ def main() -> None:
         rates_file.parent.mkdir(parents=True, exist_ok=True)
         rates_file.write_text(json.dumps(all_rates, indent=2))
     out = Path(args.out)
-    trained: dict[str, dict] = {}  # training key -> the point that trained it
+    trained: dict[str, tuple[str, dict]] = {}  # training key -> the recipe label and point that trained it
     for label, name in RECIPES.items():
         rates = all_rates[name]
         full_minutes = budget_overrides(rates, math.inf)[1]
@@ -155,12 +155,13 @@ def main() -> None:
                 if not overrides and not extra and seed != load_recipe(name).seed:
                     continue  # the whole corpus is the recipe's own run: one seed (a full run takes hours)
                 key = training_key(load_recipe(name, [*overrides, *extra, f"seed={seed}"]))
-                if key in trained:  # another recipe's point: the same texts and settings train the same students
-                    point = trained[key]
+                if key in trained:  # the same texts and settings train the same students: measured once
+                    by, point = trained[key]
+                    point = {**point, "wall_s": 0.0} | ({"same_as": by} if by != label else {})
                 else:
                     out_dir = Path(args.work) / name / f"{minutes:.0f}min-seed{seed}"
                     point = run_point(name, overrides + extra, out_dir, seed)
-                    trained[key] = {**point, "same_as": label}
+                    trained[key] = (label, point)
                 points.append(
                     {"budget_minutes": round(minutes, 2), "labelling_minutes": round(spent, 2), "seed": seed, **point}
                 )
@@ -189,8 +190,8 @@ def markdown(report: dict) -> str:
         "Accuracy of the kept student on SST-2 dev (872 sentences), which no choice looked at: checkpoints and KD vs "
         "KD+FT were chosen on the selection split (1,000 held-out SST train sentences). Labelling minutes are what "
         "the texts of the point cost the teacher at the measured speed of each source (texts a source repeats from an "
-        "earlier one counted once). A point marked as another recipe's buys the same texts with the same training settings, "
-        "so it trains the same students: it is measured once.",
+        "earlier one counted once). † The point of another recipe at this budget: the same texts and training settings "
+        "train the same students, so they are trained once.",
         "",
         "| recipe | labelling minutes | KD texts | seed | dev accuracy | % of teacher | KD alone | kept |",
         "|---|---|---|---|---|---|---|---|",
@@ -200,7 +201,7 @@ def markdown(report: dict) -> str:
             lines.append(
                 f"| {label} | {p['labelling_minutes']:.1f} | {p['kd_texts']:,} | {p['seed']} | "
                 f"{100 * p['report_accuracy']:.2f} | {100 * p['retention']:.1f}% | {100 * p['kd_report_accuracy']:.2f} | "
-                f"{p['student_stage']}{' (the ' + p['same_as'] + ' point)' if 'same_as' in p else ''} |"
+                f"{p['student_stage']}{' †' if 'same_as' in p else ''} |"
             )
     lines += ["", "Mean dev accuracy over the seeds, by labelling budget (the whole corpus: the recipe's own run):", ""]
     labels = list(report["recipes"])

@@ -168,11 +168,11 @@ def test_a_labelling_budget_pays_once_for_texts_a_source_repeats(monkeypatch):
 
 
 def test_recipes_that_buy_the_same_texts_share_a_curve_point(monkeypatch):
-    """The full SST-2 recipe labels the quick recipe's texts first: at a budget that buys only those, both recipes
-    train the same students (they differ in checkpoint cadence only), so the curve measures that point once; another
-    seed or another training setting is another point."""
+    """The full SST-2 recipe labels the quick recipe's texts first: given the same bought texts (the override a
+    budget makes), both recipes train the same students (they differ in checkpoint cadence only), so the curve
+    measures that point once; another seed or another training setting is another point."""
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    from labelling_curve import training_key
+    from labelling_curve import markdown, training_key
 
     from hf_sparse_distill.distillation import load_recipe
 
@@ -181,6 +181,14 @@ def test_recipes_that_buy_the_same_texts_share_a_curve_point(monkeypatch):
     assert quick == full
     assert training_key(load_recipe("sst2_shared", [bought, "seed=0"])) != quick
     assert training_key(load_recipe("sst2_shared", [bought, "seed=1", "kd.epochs=4"])) != quick
+    point = {"budget_minutes": 5.0, "labelling_minutes": 5.0, "kd_texts": 1000, "seed": 1, "report_accuracy": 0.8,
+             "retention": 0.9, "kd_report_accuracy": 0.8, "student_stage": "kd"}  # fmt: skip
+    report = {"date": "today", "machine": "here", "recipes": {
+        "quick": {"points": [point], "source_rates": []},
+        "full": {"points": [{**point, "same_as": "quick"}], "source_rates": []},
+    }}  # fmt: skip
+    rows = [line for line in markdown(report).splitlines() if line.startswith(("| quick |", "| full |"))]
+    assert rows[0].endswith("| kd |") and rows[1].endswith("| kd † |")  # the full recipe's point is marked
 
 
 def test_the_memory_sampler_sees_a_short_peak(monkeypatch):

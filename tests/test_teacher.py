@@ -35,8 +35,8 @@ def test_logits_equal_one_by_one_inference(tiny_teacher, tmp_path):
 
 def test_the_teacher_sees_a_bounded_set_of_batch_shapes(tiny_teacher):
     """The short last batch has its rows and tokens padded to multiples of 8 (compiled kernels are kept per shape:
-    a new shape per shard grows memory with the corpus); full batches are not padded further; the filler rows'
-    logits are dropped."""
+    a new shape per shard grows memory with the corpus), never past the batch size or the maximum length; full
+    batches are not padded further; the filler rows' logits are dropped (single texts and pairs)."""
     texts = random_texts(45, seed=7)
     teacher = Teacher(TeacherConfig(model=str(tiny_teacher), batch_size=20))
     shapes = []
@@ -48,9 +48,13 @@ def test_the_teacher_sees_a_bounded_set_of_batch_shapes(tiny_teacher):
     assert lengths[-1] % 8 and lengths[19] % 8  # so that padding to a multiple of 8 would show
     # full batches as long as their longest text; the last 5 texts with 3 filler rows, tokens up to a multiple of 8
     assert shapes == [(20, lengths[19]), (20, lengths[39]), (8, -(-lengths[-1] // 8) * 8)]
-    np.testing.assert_allclose(
-        logits, Teacher(TeacherConfig(model=str(tiny_teacher), batch_size=1)).predict(texts), atol=1e-5
-    )
+    unpadded = Teacher(TeacherConfig(model=str(tiny_teacher), batch_size=1))  # every batch full: none padded
+    np.testing.assert_allclose(logits, unpadded.predict(texts), atol=1e-5)
+    shapes.clear()
+    teacher.config.max_length = unpadded.config.max_length = 29  # not a multiple of 8
+    logits = teacher.predict(texts[:19], texts[19:38])  # 19 pairs, truncated to 29 tokens
+    assert shapes == [(20, 29)]  # 19 rows padded to the batch size, not to 24; tokens to 29, not 32
+    np.testing.assert_allclose(logits, unpadded.predict(texts[:19], texts[19:38]), atol=1e-5)
 
 
 def shards(cache):

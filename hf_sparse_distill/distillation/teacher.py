@@ -135,10 +135,11 @@ class Teacher:
         """Logits of `texts` (float32, input order): length-sorted batches with dynamic padding. Sentence pairs
         (`pairs`: the second text of each) go through the teacher's own pair encoding.
 
-        The short last batch has its rows and tokens padded to multiples of `SHAPE_MULTIPLE`, so the teacher meets a
-        bounded set of batch shapes however many texts it labels: the math libraries keep compiled kernels for every
-        shape they meet (about 35 KB each on CPU), and the last batch of every shard would otherwise bring new ones.
-        Full batches are not padded further (that would cost time on every batch)."""
+        The short last batch has its rows and tokens padded up to multiples of `SHAPE_MULTIPLE` (never past the batch
+        size or the maximum length), so the teacher meets a bounded set of batch shapes however many texts it
+        labels: the math libraries keep compiled kernels for every shape they meet (about 35 KB each on CPU), and the
+        last batch of every shard would otherwise bring new ones. Full batches are not padded further (that would
+        cost time on every batch)."""
         self._load()
         max_length = min(self.config.max_length, self._tokenizer.model_max_length)
         encoded = self._tokenizer(texts, pairs, truncation=True, max_length=max_length)
@@ -148,10 +149,14 @@ class Teacher:
             for start in range(0, len(order), self.config.batch_size):
                 rows = order[start : start + self.config.batch_size]
                 features = [{key: encoded[key][i] for key in encoded.keys()} for i in rows]
-                multiple = SHAPE_MULTIPLE if len(rows) < self.config.batch_size else None
-                if multiple:
-                    features += features[:1] * (-len(features) % multiple)  # filler rows, their logits dropped
-                batch = self._tokenizer.pad(features, pad_to_multiple_of=multiple, return_tensors="pt")
+                width = None  # the longest text's
+                if len(rows) < self.config.batch_size:
+                    filler = min(_round_up(len(rows)), self.config.batch_size) - len(rows)
+                    features += features[:1] * filler  # their logits are dropped
+                    width = min(_round_up(max(len(f["input_ids"]) for f in features)), max_length)
+                batch = self._tokenizer.pad(
+                    features, padding="max_length" if width else True, max_length=width, return_tensors="pt"
+                )
                 logits[rows] = self._model(**batch.to(self.state.device)).logits[: len(rows)].float().cpu().numpy()
         return logits
 
@@ -292,6 +297,11 @@ class Teacher:
             index.add(path, text_keys(cache_texts), predicted)
             with open(journal, "a") as f:
                 f.write(f"\n{path.name}")  # on a line of its own even after a line cut short
+
+
+def _round_up(size: int) -> int:
+    """`size` rounded up to a multiple of `SHAPE_MULTIPLE`."""
+    return -(-size // SHAPE_MULTIPLE) * SHAPE_MULTIPLE
 
 
 def _bucket_file(cache: LogitCache, num_buckets: int, bucket: int, suffix: str) -> Path:
