@@ -82,11 +82,12 @@ def training_key(recipe) -> str:
     """What decides the students of a point: the recipe without its output folder and without the stage settings
     that do not change what a stage learns. Points of equal keys train the same students."""
     from hf_sparse_distill.distillation.recipe import RUNTIME_ONLY_SETTINGS
+    from hf_sparse_distill.results import Stage
 
     data = recipe.to_dict()
     del data["output_dir"]
-    for stage in ("kd", "finetune", "scratch"):
-        data[stage] = {k: v for k, v in data[stage].items() if k not in RUNTIME_ONLY_SETTINGS}
+    for stage in Stage:
+        data[stage.value] = {k: v for k, v in data[stage.value].items() if k not in RUNTIME_ONLY_SETTINGS}
     return json.dumps(data, sort_keys=True)
 
 
