@@ -14,11 +14,13 @@ from hf_sparse_distill.distillation.data import (
     build_kd_corpus,
     dedup_key,
     load_source,
+    overlap_key,
+    prepare_data,
     select_split,
     split_clauses,
     split_sentences,
 )
-from hf_sparse_distill.distillation.recipe import DataConfig, DatasetSource, VocabConfig
+from hf_sparse_distill.distillation.recipe import AugmentConfig, DataConfig, DatasetSource, VocabConfig
 from hf_sparse_distill.results import DataReport
 
 SST2_PATTERN = r"(?u)n't|\b\w+\b|[!?]"
@@ -259,15 +261,16 @@ def test_an_interrupted_corpus_build_resumes_from_its_last_batch(tmp_path, monke
     monkeypatch.setattr(data_module, interrupt, counted)
     stop_at = None
     expected = build_kd_corpus(train, unlabeled, [], key, batch_size=60)
-    in_one_go, calls[:], stop_at = len(calls), [], 5
+    # key_digests hashes the held-out and train keys (3 calls), then each batch's overlap and de-duplication keys
+    in_one_go, calls[:], stop_at = len(calls), [], 8 if interrupt == "key_digests" else 5
     folder = tmp_path / "kd"
     with pytest.raises(KeyboardInterrupt):
         build_kd_corpus(train, unlabeled, [], key, folder=folder, identity="x", batch_size=60)
     shards = {p: p.stat().st_mtime_ns for p in (folder / "work" / "shards").glob("*.arrow")}
     calls[:], stop_at = [], None
     corpus = build_kd_corpus(train, unlabeled, [], key, folder=folder, identity="x", batch_size=60)
-    finished_batches = 2 if interrupt == "key_digests" else 4  # key_digests also hashes the dev and train keys
-    assert len(calls) == in_one_go - finished_batches
+    finished_calls = 2 * 2 if interrupt == "key_digests" else 4  # two batches hashed, or four shards written
+    assert len(calls) == in_one_go - finished_calls
     assert list(corpus.texts) == list(expected.texts) and corpus.fingerprint == expected.fingerprint
     assert all((folder / "shards" / p.name).stat().st_mtime_ns == mtime for p, mtime in shards.items())
     assert len(shards) == (0 if interrupt == "key_digests" else 4) and not (folder / "work").exists()
@@ -363,6 +366,36 @@ def test_held_out_sentences_take_the_phrases_seen_only_in_them(tmp_path):
         selection.train, [TextSet(["gripping", "brand new text"])], [], key, excluded=selection.excluded_keys
     )
     assert corpus.texts[-1:] == ["brand new text"] and corpus.report.unlabeled_removed_eval_overlap == 1
+
+
+def test_held_out_texts_tokenized_another_way_do_not_reach_the_student(tmp_path):
+    """SST's sentences are Treebank-tokenized ("does n't", -LRB-, `` quotes); MR holds the same sentences as plain
+    text. An unlabeled copy of a selection or dev sentence in the other tokenization is held out like an exact
+    copy: the recipe's own key tells them apart, `overlap_key` does not."""
+    selection = "The film does n't sustain its promise -LRB- sadly -RRB- , `` Elling '' aside ."
+    dev = "It is n't a charming , often hilarious film ."
+    copies = [
+        'the film doesn\'t sustain its promise (sadly), "elling" aside.',
+        "it isn't a charming, often hilarious film.",
+    ]
+    key = dedup_key(VocabConfig(token_pattern=SST2_PATTERN))
+    assert key(selection) != key(copies[0]) and overlap_key(selection) == overlap_key(copies[0])
+    assert key(dev) != key(copies[1]) and overlap_key(dev) == overlap_key(copies[1])
+    config = DataConfig(
+        train=DatasetSource(path=write_jsonl(tmp_path / "train.jsonl", [{"text": "a fine film", "label": 1}])),
+        dev=DatasetSource(path=write_jsonl(tmp_path / "dev.jsonl", [{"text": dev, "label": 1}])),
+        select=DatasetSource(path=write_jsonl(tmp_path / "sentences.jsonl", [{"text": selection, "label": 0}])),
+        select_size=1,
+        unlabeled=[
+            DatasetSource(
+                path=write_jsonl(tmp_path / "mr.jsonl", [{"text": t} for t in [*copies, "an unseen sentence ."]]),
+                label_column=None,
+            )
+        ],
+    )
+    data = prepare_data(config, VocabConfig(token_pattern=SST2_PATTERN), AugmentConfig(), {"neg": 0, "pos": 1})
+    assert data.select.texts == [selection] and list(data.corpus.texts) == ["a fine film", "an unseen sentence ."]
+    assert data.corpus.report.unlabeled_removed_eval_overlap == 2
 
 
 def test_encoding_on_disk_matches_memory_and_resumes(tokenizer, tmp_path):

@@ -33,6 +33,8 @@ DEFAULT_SELECT_SIZE = 2000
 _BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|<br\s*/?>|\n+")
 _CLAUSE_BREAK = re.compile(r"\s*(?:[,;:()]|--|\b(?:but|though|although|while)\b)\s*", re.IGNORECASE)
+_TREEBANK_BRACKET = re.compile(r"-[lr][rsc]b-")  # Penn Treebank's escaped brackets: -LRB- -RRB- -LSB- ... -RCB-
+_NOT_LETTER_OR_DIGIT = re.compile(r"[\W_]+")
 
 
 @dataclass
@@ -173,6 +175,13 @@ def dedup_key(vocab: VocabConfig) -> Callable[[str], str]:
     same n-grams; a text with an empty key gives it none."""
     words = word_splitter(vocab.lowercase, vocab.token_pattern)
     return lambda text: " ".join(words(text))
+
+
+def overlap_key(text: str) -> str:
+    """Comparison key for held-out texts: the text's letters and digits alone, lowercased, Treebank brackets dropped.
+    Coarser than `dedup_key` on purpose: one sentence tokenized two ways (Treebank's "does n't" and `` quotes in
+    SST, "doesn't" and plain quotes in MR) has one overlap key, so its other copy cannot reach the student."""
+    return _NOT_LETTER_OR_DIGIT.sub("", _TREEBANK_BRACKET.sub(" ", text.lower()))
 
 
 def split_sentences(text: str) -> list[str]:
@@ -508,30 +517,35 @@ def _flag_unlabeled(
     unlabeled: Sequence[Unlabeled],
     key: Callable[[str], str],
     held_out: np.ndarray,
+    held_out_texts: np.ndarray,
     seen: np.ndarray,
     work: Path,
     batch_size: int,
 ) -> np.ndarray:
     """What becomes of each unlabeled example (`_KEPT`, `_EMPTY`, `_HELD`, `_DUPLICATE`), in a memory-mapped
-    array. The keys of each batch are hashed into partition files on disk, then each partition is sorted on its own
-    (equal keys share a partition), so memory holds one batch or one partition, not the corpus. Each batch and each
-    partition leaves a file in `work` once done: an interrupted run resumes after the last one."""
+    array. An example is held out if its `key` is in `held_out` or its `overlap_key` in `held_out_texts` (digests,
+    `key_digests`). The keys of each batch are hashed into partition files on disk, then each partition is sorted
+    on its own (equal keys share a partition), so memory holds one batch or one partition, not the corpus. Each
+    batch and each partition leaves a file in `work` once done: an interrupted run resumes after the last one."""
     batches = _plan(unlabeled, batch_size)
     total = sum(len(part) for part in unlabeled)
     num_partitions = max(1, -(-total // _PARTITION_ROWS))
     todo = [batch for batch in batches if not (work / f"flags-{batch.index:06d}.npy").exists()]
     with tqdm(total=len(todo), desc="de-duplicating", unit="batches", disable=len(todo) < 10) as bar:
         for batch in todo:
-            keys = batch.read(unlabeled).keys(key)
+            examples = batch.read(unlabeled)
+            keys = examples.keys(key)
             empty = np.fromiter((not k for k in keys), dtype=bool, count=len(keys))
+            held = ~empty & np.isin(key_digests(examples.keys(overlap_key)), held_out_texts)
             records = np.empty(len(keys), dtype=_RECORD)
             records["key"], records["row"] = key_digests(keys), np.arange(batch.row, batch.row + len(keys))
-            records = records[~empty]
+            records = records[~empty & ~held]
             partition = records["key"]["hi"] % np.uint64(num_partitions)
             for p in range(num_partitions):
                 with atomic_file(work / f"keys-{batch.index:06d}-{p:05d}.bin", "wb") as f:
                     records[partition == p].tofile(f)
-            save_npy(work / f"flags-{batch.index:06d}.npy", np.where(empty, _EMPTY, _KEPT).astype(np.uint8))  # done
+            batch_flags = np.select([empty, held], [_EMPTY, _HELD], _KEPT).astype(np.uint8)
+            save_npy(work / f"flags-{batch.index:06d}.npy", batch_flags)  # done
             bar.update(1)
     for p in range(num_partitions):
         if (work / f"drop-{p:05d}.npy").exists():
@@ -574,19 +588,21 @@ def build_kd_corpus(
 ) -> KDCorpus:
     """Concatenate the train set and the unlabeled texts into Arrow files in `folder`, dropping unlabeled texts
     whose `key` (see `dedup_key`) equals an evaluation text's, a train text's or an earlier unlabeled text's, is in
-    `excluded` (the selection split's keys) or is empty (no word at all).
+    `excluded` (the selection split's keys), whose `overlap_key` equals an evaluation text's (the same text
+    tokenized another way) or whose key is empty (no word at all).
 
     Texts that match an evaluation text must go: otherwise the student trains on the teacher's answers to the
-    evaluation set. The counts removed are in `report`. Unlabeled texts get the label `missing` (-1; a row of -1
-    for multi-label data, NaN for regression). Keys are compared by their digests (`key_digests`), sorted in
-    partitions on disk; the corpus is read and written `batch_size` examples at a time (one Arrow shard per batch),
-    so memory does not grow with it, and an interrupted build resumes from the batches and partitions it finished.
+    texts its checkpoints are chosen or reported on. The counts removed are in `report`. Unlabeled texts get the
+    label `missing` (-1; a row of -1 for multi-label data, NaN for regression). Keys are compared by their digests
+    (`key_digests`), sorted in partitions on disk; the corpus is read and written `batch_size` examples at a time
+    (one Arrow shard per batch), so memory does not grow with it, and an interrupted build resumes from the batches
+    and partitions it finished.
 
     Args:
         train: The train split (labeled).
         unlabeled: Unlabeled parts: `TextSet`s or datasets with a `text` (and `text_pair`) column
             (`load_unlabeled`).
-        evaluation: The splits reported on (dev, test).
+        evaluation: The splits never trained on (selection, dev, test).
         key: The de-duplication key (`dedup_key`).
         include_train: Whether the train set opens the corpus.
         excluded: Keys no unlabeled text may have (the selection split's).
@@ -622,8 +638,9 @@ def build_kd_corpus(
     plan = {"identity": identity, "batch_size": batch_size, "train": len(train), "parts": [len(u) for u in unlabeled]}
     reset_folder(work, WORK_MANIFEST, plan)
     held_out = key_digests([k for split in evaluation for k in split.keys(key)] + sorted(excluded))
+    held_out_texts = key_digests([k for split in evaluation for k in split.keys(overlap_key) if k])
     seen = key_digests(train.keys(key)) if include_train else key_digests([])
-    flags = _flag_unlabeled(unlabeled, key, held_out, seen, work, batch_size)
+    flags = _flag_unlabeled(unlabeled, key, held_out, held_out_texts, seen, work, batch_size)
     report = DataReport(train=len(train) if include_train else 0)
     report.unlabeled_read = len(flags)
     report.unlabeled_removed_empty = int((flags == _EMPTY).sum())
@@ -874,7 +891,7 @@ def prepare_data(
         augmented = TextSet(firsts, pairs=seconds)
     elif augment.enabled:
         augmented = TextSet(augment_texts(selection.train.texts, augment))
-    evaluation = [dev] + ([test] if test is not None else [])
+    evaluation = [selection.texts, dev] + ([test] if test is not None else [])
     parts = unlabeled + ([augmented] if augmented else [])
     missing = missing_label(problem_type, len(label2id))
     identity = _inputs_digest(
