@@ -112,7 +112,8 @@ class Metrics:
 @dataclass
 class DataReport:
     """What went into the KD corpus (counts of texts). `unlabeled_removed_eval_overlap` counts the unlabeled texts
-    equal to a dev, test or selection text, or (with `select_drop_subtexts`) found only inside selection texts."""
+    equal to a dev, test or selection text (in words, or in letters and digits alone: another tokenization), or
+    (with `select_drop_subtexts`) found only inside selection texts."""
 
     train: int = 0
     selection: int = 0

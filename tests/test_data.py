@@ -249,6 +249,7 @@ def test_an_interrupted_corpus_build_resumes_from_its_last_batch(tmp_path, monke
 
     texts = random_texts(600, seed=4)
     train, unlabeled = TextSet(texts[:40], [1] * 40), [TextSet(texts[40:] + texts[100:150])]
+    dev = [TextSet([texts[45].replace(" ", "")], [1])]  # the same letters as an unlabeled text of the first batch
     key = dedup_key(VocabConfig())
     real, calls = getattr(data_module, interrupt), []
 
@@ -260,18 +261,19 @@ def test_an_interrupted_corpus_build_resumes_from_its_last_batch(tmp_path, monke
 
     monkeypatch.setattr(data_module, interrupt, counted)
     stop_at = None
-    expected = build_kd_corpus(train, unlabeled, [], key, batch_size=60)
+    expected = build_kd_corpus(train, unlabeled, dev, key, batch_size=60)
     # key_digests hashes the held-out and train keys (3 calls), then each batch's overlap and de-duplication keys
     in_one_go, calls[:], stop_at = len(calls), [], 8 if interrupt == "key_digests" else 5
     folder = tmp_path / "kd"
     with pytest.raises(KeyboardInterrupt):
-        build_kd_corpus(train, unlabeled, [], key, folder=folder, identity="x", batch_size=60)
+        build_kd_corpus(train, unlabeled, dev, key, folder=folder, identity="x", batch_size=60)
     shards = {p: p.stat().st_mtime_ns for p in (folder / "work" / "shards").glob("*.arrow")}
     calls[:], stop_at = [], None
-    corpus = build_kd_corpus(train, unlabeled, [], key, folder=folder, identity="x", batch_size=60)
+    corpus = build_kd_corpus(train, unlabeled, dev, key, folder=folder, identity="x", batch_size=60)
     finished_calls = 2 * 2 if interrupt == "key_digests" else 4  # two batches hashed, or four shards written
     assert len(calls) == in_one_go - finished_calls
     assert list(corpus.texts) == list(expected.texts) and corpus.fingerprint == expected.fingerprint
+    assert texts[45] not in corpus.texts and corpus.report.unlabeled_removed_eval_overlap == 1
     assert all((folder / "shards" / p.name).stat().st_mtime_ns == mtime for p, mtime in shards.items())
     assert len(shards) == (0 if interrupt == "key_digests" else 4) and not (folder / "work").exists()
 
@@ -370,10 +372,12 @@ def test_held_out_sentences_take_the_phrases_seen_only_in_them(tmp_path):
 
 def test_held_out_texts_tokenized_another_way_do_not_reach_the_student(tmp_path):
     """SST's sentences are Treebank-tokenized ("does n't", -LRB-, `` quotes); MR holds the same sentences as plain
-    text. An unlabeled copy of a selection or dev sentence in the other tokenization is held out like an exact
-    copy: the recipe's own key tells them apart, `overlap_key` does not."""
+    text, SST-2's train phrases a few of them in a third ("gon na"). A copy of a selection or dev sentence in another
+    tokenization is held out like an exact copy, from the unlabeled texts and from train: the recipe's own key tells
+    them apart, `overlap_key` does not."""
     selection = "The film does n't sustain its promise -LRB- sadly -RRB- , `` Elling '' aside ."
     dev = "It is n't a charming , often hilarious film ."
+    in_select = "But on the whole , you 're gonna like this movie ."
     copies = [
         'the film doesn\'t sustain its promise (sadly), "elling" aside.',
         "it isn't a charming, often hilarious film.",
@@ -381,11 +385,16 @@ def test_held_out_texts_tokenized_another_way_do_not_reach_the_student(tmp_path)
     key = dedup_key(VocabConfig(token_pattern=SST2_PATTERN))
     assert key(selection) != key(copies[0]) and overlap_key(selection) == overlap_key(copies[0])
     assert key(dev) != key(copies[1]) and overlap_key(dev) == overlap_key(copies[1])
+    in_train = "but on the whole , you 're gon na like this movie"  # SST-2's phrase of the SST selection sentence
     config = DataConfig(
-        train=DatasetSource(path=write_jsonl(tmp_path / "train.jsonl", [{"text": "a fine film", "label": 1}])),
+        train=DatasetSource(
+            path=write_jsonl(tmp_path / "train.jsonl", [{"text": t, "label": 1} for t in ["a fine film", in_train]])
+        ),
         dev=DatasetSource(path=write_jsonl(tmp_path / "dev.jsonl", [{"text": dev, "label": 1}])),
-        select=DatasetSource(path=write_jsonl(tmp_path / "sentences.jsonl", [{"text": selection, "label": 0}])),
-        select_size=1,
+        select=DatasetSource(
+            path=write_jsonl(tmp_path / "sentences.jsonl", [{"text": t, "label": 0} for t in [selection, in_select]])
+        ),
+        select_size=2,
         unlabeled=[
             DatasetSource(
                 path=write_jsonl(tmp_path / "mr.jsonl", [{"text": t} for t in [*copies, "an unseen sentence ."]]),
@@ -394,8 +403,21 @@ def test_held_out_texts_tokenized_another_way_do_not_reach_the_student(tmp_path)
         ],
     )
     data = prepare_data(config, VocabConfig(token_pattern=SST2_PATTERN), AugmentConfig(), {"neg": 0, "pos": 1})
-    assert data.select.texts == [selection] and list(data.corpus.texts) == ["a fine film", "an unseen sentence ."]
-    assert data.corpus.report.unlabeled_removed_eval_overlap == 2
+    assert data.select.texts == [selection, in_select] and data.train.texts == ["a fine film"]
+    assert list(data.corpus.texts) == ["a fine film", "an unseen sentence ."]
+    assert (
+        data.corpus.report.unlabeled_removed_eval_overlap == 2 and data.corpus.report.train_removed_for_selection == 1
+    )
+
+
+def test_a_text_with_the_words_of_a_held_out_copy_is_held_out_too():
+    """Under the default word pattern (two letters or more) "its a film" and "its film" give the student the same
+    n-grams; the first is dev's "It's a film." in other punctuation (the same letters), so both go."""
+    key = dedup_key(VocabConfig())
+    dev = TextSet(["It's a film."], [1])
+    assert key(dev.texts[0]) != key("its a film") == key("its film")
+    corpus = build_kd_corpus(TextSet(["good"], [1]), [TextSet(["its a film", "new text", "its film"])], [dev], key)
+    assert list(corpus.texts) == ["good", "new text"] and corpus.report.unlabeled_removed_eval_overlap == 2
 
 
 def test_encoding_on_disk_matches_memory_and_resumes(tokenizer, tmp_path):

@@ -473,7 +473,7 @@ def key_digests(keys: Sequence[str]) -> np.ndarray:
 
 Unlabeled = TextSet | datasets.Dataset
 _KEPT, _EMPTY, _HELD, _DUPLICATE = 0, 1, 2, 3
-_RECORD = np.dtype([("key", KEY_DTYPE), ("row", "<i8")])
+_RECORD = np.dtype([("key", KEY_DTYPE), ("row", "<i8"), ("held", "?")])  # held: by its `overlap_key`
 _DROP = np.dtype([("row", "<i8"), ("flag", "u1")])
 _PARTITION_ROWS = 1_000_000  # de-duplication keys sorted at once: 24 MB
 WORK_MANIFEST = "work.json"
@@ -523,8 +523,8 @@ def _flag_unlabeled(
     batch_size: int,
 ) -> np.ndarray:
     """What becomes of each unlabeled example (`_KEPT`, `_EMPTY`, `_HELD`, `_DUPLICATE`), in a memory-mapped
-    array. An example is held out if its `key` is in `held_out` or its `overlap_key` in `held_out_texts` (digests,
-    `key_digests`). The keys of each batch are hashed into partition files on disk, then each partition is sorted
+    array. An example is held out if its `key` is in `held_out`, its `overlap_key` in `held_out_texts` (digests,
+    `key_digests`) or its `key` is a held-out example's (the same n-grams for the student). The keys of each batch are hashed into partition files on disk, then each partition is sorted
     on its own (equal keys share a partition), so memory holds one batch or one partition, not the corpus. Each
     batch and each partition leaves a file in `work` once done: an interrupted run resumes after the last one."""
     batches = _plan(unlabeled, batch_size)
@@ -536,16 +536,15 @@ def _flag_unlabeled(
             examples = batch.read(unlabeled)
             keys = examples.keys(key)
             empty = np.fromiter((not k for k in keys), dtype=bool, count=len(keys))
-            held = ~empty & np.isin(key_digests(examples.keys(overlap_key)), held_out_texts)
             records = np.empty(len(keys), dtype=_RECORD)
             records["key"], records["row"] = key_digests(keys), np.arange(batch.row, batch.row + len(keys))
-            records = records[~empty & ~held]
+            records["held"] = np.isin(key_digests(examples.keys(overlap_key)), held_out_texts)
+            records = records[~empty]
             partition = records["key"]["hi"] % np.uint64(num_partitions)
             for p in range(num_partitions):
                 with atomic_file(work / f"keys-{batch.index:06d}-{p:05d}.bin", "wb") as f:
                     records[partition == p].tofile(f)
-            batch_flags = np.select([empty, held], [_EMPTY, _HELD], _KEPT).astype(np.uint8)
-            save_npy(work / f"flags-{batch.index:06d}.npy", batch_flags)  # done
+            save_npy(work / f"flags-{batch.index:06d}.npy", np.where(empty, _EMPTY, _KEPT).astype(np.uint8))  # done
             bar.update(1)
     for p in range(num_partitions):
         if (work / f"drop-{p:05d}.npy").exists():
@@ -554,7 +553,7 @@ def _flag_unlabeled(
             [np.fromfile(work / f"keys-{batch.index:06d}-{p:05d}.bin", dtype=_RECORD) for batch in batches]
             or [np.zeros(0, dtype=_RECORD)]
         )  # in row order
-        held = np.isin(records["key"], held_out)
+        held = np.isin(records["key"], np.concatenate([held_out, records["key"][records["held"]]]))
         first = np.zeros(len(records), dtype=bool)
         first[np.unique(records["key"], return_index=True)[1]] = True  # an earlier text has the same key otherwise
         duplicate = ~held & (~first | np.isin(records["key"], seen))
@@ -787,7 +786,7 @@ class Selection:
         texts: The selection split (labeled).
         excluded_keys: Keys (see `dedup_key`) of the texts no training or unlabeled text may have: the selection
             texts and, with `select_drop_subtexts`, the runs of words found only inside them.
-        train: The train split without the selection texts and the excluded texts.
+        train: The train split without the selection texts, their copies and the excluded texts.
         removed_from_train: How many train texts were removed.
     """
 
@@ -804,7 +803,8 @@ def select_split(
     label2id: dict[str, int],
     problem_type: str | None = None,
 ) -> Selection:
-    """Draw the selection split (see `DataConfig`) and remove it from the train split."""
+    """Draw the selection split (see `DataConfig`) and remove it from the train split: its texts, their copies
+    tokenized another way (`overlap_key`) and, with `select_drop_subtexts`, the word runs found only inside them."""
     pool = load_source(config.select, label2id, problem_type) if config.select is not None else train
     check_labels(pool, "selection", len(label2id), problem_type)
     size = config.select_size if config.select_size is not None else min(DEFAULT_SELECT_SIZE, len(pool) // 10)
@@ -817,6 +817,7 @@ def select_split(
     chosen, rest = sorted(order[:size]), order[size:]
     selection = pool.subset(chosen)
     excluded = set(selection.keys(key))
+    copies = set(selection.keys(overlap_key)) - {""}  # the selection texts tokenized another way
     if config.select_drop_subtexts:
         if train.pairs is not None:
             raise ValueError("data.select_drop_subtexts applies to single texts, not to sentence pairs")
@@ -824,7 +825,11 @@ def select_split(
         # the selection texts only; runs shared with other texts are ordinary training data (as for dev texts)
         longest = max((len(key(t).split()) for t in train.texts), default=0)
         excluded |= word_runs(excluded, longest) - word_runs((key(pool.texts[i]) for i in rest), longest)
-    kept = [i for i, example_key in enumerate(train.keys(key)) if example_key not in excluded]
+    kept = [
+        i
+        for i, (example_key, letters) in enumerate(zip(train.keys(key), train.keys(overlap_key)))
+        if example_key not in excluded and letters not in copies
+    ]
     return Selection(selection, excluded, train.subset(kept), len(train) - len(kept))
 
 
