@@ -475,7 +475,7 @@ Unlabeled = TextSet | datasets.Dataset
 _KEPT, _EMPTY, _HELD, _DUPLICATE = 0, 1, 2, 3
 _RECORD = np.dtype([("key", KEY_DTYPE), ("row", "<i8"), ("held", "?")])  # held: by its `overlap_key`
 _DROP = np.dtype([("row", "<i8"), ("flag", "u1")])
-_PARTITION_ROWS = 1_000_000  # de-duplication keys sorted at once: 24 MB
+_PARTITION_ROWS = 1_000_000  # de-duplication keys sorted at once: 25 MB
 WORK_MANIFEST = "work.json"
 
 
@@ -524,9 +524,10 @@ def _flag_unlabeled(
 ) -> np.ndarray:
     """What becomes of each unlabeled example (`_KEPT`, `_EMPTY`, `_HELD`, `_DUPLICATE`), in a memory-mapped
     array. An example is held out if its `key` is in `held_out`, its `overlap_key` in `held_out_texts` (digests,
-    `key_digests`) or its `key` is a held-out example's (the same n-grams for the student). The keys of each batch are hashed into partition files on disk, then each partition is sorted
-    on its own (equal keys share a partition), so memory holds one batch or one partition, not the corpus. Each
-    batch and each partition leaves a file in `work` once done: an interrupted run resumes after the last one."""
+    `key_digests`) or its `key` is a held-out example's (the same n-grams for the student). The keys of each batch
+    are hashed into partition files on disk, then each partition is sorted on its own (equal keys share a
+    partition), so memory holds one batch or one partition, not the corpus. Each batch and each partition leaves a
+    file in `work` once done: an interrupted run resumes after the last one."""
     batches = _plan(unlabeled, batch_size)
     total = sum(len(part) for part in unlabeled)
     num_partitions = max(1, -(-total // _PARTITION_ROWS))
