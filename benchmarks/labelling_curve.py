@@ -64,7 +64,8 @@ def budget_overrides(rates: list[dict], minutes: float) -> tuple[list[str], floa
     """The `--set` override that keeps, in recipe order, the unlabeled sources `minutes` of labelling buy, each
     capped to what it buys; and the minutes actually spent (the train texts always count). Sources of the same
     `stream` read the same texts first to last: a later one starts with the texts an earlier one took, which cost
-    nothing again; a source that buys no new text is left out."""
+    nothing again; a source that buys no new text is left out. A source the budget does not buy whole ends the
+    purchase: what is left of the budget (less than one of its texts) buys nothing further on."""
     spent = rates[0]["texts"] / rates[0]["texts_per_s"]
     kept, taken = [], {}
     for row in rates[1:]:
@@ -75,6 +76,8 @@ def budget_overrides(rates: list[dict], minutes: float) -> tuple[list[str], floa
             kept.append({**row["stream"], "max_rows": already + new})
             taken[stream] = max(taken.get(stream, 0), already + new)
             spent += new / row["texts_per_s"]
+        if already + new < row["texts"]:
+            break
     return [f"data.unlabeled={json.dumps(kept)}"], spent / 60
 
 

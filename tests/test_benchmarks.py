@@ -165,6 +165,9 @@ def test_a_labelling_budget_pays_once_for_texts_a_source_repeats(monkeypatch):
     assert sources(override) == [("imdb", 300), ("mpqa", 600), ("imdb", 600)] and spent == pytest.approx(2.5)
     (override,), spent = budget_overrides(rates, 1.25)
     assert sources(override) == [("imdb", 150)] and spent == pytest.approx(1.25)
+    # the fraction of a text imdb cannot buy must not buy a text of the cheaper mpqa after it
+    (override,), spent = budget_overrides(rates, 1.0 + 15.08 / 60)
+    assert sources(override) == [("imdb", 150)] and spent == pytest.approx(1.25)
 
 
 def test_recipes_that_buy_the_same_texts_share_a_curve_point(monkeypatch):
