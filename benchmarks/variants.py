@@ -1,9 +1,11 @@
 """What generalises: variants of a recipe's KD stage, each chosen on the selection split and measured on the report
 split (dev), over several seeds.
 
-    python benchmarks/variants.py                                   # sst2_shared, 8 variants x 2 seeds: ~65 min
+    python benchmarks/variants.py                                   # sst2_shared, 9 variants x 2 seeds: ~80 min
     python benchmarks/variants.py --only "table max-norm 5"         # one variant; the others' points are kept
     python benchmarks/variants.py --smoke --work /tmp/v --out /tmp/v   # tiny: checks that the script runs
+    python benchmarks/variants.py --recipe sst2_shared_full --work runs/variants_full --out benchmarks/variants_full \
+        --only "recipe as shipped,ReLU head,KD for 5 epochs"           # the full recipe: ~13 to 27 min a point
     python benchmarks/variants.py --recipe trec_shared --work runs/variants_trec --out benchmarks/variants_trec \
         --only "recipe as shipped,questions of the shared reviews added"   # a recipe's own transfer-text variants
 
@@ -34,6 +36,7 @@ VARIANTS = {
     "table weight decay 0.01": ["kd.embedding_weight_decay=0.01"],
     "table max-norm 5": ["kd.embedding_max_norm=5"],
     "weight average of the last 4 evaluations": ["kd.average_last_evaluations=4"],
+    "KD for 5 epochs": ["kd.epochs=5"],
 }
 _QUESTIONS = "label_column: null, split_sentences: true, match: '\\?$', min_words: 3, max_words: 30"
 _REVIEWS = ["imdb/*.jsonl.gz", "amazon_multidomain/all.jsonl", "yelp/dev.jsonl"]
