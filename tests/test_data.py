@@ -410,6 +410,25 @@ def test_held_out_texts_tokenized_another_way_do_not_reach_the_student(tmp_path)
     )
 
 
+def test_dev_texts_found_in_train_in_another_tokenization_are_reported(tmp_path, caplog):
+    """SST-2 train holds Treebank-tokenized text ("does n't"), a user's dev set may hold the same sentence as
+    written ("doesn't"): the warning compares them as held-out texts are compared (`overlap_key`), not word by word."""
+    config = DataConfig(
+        train=DatasetSource(
+            path=write_jsonl(
+                tmp_path / "train.jsonl", [{"text": t, "label": 1} for t in ["it does n't work", "fine", "ok"]]
+            )
+        ),
+        dev=DatasetSource(
+            path=write_jsonl(tmp_path / "dev.jsonl", [{"text": t, "label": 0} for t in ["It doesn't work.", "new"]])
+        ),
+        select_size=1,
+    )
+    with caplog.at_level("WARNING", logger="hf_sparse_distill"):
+        prepare_data(config, VocabConfig(token_pattern=SST2_PATTERN), AugmentConfig(), {"neg": 0, "pos": 1})
+    assert "1 of the 2 dev texts are also train texts" in caplog.text
+
+
 def test_a_text_with_the_words_of_a_held_out_copy_is_held_out_too():
     """Under the default word pattern (two letters or more) "its a film" and "its film" give the student the same
     n-grams; the first is dev's "It's a film." in other punctuation (the same letters), so both go."""

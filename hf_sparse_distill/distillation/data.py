@@ -885,7 +885,7 @@ def prepare_data(
     if len({source.text_pair_column is None for source in sources}) > 1:
         raise ValueError("a sentence-pair recipe needs text_pair_column on every data source (train, dev, ...)")
     key = dedup_key(vocab)
-    shared = len(set(train.keys(key)) & set(dev.keys(key)))
+    shared = len((set(train.keys(overlap_key)) & set(dev.keys(overlap_key))) - {""})  # as held-out texts are compared
     if shared:
         logger.warning(
             "%d of the %d dev texts are also train texts: dev accuracy overstates unseen text", shared, len(dev)
