@@ -410,6 +410,48 @@ def test_held_out_texts_tokenized_another_way_do_not_reach_the_student(tmp_path)
     )
 
 
+def test_a_held_out_copy_written_without_accents_is_held_out_and_the_rule_is_part_of_the_corpus_identity(
+    tmp_path, monkeypatch
+):
+    """SST writes "amélie" and "naiveté", other review sites "Amelie" and "naivete": a copy of a dev sentence without
+    its accents is held out like an exact copy. A corpus kept in a folder records the version of that comparison, so
+    a corpus built under an earlier rule (accents compared as written) is built again, not reused."""
+    import hf_sparse_distill.distillation.data as data_module
+
+    dev = "she 's as exuberant as she was in amélie ."
+    assert overlap_key(dev) == overlap_key("She's as exuberant as she was in Amelie.") == overlap_key(dev.upper())
+    config = DataConfig(
+        train=DatasetSource(
+            path=write_jsonl(tmp_path / "train.jsonl", [{"text": t, "label": 1} for t in ["a fine film", "dull"]])
+        ),
+        dev=DatasetSource(path=write_jsonl(tmp_path / "dev.jsonl", [{"text": dev, "label": 1}])),
+        select_size=1,
+        unlabeled=[
+            DatasetSource(
+                path=write_jsonl(tmp_path / "u.jsonl", [{"text": "She's as exuberant as she was in Amelie."}]),
+                label_column=None,
+            )
+        ],
+    )
+    args = (config, VocabConfig(), AugmentConfig(), {"neg": 0, "pos": 1})
+    data = prepare_data(*args, folder=tmp_path / "kd")
+    assert len(data.corpus) == 1 and data.corpus.report.unlabeled_removed_eval_overlap == 1
+    manifest = tmp_path / "kd" / data_module.CORPUS_MANIFEST
+    built = manifest.stat().st_mtime_ns
+    prepare_data(*args, folder=tmp_path / "kd")
+    assert manifest.stat().st_mtime_ns == built  # same inputs, same rule: read back
+    monkeypatch.setattr(data_module, "OVERLAP_KEY_VERSION", data_module.OVERLAP_KEY_VERSION + 1)
+    prepare_data(*args, folder=tmp_path / "kd")
+    assert manifest.stat().st_mtime_ns != built
+
+
+def test_a_corpus_with_nothing_left_to_label_is_an_error():
+    key = dedup_key(VocabConfig())
+    dev = TextSet(["A dull film."], [0])
+    with pytest.raises(ValueError, match="the KD corpus is empty"):
+        build_kd_corpus(TextSet(["good"], [1]), [TextSet(["a dull film"])], [dev], key, include_train=False)
+
+
 def test_dev_texts_found_in_train_in_another_tokenization_are_reported(tmp_path, caplog):
     """SST-2 train holds Treebank-tokenized text ("does n't"), a user's dev set may hold the same sentence as
     written ("doesn't"): the warning compares them as held-out texts are compared (`overlap_key`), not word by word."""

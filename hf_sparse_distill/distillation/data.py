@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import tempfile
+import unicodedata
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -177,11 +178,19 @@ def dedup_key(vocab: VocabConfig) -> Callable[[str], str]:
     return lambda text: " ".join(words(text))
 
 
+# part of every KD corpus's identity: a corpus whose held-out texts were compared by another `overlap_key` is rebuilt
+OVERLAP_KEY_VERSION = 2
+
+
 def overlap_key(text: str) -> str:
-    """Comparison key for held-out texts: the text's letters and digits alone, lowercased, Treebank brackets dropped.
-    Coarser than `dedup_key` on purpose: one sentence tokenized two ways (Treebank's "does n't" and `` quotes in
-    SST, "doesn't" and plain quotes in MR) has one overlap key, so its other copy cannot reach the student."""
-    return _NOT_LETTER_OR_DIGIT.sub("", _TREEBANK_BRACKET.sub(" ", text.lower()))
+    """Comparison key for held-out texts: the text's letters and digits alone, lowercased, accents dropped ("amélie"
+    and "Amelie" compare equal), Treebank brackets dropped. Coarser than `dedup_key` on purpose: one sentence
+    tokenized or written two ways (Treebank's "does n't" and `` quotes in SST, "doesn't" and plain quotes in MR) has
+    one overlap key, so its other copy cannot reach the student."""
+    text = text.lower()
+    if not text.isascii():
+        text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return _NOT_LETTER_OR_DIGIT.sub("", _TREEBANK_BRACKET.sub(" ", text))
 
 
 def split_sentences(text: str) -> list[str]:
@@ -589,7 +598,7 @@ def build_kd_corpus(
     """Concatenate the train set and the unlabeled texts into Arrow files in `folder`, dropping unlabeled texts
     whose `key` (see `dedup_key`) equals an evaluation text's, a train text's or an earlier unlabeled text's, is in
     `excluded` (the selection split's keys), whose `overlap_key` equals an evaluation text's (the same text
-    tokenized another way) or whose key is empty (no word at all).
+    tokenized or accented another way) or whose key is empty (no word at all).
 
     Texts that match an evaluation text must go: otherwise the student trains on the teacher's answers to the
     texts its checkpoints are chosen or reported on. The counts removed are in `report`. Unlabeled texts get the
@@ -614,6 +623,9 @@ def build_kd_corpus(
         batch_size: Examples read and written at a time.
         build: False in the processes of a run other than the main one: they only read the corpus the main process
             built (with this identity) and never write to the folder.
+
+    Raises:
+        ValueError: When no text is left to label (every one held out, a duplicate or empty).
     """
     temporary = None
     if folder is None:
@@ -648,6 +660,8 @@ def build_kd_corpus(
     report.unlabeled_removed_duplicate = int((flags == _DUPLICATE).sum())
     report.unlabeled_kept = int((flags == _KEPT).sum())
     report.kd_total = report.train + report.unlabeled_kept
+    if report.kd_total == 0:
+        raise ValueError(f"the KD corpus is empty: no train text and no unlabeled text is left to label ({report})")
     features = datasets.Features(
         {TEXT: datasets.Value("string"), **({TEXT_PAIR: datasets.Value("string")} if pairs else {})}
     )
@@ -869,7 +883,7 @@ def prepare_data(
         label2id: The teacher's labels: label names in the data are mapped with it, ids must be below its size.
         problem_type: The teacher's: single-label (default), multi-label (labels are lists) or regression.
         folder: Where the KD corpus is kept (see `build_kd_corpus`). It is known by the labeled splits, the
-            selection, the word analysis and the `datasets` fingerprints of the unlabeled sources (which follow
+            selection, the word analysis, `OVERLAP_KEY_VERSION` and the `datasets` fingerprints of the unlabeled sources (which follow
             their files; a streamed Hub source is known by its settings, `revision` included: name a revision to
             follow updates); a corpus made from other inputs is built again.
         build_corpus: False in the processes of a run other than the main one (see `build_kd_corpus`).
@@ -905,7 +919,7 @@ def prepare_data(
             [_set_digest(split) for split in [selection.train, *evaluation]],
             sorted(selection.excluded_keys),
             [part._fingerprint if isinstance(part, datasets.Dataset) else _set_digest(part) for part in parts],
-            [vocab.lowercase, vocab.token_pattern, config.include_train_in_kd, str(missing)],
+            [vocab.lowercase, vocab.token_pattern, config.include_train_in_kd, str(missing), OVERLAP_KEY_VERSION],
         ]
     )
     corpus = build_kd_corpus(
