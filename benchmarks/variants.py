@@ -37,6 +37,7 @@ VARIANTS = {
     "table max-norm 5": ["kd.embedding_max_norm=5"],
     "weight average of the last 4 evaluations": ["kd.average_last_evaluations=4"],
     "KD for 5 epochs": ["kd.epochs=5"],
+    "table and head 512 wide": ["student.embed_dim=512", "student.hidden_dims=[512]"],
 }
 _QUESTIONS = "label_column: null, split_sentences: true, match: '\\?$', min_words: 3, max_words: 30"
 _REVIEWS = ["imdb/*.jsonl.gz", "amazon_multidomain/all.jsonl", "yelp/dev.jsonl"]
@@ -57,8 +58,10 @@ def run_variant(recipe_name: str, overrides: list[str], out_dir: Path, seed: int
     """Distil the KD stage of the variant (finished runs are reused) and read its selection and report accuracy."""
     from hf_sparse_distill.distillation import load_recipe, run_recipe
 
-    recipe = load_recipe(recipe_name, [*overrides, f"output_dir={out_dir}", f"seed={seed}", "speed_seconds=0"])
-    own_tokenizer = Path(load_recipe(recipe_name).output_dir) / "tokenizer"
+    own = load_recipe(recipe_name)
+    settings = [f"output_dir={out_dir}", f"cache_dir={own.cache_path}", f"seed={seed}", "speed_seconds=0"]
+    recipe = load_recipe(recipe_name, [*overrides, *settings])
+    own_tokenizer = Path(own.output_dir) / "tokenizer"
     if own_tokenizer.exists() and not (out_dir / "tokenizer").exists():
         shutil.copytree(own_tokenizer, out_dir / "tokenizer")  # rebuilt anyway if its settings do not match
     start = time.perf_counter()
