@@ -7,7 +7,7 @@ split (dev), over several seeds.
     python benchmarks/variants.py --recipe sst2_shared_full --work runs/variants_full --out benchmarks/variants_full \
         --only "recipe as shipped,ReLU head,KD for 5 epochs"           # the full recipe: ~13 to 27 min a point
     python benchmarks/variants.py --recipe trec_shared --work runs/variants_trec --out benchmarks/variants_trec \
-        --only "recipe as shipped,questions of the shared reviews added"   # a recipe's own transfer-text variants
+        --only "recipe as shipped,without the reviews' questions"   # a recipe's own transfer-text variants
 
 Each variant is the recipe with `--set` overrides, distilled with `--stages kd` (the stage both SST-2 recipes keep)
 into its own folder; the teacher's logits come from the recipe's cache, and the tokenizer is copied from the
@@ -39,18 +39,9 @@ VARIANTS = {
     "KD for 5 epochs": ["kd.epochs=5"],
     "table and head 512 wide": ["student.embed_dim=512", "student.hidden_dims=[512]"],
 }
-_QUESTIONS = "label_column: null, split_sentences: true, match: '\\?$', min_words: 3, max_words: 30"
-_REVIEWS = ["imdb/*.jsonl.gz", "amazon_multidomain/all.jsonl", "yelp/dev.jsonl"]
 # variants of one recipe's transfer text, measured with --recipe NAME only
 TRANSFER_VARIANTS = {
-    "trec_shared": {
-        # the paper's TREC transfer text is 65M PAQ questions; the shared data's only questions are the reviews'
-        "questions of the shared reviews added": [
-            "data.unlabeled=["
-            + ", ".join(f"{{path: '${{HFSD_SHARED:-../shared}}/data/{f}', {_QUESTIONS}}}" for f in _REVIEWS)
-            + "]"
-        ],
-    },
+    "trec_shared": {"without the reviews' questions": ["data.unlabeled=[]"]},
 }
 
 
