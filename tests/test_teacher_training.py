@@ -2,6 +2,7 @@
 chosen on the selection split, reused when done, and trained first by `distill` when the recipe asks for it."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,9 @@ def test_teacher_command_fine_tunes_chooses_on_selection_and_reuses(teacher_reci
     weights = (folder / "model.safetensors").read_bytes()
     assert train_teacher(load_recipe(teacher_recipe)).fingerprint == result["fingerprint"]
     assert (folder / "model.safetensors").read_bytes() == weights
+    relative = os.path.relpath(os.environ["TINY_TEACHER"])  # the same base encoder named another way: the same inputs
+    again = train_teacher(load_recipe(teacher_recipe, [f"teacher.training.base_model={relative}"]))
+    assert relative != os.environ["TINY_TEACHER"] and again.fingerprint == result["fingerprint"]
 
     # other inputs (here: the learning rate) and a folder made by this recipe: trained again
     assert main(["teacher", str(teacher_recipe), "--set", "teacher.training.learning_rate=5e-4"]) == 0

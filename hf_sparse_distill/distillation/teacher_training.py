@@ -86,8 +86,12 @@ def label_names(config: TeacherTrainingConfig, train: TextSet) -> list[str]:
 
 
 def _fingerprint(recipe: Recipe, train: TextSet, selection: TextSet) -> str:
-    """Hash of what the teacher depends on: base encoder, training settings, train and selection texts and labels."""
-    digest = hashlib.sha256(json.dumps(asdict(recipe.teacher.training), sort_keys=True).encode())
+    """Hash of what the teacher depends on: base encoder (a local folder by its absolute path, however it is named),
+    training settings, train and selection texts and labels."""
+    settings = asdict(recipe.teacher.training)
+    if Path(settings["base_model"]).is_dir():
+        settings["base_model"] = str(Path(settings["base_model"]).resolve())
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for split in (train, selection):
         digest.update(json.dumps([split.texts, split.labels] + ([split.pairs] if split.pairs else [])).encode())
     return digest.hexdigest()[:16]
