@@ -144,8 +144,8 @@ def report(data: dict) -> str:
         "# Tasks benchmark",
         "",
         "Produced by `python benchmarks/tasks.py` (the machine and date of each task's last run: per task, below).",
-        "Accuracy on each task's report split, which no choice looked at (checkpoints and KD vs KD+FT are chosen on the recipe's selection",
-        "split). Retention = kept student / teacher. Throughput: texts/s on the report texts, tokenization",
+        "Accuracy on each task's report split, which no choice looked at (checkpoints and KD vs KD+FT are chosen on",
+        "the recipe's selection split). Retention = kept student / teacher. Throughput: texts/s on the report texts, tokenization",
         "included (student batch 256, teacher its recipe batch). Minutes: the stage times the last run recorded,",
         "teacher fine-tuning included (a resumed run does not count the stages an earlier run finished). Sentence",
         "pairs (marked *pair*): the student is the paper's bi-encoder; fastText reads both texts joined by a separator",
@@ -165,7 +165,8 @@ def report(data: dict) -> str:
     lines += ["", "## Per task", ""]
     for name, t in data["tasks"].items():
         lines.append(
-            f"- **{name}** (`{t['recipe']}`, {t['date']} on {t['machine']}): report split {t['report_split']}; teacher {t['teacher']}; "
+            f"- **{name}** (`{t['recipe']}`, {t['date']} on {t['machine']}): report split {t['report_split']}; "
+            f"teacher {t['teacher']}; "
             f"{t['kd_texts']:,} teacher-labelled texts; stage wall times (s): {t['wall_s']}"
             + (f"; majority class {t['majority_acc']:.4f}." if "majority_acc" in t else ".")
         )
@@ -199,8 +200,6 @@ def main() -> None:
         tasks[name].update(machine=machine_description(), date=datetime.date.today().isoformat())
         print(json.dumps({name: tasks[name]}, indent=2), flush=True)
         data = {  # written after every task: an interrupted benchmark keeps what it measured
-            "machine": machine_description(),
-            "date": datetime.date.today().isoformat(),
             "tasks": {name: tasks[name] for name in TASKS if name in tasks},
             "not_run": {name: "not run yet" for name in TASKS if name not in tasks},
         }

@@ -883,9 +883,9 @@ def prepare_data(
         label2id: The teacher's labels: label names in the data are mapped with it, ids must be below its size.
         problem_type: The teacher's: single-label (default), multi-label (labels are lists) or regression.
         folder: Where the KD corpus is kept (see `build_kd_corpus`). It is known by the labeled splits, the
-            selection, the word analysis, `OVERLAP_KEY_VERSION` and the `datasets` fingerprints of the unlabeled sources (which follow
-            their files; a streamed Hub source is known by its settings, `revision` included: name a revision to
-            follow updates); a corpus made from other inputs is built again.
+            selection, the word analysis, `OVERLAP_KEY_VERSION` and the `datasets` fingerprints of the unlabeled
+            sources (which follow their files; a streamed Hub source is known by its settings, `revision` included:
+            name a revision to follow updates); a corpus made from other inputs is built again.
         build_corpus: False in the processes of a run other than the main one (see `build_kd_corpus`).
     """
     train, dev = load_source(config.train, label2id, problem_type), load_source(config.dev, label2id, problem_type)
