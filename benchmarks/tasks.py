@@ -183,6 +183,7 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true", help="rewrite TASKS.md from tasks.json")
     args = parser.parse_args()
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     if args.report_only:
         (out / "TASKS.md").write_text(report(json.loads((out / "tasks.json").read_text())))
         return
