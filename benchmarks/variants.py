@@ -8,11 +8,17 @@ split (dev), over several seeds.
         --only "recipe as shipped,ReLU head,KD for 5 epochs"           # the full recipe: ~13 to 27 min a point
     python benchmarks/variants.py --recipe trec_shared --work runs/variants_trec --out benchmarks/variants_trec \
         --only "recipe as shipped,without the reviews' questions"   # a recipe's own transfer-text variants
+    python benchmarks/variants.py --recipe ag_news_shared --work runs/variants_ag_news \
+        --out benchmarks/variants_ag_news --only "..."              # AG News: the points its VARIANTS.md names
+
+Recipes whose teacher is fine-tuned from a base encoder (TREC, AG News) need `HFSD_BASE_ENCODER` set as
+benchmarks/tasks.py sets it (`HFSD_BASE_ENCODER=runs/base/all-MiniLM-L6-v2`), or their teacher is fine-tuned again,
+from the Hub's copy.
 
 Each variant is the recipe with `--set` overrides, distilled with `--stages kd` (the stage both SST-2 recipes keep)
 into its own folder; the teacher's logits come from the recipe's cache, and the tokenizer is copied from the
 recipe's own run when there is one (same corpus, same vocabulary), so a point costs its training (and the labelling
-of the texts a transfer-text variant adds). `--only` keeps the other points already in `--out`. The checkpoint of
+of the texts a variant of the data adds). `--only` keeps the other points already in `--out`. The checkpoint of
 each run is chosen on the selection split; dev is measured once at the end. Writes `variants.json` and `VARIANTS.md`.
 """
 
@@ -39,9 +45,13 @@ VARIANTS = {
     "KD for 5 epochs": ["kd.epochs=5"],
     "table and head 512 wide": ["student.embed_dim=512", "student.hidden_dims=[512]"],
 }
-# variants of one recipe's transfer text, measured with --recipe NAME only
-TRANSFER_VARIANTS = {
+# variants of one recipe's own data and vocabulary, measured with --recipe NAME only
+RECIPE_VARIANTS = {
     "trec_shared": {"without the reviews' questions": ["data.unlabeled=[]"]},
+    "ag_news_shared": {
+        "16 variants per article": ["augment.copies_per_example=16"],
+        "words and word pairs only": ["vocab.ngram_range=[1,2]"],
+    },
 }
 
 
@@ -116,9 +126,7 @@ def main() -> None:
     args = parser.parse_args()
     from hf_sparse_distill.speed import machine_description
 
-    variants = (
-        dict(list(VARIANTS.items())[:2]) if args.smoke else {**VARIANTS, **TRANSFER_VARIANTS.get(args.recipe, {})}
-    )
+    variants = dict(list(VARIANTS.items())[:2]) if args.smoke else {**VARIANTS, **RECIPE_VARIANTS.get(args.recipe, {})}
     chosen = set(variants) if args.only is None else set(args.only.split(","))
     if chosen - set(variants):
         raise SystemExit(f"unknown variants: {sorted(chosen - set(variants))}; known: {sorted(variants)}")
