@@ -7,11 +7,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from transformers import AutoConfig, AutoModelForSequenceClassification
+from transformers import AutoConfig, AutoModelForSequenceClassification, TrainingArguments
 
 from hf_sparse_distill.cli import main
 from hf_sparse_distill.distillation import load_recipe
-from hf_sparse_distill.distillation.teacher_training import TRAINING_FILE, train_teacher
+from hf_sparse_distill.distillation.teacher_training import (
+    CHECKPOINTS,
+    FINGERPRINT_FILE,
+    TRAINING_FILE,
+    _clear_other_checkpoints,
+    train_teacher,
+)
 from hf_sparse_distill.results import DistillationResults
 
 
@@ -78,6 +84,22 @@ def test_teacher_command_fine_tunes_chooses_on_selection_and_reuses(teacher_reci
     # other inputs (here: the learning rate) and a folder made by this recipe: trained again
     assert main(["teacher", str(teacher_recipe), "--set", "teacher.training.learning_rate=5e-4"]) == 0
     assert printed_json(capsys.readouterr().out)["fingerprint"] != result["fingerprint"]
+
+
+def test_checkpoints_of_other_inputs_are_not_resumed(teacher_recipe, tmp_path, capsys):
+    """An interrupted fine-tuning with other inputs (or unmarked, from an older version) leaves checkpoints that a
+    run with these inputs must not resume; its own are kept."""
+    checkpoints = tmp_path / "run" / CHECKPOINTS
+    (checkpoints / "checkpoint-5").mkdir(parents=True)  # resuming from it would fail: it holds no trainer state
+    (checkpoints / FINGERPRINT_FILE).write_text("other inputs")
+    assert main(["teacher", str(teacher_recipe)]) == 0
+    fingerprint = printed_json(capsys.readouterr().out)["fingerprint"]
+    assert not checkpoints.exists()  # trained from the base encoder, then removed as usual
+
+    (checkpoints / "checkpoint-5").mkdir(parents=True)
+    (checkpoints / FINGERPRINT_FILE).write_text(fingerprint)
+    _clear_other_checkpoints(checkpoints, fingerprint, TrainingArguments(output_dir=str(checkpoints)))
+    assert (checkpoints / "checkpoint-5").is_dir()  # its own: left to resume from
 
 
 def test_teacher_command_never_overwrites_a_foreign_model(teacher_recipe, tmp_path, tiny_teacher):

@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 TRAINING_FILE = "teacher_training.json"
 CHECKPOINTS = "teacher_checkpoints"
 ELAPSED_FILE = "elapsed_seconds.json"
+FINGERPRINT_FILE = "fingerprint.txt"
 
 
 class ElapsedTime(TrainerCallback):
@@ -97,6 +98,20 @@ def _fingerprint(recipe: Recipe, train: TextSet, selection: TextSet) -> str:
     return digest.hexdigest()[:16]
 
 
+def _clear_other_checkpoints(folder: Path, fingerprint: str, args: TrainingArguments) -> None:
+    """Make `folder` hold only checkpoints of the fine-tuning with `fingerprint`: those of a run with other inputs
+    (or of a version that did not mark them), interrupted before, are removed instead of resumed."""
+    stamp = folder / FINGERPRINT_FILE
+    with args.main_process_first(desc="teacher checkpoints"):  # the others find the folder as the first left it
+        if stamp.is_file() and stamp.read_text() == fingerprint:
+            return
+        if folder.exists():
+            logger.info("removing the teacher checkpoints in %s: they were made from other inputs", folder)
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        stamp.write_text(fingerprint)
+
+
 def trained_teacher(folder: Path) -> TeacherTrainingResult | None:
     """The record of a teacher fine-tuned by `train_teacher` in `folder`, or None."""
     record = folder / TRAINING_FILE
@@ -120,7 +135,9 @@ def train_teacher(recipe: Recipe, overwrite: bool = False, show_progress: bool =
 
     A folder that already holds a teacher fine-tuned from the same inputs is reused, one fine-tuned from other
     inputs is replaced, and one holding anything else is an error unless `overwrite`. Checkpoints go to
-    `<output_dir>/teacher_checkpoints` and an interrupted run resumes from the last one. Returns (and writes to `teacher_training.json` beside the weights) what was done.
+    `<output_dir>/teacher_checkpoints`; an interrupted run resumes from the last one if its inputs are the same
+    (checkpoints of other inputs are removed). Returns (and writes to `teacher_training.json` beside the weights)
+    what was done.
     """
     config = recipe.teacher.training
     if config is None or not config.base_model:
@@ -144,9 +161,15 @@ def train_teacher(recipe: Recipe, overwrite: bool = False, show_progress: bool =
             f"{target} already holds something that `hf-sparse-distill teacher` did not make; pass --overwrite to "
             "replace it"
         )
+    if previous is not None:
+        logger.warning(
+            "the teacher in %s was fine-tuned from other inputs (base encoder %s, settings, train or selection "
+            "texts); fine-tuning it again from %s",
+            target,
+            previous.base_model,
+            config.base_model,
+        )
     checkpoints = Path(recipe.output_dir) / CHECKPOINTS
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    elapsed = ElapsedTime(checkpoints)
     tokenizer = AutoTokenizer.from_pretrained(config.base_model, revision=config.revision)
     model = AutoModelForSequenceClassification.from_pretrained(
         config.base_model,
@@ -180,6 +203,8 @@ def train_teacher(recipe: Recipe, overwrite: bool = False, show_progress: bool =
         seed=config.seed,
         disable_tqdm=not show_progress,
     )
+    _clear_other_checkpoints(checkpoints, fingerprint, args)
+    elapsed = ElapsedTime(checkpoints)
     trainer = Trainer(
         model=model,
         args=args,
