@@ -2,6 +2,7 @@
 chosen on the selection split, reused when done, and trained first by `distill` when the recipe asks for it."""
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -86,15 +87,18 @@ def test_teacher_command_fine_tunes_chooses_on_selection_and_reuses(teacher_reci
     assert printed_json(capsys.readouterr().out)["fingerprint"] != result["fingerprint"]
 
 
-def test_checkpoints_of_other_inputs_are_not_resumed(teacher_recipe, tmp_path, capsys):
+@pytest.mark.parametrize("stamp", ["other inputs", None], ids=["other-inputs", "unmarked"])
+def test_checkpoints_of_other_inputs_are_not_resumed(teacher_recipe, capsys, caplog, stamp):
     """An interrupted fine-tuning with other inputs (or unmarked, from an older version) leaves checkpoints that a
     run with these inputs must not resume; its own are kept."""
-    checkpoints = tmp_path / "run" / CHECKPOINTS
+    checkpoints = Path(load_recipe(teacher_recipe).output_dir) / CHECKPOINTS
     (checkpoints / "checkpoint-5").mkdir(parents=True)  # resuming from it would fail: it holds no trainer state
-    (checkpoints / FINGERPRINT_FILE).write_text("other inputs")
-    assert main(["teacher", str(teacher_recipe)]) == 0
+    if stamp is not None:
+        (checkpoints / FINGERPRINT_FILE).write_text(stamp)
+    with caplog.at_level(logging.INFO, logger="hf_sparse_distill.distillation.teacher_training"):
+        assert main(["teacher", str(teacher_recipe)]) == 0
+    assert "made from other inputs" in caplog.text
     fingerprint = printed_json(capsys.readouterr().out)["fingerprint"]
-    assert not checkpoints.exists()  # trained from the base encoder, then removed as usual
 
     (checkpoints / "checkpoint-5").mkdir(parents=True)
     (checkpoints / FINGERPRINT_FILE).write_text(fingerprint)

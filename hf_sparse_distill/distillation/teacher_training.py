@@ -102,13 +102,14 @@ def _clear_other_checkpoints(folder: Path, fingerprint: str, args: TrainingArgum
     """Make `folder` hold only checkpoints of the fine-tuning with `fingerprint`: those of a run with other inputs
     (or of a version that did not mark them), interrupted before, are removed instead of resumed."""
     stamp = folder / FINGERPRINT_FILE
-    with args.main_process_first(desc="teacher checkpoints"):  # the others find the folder as the first left it
+    # the others find the folder as the first left it (the first of all nodes, unless each node saves its own)
+    with args.main_process_first(local=args.save_on_each_node, desc="teacher checkpoints"):
         if stamp.is_file() and stamp.read_text() == fingerprint:
             return
         if folder.exists():
             logger.info("removing the teacher checkpoints in %s: they were made from other inputs", folder)
             shutil.rmtree(folder)
-        folder.mkdir(parents=True)
+        folder.mkdir(parents=True, exist_ok=True)
         stamp.write_text(fingerprint)
 
 
