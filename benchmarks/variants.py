@@ -11,7 +11,7 @@ split (dev), over several seeds.
     python benchmarks/variants.py --recipe ag_news_shared --work runs/variants_ag_news \
         --out benchmarks/variants_ag_news --only "..."              # AG News: the points its VARIANTS.md names
 
-Recipes whose teacher is fine-tuned from a base encoder (TREC, AG News) need `HFSD_BASE_ENCODER` set as
+Recipes whose teacher is fine-tuned from a base encoder (TREC, AG News, MRPC) need `HFSD_BASE_ENCODER` set as
 benchmarks/tasks.py sets it (`HFSD_BASE_ENCODER=runs/base/all-MiniLM-L6-v2`), or their teacher is fine-tuned again,
 from the Hub's copy.
 
