@@ -1,8 +1,12 @@
 """Teacher-labelled augmentation for small transfer corpora, after Tang et al. (2019), "Distilling
 Task-Specific Knowledge from BERT into Simple Neural Networks": new texts are made from the train texts by
-n-gram sampling (keep a random window of 1..`max_sample_words` words) or, otherwise, by word masking. A DAN
-has no mask token, so a masked word is deleted (the teacher sees the same shortened text as the student).
-The teacher then labels the new texts like any unlabeled text."""
+n-gram sampling (keep a random window of 1..`max_sample_words` words) or, otherwise, by word masking and word
+replacement. A DAN has no mask token, so a masked word is deleted (the teacher sees the same shortened text as the
+student). Tang et al. replace a word with another of the same part of speech; here no tagger is needed: the new
+word is drawn from the words that follow the same previous word somewhere in the train texts (a word after "What"
+is replaced by another word seen after "What", so "What golfer ..." can become "What ocean ..."), which keeps the
+text's shape and brings the teacher's view of words in places the train texts never put them. The teacher then
+labels the new texts like any unlabeled text."""
 
 from __future__ import annotations
 
@@ -11,44 +15,68 @@ from collections.abc import Sequence
 
 from .recipe import AugmentConfig
 
-
-def _delete_words(words: list[str], config: AugmentConfig, rng: random.Random) -> list[str]:
-    """The words left after deleting each with probability `mask_prob`."""
-    return [word for word in words if rng.random() >= config.mask_prob]
+Followers = dict[str, list[str]]
+"""The words that follow each word in the train texts (`""`: words that start a text), once per occurrence."""
 
 
-def _variant(words: list[str], config: AugmentConfig, rng: random.Random) -> list[str]:
-    """One variant of a text's words: an n-gram window (with probability `ngram_sample_prob`) or word deletion."""
+def followers_of(texts: Sequence[str]) -> Followers:
+    """The `Followers` of `texts` (split on whitespace, as the variants are)."""
+    followers: Followers = {}
+    for text in texts:
+        words = text.split()
+        for previous, word in zip(["", *words], words):
+            followers.setdefault(previous, []).append(word)
+    return followers
+
+
+def _delete_and_replace(words: list[str], config: AugmentConfig, followers: Followers, rng: random.Random) -> list[str]:
+    """The words left after deleting each with probability `mask_prob`; each word left is replaced, with
+    probability `replace_prob`, by a follower of the word before it in the variant."""
+    out: list[str] = []
+    for word in words:
+        if rng.random() < config.mask_prob:
+            continue
+        if config.replace_prob > 0 and rng.random() < config.replace_prob:
+            word = rng.choice(followers.get(out[-1] if out else "", [word]))
+        out.append(word)
+    return out
+
+
+def _variant(words: list[str], config: AugmentConfig, followers: Followers, rng: random.Random) -> list[str]:
+    """One variant of a text's words: an n-gram window (with probability `ngram_sample_prob`) or word deletion and
+    replacement."""
     if len(words) > 1 and rng.random() < config.ngram_sample_prob:
         width = rng.randint(1, min(config.max_sample_words, len(words)))
         start = rng.randrange(len(words) - width + 1)
         return words[start : start + width]
-    return _delete_words(words, config, rng)
+    return _delete_and_replace(words, config, followers, rng)
 
 
 def augment_texts(texts: Sequence[str], config: AugmentConfig) -> list[str]:
     """`config.copies_per_example` variants of each text (variants equal to their source are skipped)."""
     rng = random.Random(config.seed)
+    followers = followers_of(texts) if config.replace_prob > 0 else {}
     out = []
     for text in texts:
         words = text.split()
         for _ in range(config.copies_per_example):
-            new = " ".join(_variant(words, config, rng))
+            new = " ".join(_variant(words, config, followers, rng))
             if new and new != " ".join(words):
                 out.append(new)
     return out
 
 
 def augment_pairs(texts: Sequence[str], pairs: Sequence[str], config: AugmentConfig) -> tuple[list[str], list[str]]:
-    """`config.copies_per_example` variants of each sentence pair, by word deletion in each text on its own (an
-    n-gram window would cut away what the two texts share). Variants equal to their source, or with an empty
-    text, are skipped. Returns the first and the second texts."""
+    """`config.copies_per_example` variants of each sentence pair, by word deletion and replacement in each text on
+    its own (an n-gram window would cut away what the two texts share). Variants equal to their source, or with an
+    empty text, are skipped. Returns the first and the second texts."""
     rng = random.Random(config.seed)
+    followers = followers_of([*texts, *pairs]) if config.replace_prob > 0 else {}
     firsts, seconds = [], []
     for first, second in zip(texts, pairs, strict=True):
         words = (first.split(), second.split())
         for _ in range(config.copies_per_example):
-            new = [" ".join(_delete_words(side, config, rng)) for side in words]
+            new = [" ".join(_delete_and_replace(side, config, followers, rng)) for side in words]
             if all(new) and (new[0], new[1]) != (" ".join(words[0]), " ".join(words[1])):
                 firsts.append(new[0])
                 seconds.append(new[1])

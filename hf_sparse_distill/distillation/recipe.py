@@ -177,11 +177,13 @@ StudentConfig.__doc__ = """Shape of the DAN student: the arguments of `SparseDAN
 
 @dataclass
 class AugmentConfig:
-    """Teacher-labelled augmentation of the train set (Tang et al., 2019): word masking and n-gram sampling."""
+    """Teacher-labelled augmentation of the train set (Tang et al., 2019): word masking, word replacement (by a
+    word seen after the same previous word in the train texts, `augment.py`) and n-gram sampling."""
 
     enabled: bool = False
     copies_per_example: int = 1
     mask_prob: float = 0.1
+    replace_prob: float = 0.0
     ngram_sample_prob: float = 0.25
     max_sample_words: int = 5
     seed: int = 0
@@ -461,6 +463,7 @@ _RULES: dict[type, list[tuple[str, Any, str]]] = {
     AugmentConfig: [
         ("copies_per_example", _at_least_one, ">= 1"),
         ("mask_prob", _unit, "in [0, 1]"),
+        ("replace_prob", _unit, "in [0, 1]"),
         ("ngram_sample_prob", _unit, "in [0, 1]"),
         ("max_sample_words", _at_least_one, ">= 1"),
     ],
