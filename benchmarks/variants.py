@@ -44,14 +44,21 @@ VARIANTS = {
     "weight average of the last 4 evaluations": ["kd.average_last_evaluations=4"],
     "KD for 5 epochs": ["kd.epochs=5"],
     "table and head 512 wide": ["student.embed_dim=512", "student.hidden_dims=[512]"],
+    "table from the teacher": ["kd.embedding_init=teacher"],
+    "table from the teacher at std 0.05": ["kd.embedding_init=teacher", "student.embedding_init_std=0.05"],
 }
 # variants of one recipe's own data and vocabulary, measured with --recipe NAME only
 RECIPE_VARIANTS = {
-    "trec_shared": {"without the reviews' questions": ["data.unlabeled=[]"]},
+    "trec_shared": {
+        "without the reviews' questions": ["data.unlabeled=[]"],
+        "words replaced (p 0.2)": ["augment.replace_prob=0.2"],
+        "words replaced (p 0.4)": ["augment.replace_prob=0.4"],
+    },
     "ag_news_shared": {
         "16 variants per article": ["augment.copies_per_example=16"],
         "words and word pairs only": ["vocab.ngram_range=[1,2]"],
     },
+    "mrpc_shared": {"words replaced (p 0.1)": ["augment.replace_prob=0.1"]},
 }
 
 

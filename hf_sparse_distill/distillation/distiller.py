@@ -44,6 +44,7 @@ from .encoding import encode_texts
 from .evaluate import classification_metrics, predict_logits
 from .files import atomic_file, read_json
 from .recipe import RUNTIME_ONLY_SETTINGS, Recipe, StageConfig
+from .table_init import teacher_table
 from .teacher import Teacher
 from .train import TRAINER_STATE, EvalData, StageData, StageSummary, StageTrainer, stage_finished
 from .vocab import build_tokenizer, saved_tokenizer_settings, vocabulary_settings
@@ -56,7 +57,12 @@ ENCODED_DIR = "encoded"
 LOGITS_DIR = "teacher_logits"
 STAGE_INPUTS = "stage_inputs.json"
 # stage settings added after 0.1, left out of the fingerprint at their defaults (stages trained before stay valid)
-_ADDED_LATER = {"embedding_weight_decay": 0.0, "embedding_max_norm": None, "average_last_evaluations": 0}
+_ADDED_LATER = {
+    "embedding_weight_decay": 0.0,
+    "embedding_max_norm": None,
+    "average_last_evaluations": 0,
+    "embedding_init": "random",
+}
 
 
 def _digest(value: object) -> str:
@@ -210,8 +216,9 @@ class Distiller:
         metrics.step, metrics.averaged_steps = kept.step, kept.averaged_steps
         return metrics
 
-    def new_student(self) -> SparseDANForSequenceClassification:
-        """A freshly initialised student (seeded by the recipe) of the recipe's shape over the tokenizer's vocabulary."""
+    def new_student(self, embedding_init: str = "random") -> SparseDANForSequenceClassification:
+        """A freshly initialised student (seeded by the recipe) of the recipe's shape over the tokenizer's vocabulary;
+        `embedding_init="teacher"` starts its table from the teacher's representation of each n-gram (`table_init`)."""
         id2label = self.teacher.id2label
         config = SparseDANConfig(
             **asdict(self.recipe.student),
@@ -224,7 +231,16 @@ class Distiller:
             pair_mode=self.data().train.pairs is not None,
         )
         torch.manual_seed(self.recipe.seed)
-        return SparseDANForSequenceClassification(config)
+        model = SparseDANForSequenceClassification(config)
+        if embedding_init == "teacher":
+            tokenizer = self.tokenizer()
+            table = teacher_table(
+                self.teacher, tokenizer.get_vocab(), tokenizer.all_special_ids, config.embed_dim,
+                config.embedding_init_std, self.recipe.cache_path, self.state,
+            )  # fmt: skip
+            with torch.no_grad():
+                model.dan.embeddings.weight.copy_(table)
+        return model
 
     def stage_config(self, stage: Stage | str) -> StageConfig:
         """The recipe's settings of `stage`."""
@@ -240,7 +256,7 @@ class Distiller:
         if stage is Stage.KD:
             texts, labels, logits = data.corpus.texts, data.corpus.labels, self.teacher_logits("kd")
             pairs = data.corpus.pairs
-            model = self.new_student()
+            model = self.new_student(config.embedding_init)
         else:
             texts, labels, logits, pairs = data.train.texts, np.asarray(data.train.labels), None, data.train.pairs
             if config.alpha > 0:
@@ -253,7 +269,7 @@ class Distiller:
                     raise FileNotFoundError(f"fine-tuning starts from the KD student, but {kd_best} does not exist")
                 model = SparseDANForSequenceClassification.from_pretrained(kd_best)
             else:
-                model = self.new_student()
+                model = self.new_student(config.embedding_init)
         # on disk (memory-mapped), reused by a resumed or repeated run of the same texts and tokenizer; the
         # processes of the run share the chunks out
         max_ngrams, fingerprint = self.recipe.student.max_ngrams, self.stage_fingerprint(stage)
@@ -296,7 +312,7 @@ class Distiller:
             parts["texts"] = _digest([corpus_fingerprint(data.train.texts), data.train.labels])
             if data.train.pairs is not None:
                 parts["pairs"] = corpus_fingerprint(data.train.pairs)
-        if stage is Stage.KD or config.alpha > 0:
+        if stage is Stage.KD or config.alpha > 0 or config.embedding_init == "teacher":
             parts["teacher"] = self.teacher.identity()
         if stage is Stage.FINETUNE:
             parts["starts_from"] = self.stage_fingerprint(Stage.KD)

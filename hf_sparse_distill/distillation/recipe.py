@@ -198,8 +198,11 @@ class StageConfig:
     `embedding_weight_decay` (decoupled, as AdamW's) and `embedding_max_norm` (a cap on a row's L2 norm) apply to the
     table rows a step updates. `average_last_evaluations` (0: off, else >= 2) averages the weights at the stage's
     last evaluations and keeps the average if it scores higher on the selection split than every checkpoint (it
-    holds one more copy of the weights in memory and in each checkpoint). A finished stage deletes its checkpoints
-    (each holds the table three times: weights and Adam moments) unless `keep_checkpoints`."""
+    holds one more copy of the weights in memory and in each checkpoint). `embedding_init` (kd and scratch, which
+    start a new student): `"random"` rows of `student.embedding_init_std`, or `"teacher"`: each n-gram's row is the
+    teacher's representation of its text, reduced by PCA and scaled to that standard deviation (`table_init`). A
+    finished stage deletes its checkpoints (each holds the table three times: weights and Adam moments) unless
+    `keep_checkpoints`."""
 
     enabled: bool = True
     epochs: float = 1.0
@@ -213,6 +216,7 @@ class StageConfig:
     embedding_weight_decay: float = 0.0
     embedding_max_norm: float | None = None
     average_last_evaluations: int = 0
+    embedding_init: str = "random"
     warmup_ratio: float = 0.06
     temperature: float = 1.0
     alpha: float = 1.0
@@ -479,6 +483,7 @@ _RULES: dict[type, list[tuple[str, Any, str]]] = {
         ("embedding_weight_decay", lambda v: v >= 0, ">= 0"),
         ("embedding_max_norm", _optional(_positive), "None or > 0"),
         ("average_last_evaluations", lambda v: v == 0 or v >= 2, "0 (off) or >= 2"),
+        ("embedding_init", lambda v: v in ("random", "teacher"), "random or teacher"),
         ("warmup_ratio", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
         ("temperature", _positive, "> 0"),
         ("alpha", _unit, "in [0, 1] (1 = pure KD, 0 = gold labels only)"),
@@ -513,6 +518,8 @@ def validate(recipe: Recipe, where: str = "recipe") -> None:
                     walk(child, f"{path}{f.name}{f'[{i}]' if isinstance(value, list) else ''}.")
 
     walk(recipe, "")
+    if recipe.finetune.embedding_init != "random":
+        raise RecipeError(f"{where}: finetune.embedding_init must be random: fine-tuning starts from the KD student")
     try:
         SparseDANConfig(**dataclasses.asdict(recipe.student), vocab_size=2, ngram_range=recipe.vocab.ngram_range)
     except (ValueError, TypeError) as error:

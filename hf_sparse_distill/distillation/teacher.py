@@ -140,25 +140,49 @@ class Teacher:
         labels: the math libraries keep compiled kernels for every shape they meet (about 35 KB each on CPU), and the
         last batch of every shard would otherwise bring new ones. Full batches are not padded further (that would
         cost time on every batch)."""
+        return self._run(texts, pairs, self.num_labels, lambda model, batch: model(**batch).logits)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """The teacher encoder's representation of each text (float32, input order): its last hidden layer averaged
+        over the text's own tokens (special tokens left out), batched as `predict` batches."""
+
+        def mean_of_text_tokens(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+            weights = (batch["attention_mask"] * (1 - batch.pop("special_tokens_mask"))).unsqueeze(-1)
+            hidden = model.base_model(**batch).last_hidden_state.float()
+            return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+
+        return self._run(texts, None, self.model_config.hidden_size, mean_of_text_tokens, special_tokens_mask=True)
+
+    def _run(
+        self,
+        texts: list[str],
+        pairs: list[str] | None,
+        width: int,
+        forward: Callable[[torch.nn.Module, dict], torch.Tensor],
+        special_tokens_mask: bool = False,
+    ) -> np.ndarray:
+        """`forward(model, batch)` over length-sorted, padded batches of `texts`: a `[len(texts), width]` array."""
         self._load()
         max_length = min(self.config.max_length, self._tokenizer.model_max_length)
-        encoded = self._tokenizer(texts, pairs, truncation=True, max_length=max_length)
+        encoded = self._tokenizer(
+            texts, pairs, truncation=True, max_length=max_length, return_special_tokens_mask=special_tokens_mask
+        )
         order = np.argsort([len(ids) for ids in encoded["input_ids"]], kind="stable")
-        logits = np.zeros((len(texts), self.num_labels), dtype=np.float32)
+        out = np.zeros((len(texts), width), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, len(order), self.config.batch_size):
                 rows = order[start : start + self.config.batch_size]
                 features = [{key: encoded[key][i] for key in encoded.keys()} for i in rows]
-                width = None  # the longest text's
+                longest = None
                 if len(rows) < self.config.batch_size:
                     filler = min(_round_up(len(rows)), self.config.batch_size) - len(rows)
-                    features += features[:1] * filler  # their logits are dropped
-                    width = min(_round_up(max(len(f["input_ids"]) for f in features)), max_length)
+                    features += features[:1] * filler  # their outputs are dropped
+                    longest = min(_round_up(max(len(f["input_ids"]) for f in features)), max_length)
                 batch = self._tokenizer.pad(
-                    features, padding="max_length" if width else True, max_length=width, return_tensors="pt"
+                    features, padding="max_length" if longest else True, max_length=longest, return_tensors="pt"
                 )
-                logits[rows] = self._model(**batch.to(self.state.device)).logits[: len(rows)].float().cpu().numpy()
-        return logits
+                out[rows] = forward(self._model, dict(batch.to(self.state.device)))[: len(rows)].float().cpu().numpy()
+        return out
 
     def label(
         self,

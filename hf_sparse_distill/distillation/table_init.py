@@ -1,0 +1,89 @@
+"""A student table that starts from the teacher: each n-gram's row is the teacher encoder's representation of the
+n-gram's text, reduced to the student's width by PCA (the `--init-embed` option of the paper's code; the paper found
+it no better than random rows with 65M transfer texts, so it is a choice for tasks with little transfer text).
+
+The table costs one teacher pass over the n-grams (short texts: about a tenth of labelling as many sentences), so
+it is kept in `<cache_dir>/teacher_tables/`, keyed by the teacher, the vocabulary and the width.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import PartialState
+from safetensors.torch import load_file, save
+from tqdm.auto import tqdm
+
+from .files import atomic_file
+from .teacher import Teacher
+
+logger = logging.getLogger(__name__)
+
+TABLES_DIR = "teacher_tables"
+CHUNK = 16384  # n-grams per teacher call (one progress-bar step)
+_BLOCK = 65536  # rows per block of the PCA
+
+
+def pca_rows(vectors: np.ndarray, width: int, std: float, seed: int = 0) -> np.ndarray:
+    """`vectors` centred and projected on their `width` leading principal components, scaled so that the result's
+    entries have standard deviation `std` (float32). Past the vectors' own dimension, the extra columns are seeded
+    normal noise of the same standard deviation. Works in blocks of rows: a million rows need no float64 copy."""
+    mean = vectors.mean(axis=0, dtype=np.float64)
+    covariance = np.zeros((vectors.shape[1], vectors.shape[1]))
+    for start in range(0, len(vectors), _BLOCK):
+        block = vectors[start : start + _BLOCK] - mean
+        covariance += block.T @ block
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    leading = eigenvectors[:, np.argsort(eigenvalues)[::-1][:width]].astype(np.float32)
+    rows = np.empty((len(vectors), width), dtype=np.float32)
+    for start in range(0, len(vectors), _BLOCK):
+        rows[start : start + _BLOCK, : leading.shape[1]] = (vectors[start : start + _BLOCK] - mean) @ leading
+    rows[:, : leading.shape[1]] *= std / max(float(rows[:, : leading.shape[1]].std()), 1e-12)
+    if leading.shape[1] < width:
+        rows[:, leading.shape[1] :] = np.random.default_rng(seed).normal(
+            0.0, std, (len(rows), width - leading.shape[1])
+        )
+    return rows
+
+
+def teacher_table(
+    teacher: Teacher,
+    vocab: dict[str, int],
+    special_ids: list[int],
+    width: int,
+    std: float,
+    cache_dir: Path,
+    state: PartialState,
+) -> torch.Tensor:
+    """The `[len(vocab), width]` table whose row `vocab[ngram]` is the teacher's PCA-reduced representation of the
+    n-gram's text (special tokens' rows are zero). Computed once by the main process and kept in `cache_dir` at
+    standard deviation 1 (any `std` of the same teacher, vocabulary and width reuses it)."""
+    key = {"teacher": teacher.identity(), "vocab": _vocab_digest(vocab), "width": width}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / TABLES_DIR / f"{digest}.safetensors"
+    with state.main_process_first():
+        if not path.exists():
+            skip = set(special_ids)
+            text_ids = np.array(sorted(i for i in vocab.values() if i not in skip), dtype=np.int64)
+            texts_by_id = {i: ngram for ngram, i in vocab.items()}
+            vectors = np.zeros((len(text_ids), teacher.model_config.hidden_size), dtype=np.float32)
+            for start in tqdm(range(0, len(text_ids), CHUNK), desc="teacher table", unit="chunk"):
+                vectors[start : start + CHUNK] = teacher.embed(
+                    [texts_by_id[i] for i in text_ids[start : start + CHUNK]]
+                )
+            table = np.zeros((max(vocab.values()) + 1, width), dtype=np.float32)
+            table[text_ids] = pca_rows(vectors, width, std=1.0)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_file(path, "wb") as f:
+                f.write(save({"table": torch.from_numpy(table)}, metadata={"made_from": json.dumps(key, default=str)}))
+            logger.info("teacher table of %d n-grams written to %s", len(text_ids), path)
+    return load_file(path)["table"] * std
+
+
+def _vocab_digest(vocab: dict[str, int]) -> str:
+    return hashlib.sha256(json.dumps(sorted(vocab.items(), key=lambda kv: kv[1])).encode()).hexdigest()[:16]
