@@ -1,7 +1,7 @@
 """What generalises: variants of a recipe's KD stage, each chosen on the selection split and measured on the report
 split (dev), over several seeds.
 
-    python benchmarks/variants.py                                   # sst2_shared, 9 variants x 2 seeds: ~80 min
+    python benchmarks/variants.py                                   # sst2_shared, 11 variants x 2 seeds: ~2 h
     python benchmarks/variants.py --only "table max-norm 5"         # one variant; the others' points are kept
     python benchmarks/variants.py --smoke --work /tmp/v --out /tmp/v   # tiny: checks that the script runs
     python benchmarks/variants.py --recipe sst2_shared_full --work runs/variants_full --out benchmarks/variants_full \
