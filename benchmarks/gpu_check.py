@@ -1,6 +1,6 @@
-"""Multi-process check of the distillation steps: vocabulary, teacher labelling and training run once in one
-process and once in N processes under `accelerate launch`; the N-process run must give the same tokenizer, the
-same teacher logits and the same student weights (identical on every rank; trained on teacher logits and, with
+"""Multi-process check of the distillation steps: vocabulary, teacher labelling, a table started from the teacher
+and training run once in one process and once in N processes under `accelerate launch`; the N-process run must give
+the same tokenizer, the same teacher logits and the same student weights (identical on every rank; trained on teacher logits and, with
 `--alpha` below 1, on gold labels of half the rows, so both loss terms' weighting between processes is checked), and
 the script prints labelling and training throughput per process.
 
@@ -75,6 +75,7 @@ def worker(args: argparse.Namespace) -> None:
     from hf_sparse_distill.distillation.distributed import process_state
     from hf_sparse_distill.distillation.encoding import encode_texts
     from hf_sparse_distill.distillation.recipe import StageConfig, TeacherConfig, VocabConfig
+    from hf_sparse_distill.distillation.table_init import teacher_table
     from hf_sparse_distill.distillation.teacher import Teacher
     from hf_sparse_distill.distillation.train import EvalData, StageData, StageTrainer
     from hf_sparse_distill.distillation.vocab import build_tokenizer
@@ -121,6 +122,12 @@ def worker(args: argparse.Namespace) -> None:
     )  # fmt: skip
     torch.manual_seed(args.seed)
     model = SparseDANForSequenceClassification(config)
+    start = time.perf_counter()  # the table starts from the teacher (`kd.embedding_init: teacher`), shared out too
+    table = teacher_table(teacher, tokenizer.get_vocab(), tokenizer.all_special_ids, args.embed_dim, 0.01,
+                          out / "cache", state)  # fmt: skip
+    with torch.no_grad():
+        model.dan.embeddings.weight.copy_(table)
+    timings["table_s"] = time.perf_counter() - start
     stage = StageConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=1e-3,
                         embedding_learning_rate=1e-2, eval_steps=None, alpha=args.alpha)  # fmt: skip
     held = slice(0, min(1000, len(texts)))

@@ -29,16 +29,30 @@ def test_followers_are_the_words_after_each_word_once_per_occurrence():
 def test_replaced_words_follow_their_previous_word_as_in_the_train_texts():
     config = AugmentConfig(copies_per_example=50, mask_prob=0.0, ngram_sample_prob=0.0, replace_prob=1.0, seed=1)
     followers = followers_of(QUESTIONS)
+    every_word = {word for question in QUESTIONS for word in question.split()}
     variants = augment_texts(QUESTIONS, config)
-    for question in QUESTIONS:
-        source = question.split()
-        for variant in augment_texts([question], config):
-            words = variant.split()
-            assert len(words) == len(source)
-            for previous, word, own in zip(["", *words], words, source):
-                # a word after one that nothing follows in the train texts ("?") stays as it was
-                assert word in followers.get(previous, [own])
+    assert len(variants) > 100
+    for variant in variants:
+        words = variant.split()
+        for previous, word in zip(["", *words], words):
+            # after a word that nothing follows in the train texts ("?"), the source's own word stays
+            assert word in followers.get(previous, every_word)
     assert "What golfer won the largest ?" in variants  # a question no train text asks
+
+
+def test_without_replacement_the_variants_are_those_of_earlier_versions():
+    # cached corpora and teacher logits stay valid: the same seed gives the same texts as before replacement existed
+    texts = ["What golfer won the open ?", "Who won the open in 1990 ?"]
+    config = AugmentConfig(copies_per_example=3, mask_prob=0.3, ngram_sample_prob=0.25, seed=7)
+    assert augment_texts(texts, config) == [
+        "golfer the open", "golfer open ?", "open ?", "Who won the in", "in 1990 ?", "won the open in",
+    ]  # fmt: skip
+    assert augment_pairs(texts, texts[::-1], config) == (
+        ["What won open ?", "What the open ?", "What golfer the open ?", "Who won open in ?", "Who won open 1990 ?",
+         "Who won the open in ?"],
+        ["won open ?", "Who won open", "Who in 1990 ?", "What golfer won open", "What golfer won the open ?",
+         "What golfer won open ?"],
+    )  # fmt: skip
 
 
 def test_without_replacement_variants_only_delete_words_and_are_reproducible():

@@ -71,3 +71,29 @@ def test_fine_tuning_cannot_start_from_a_teacher_table(tiny_recipe):
         load_recipe(tiny_recipe, ["finetune.embedding_init=teacher"])
     with pytest.raises(RecipeError, match="random or teacher"):
         load_recipe(tiny_recipe, ["kd.embedding_init=glove"])
+
+
+def test_an_interrupted_table_resumes_from_its_finished_chunks(tiny_recipe, monkeypatch, tmp_path):
+    from hf_sparse_distill.distillation import table_init
+
+    monkeypatch.setattr(table_init, "CHUNK", 50)
+    recipe = load_recipe(tiny_recipe, ["kd.embedding_init=teacher"])
+    vocab_size = len(Distiller(recipe).tokenizer().get_vocab())
+    calls = []
+    embed = Teacher.embed
+
+    def failing_third_call(self, texts):
+        calls.append(len(texts))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return embed(self, texts)
+
+    monkeypatch.setattr(Teacher, "embed", failing_third_call)
+    with pytest.raises(KeyboardInterrupt):
+        Distiller(recipe).new_student("teacher")
+    monkeypatch.setattr(Teacher, "embed", lambda self, texts: calls.append(len(texts)) or embed(self, texts))
+    resumed = Distiller(recipe).new_student("teacher").dan.embeddings.weight
+    chunks = -(-(vocab_size - 1) // 50)
+    assert len(calls) == chunks + 1  # two chunks before the interruption, the failed one again, and the rest
+    clean = Distiller(load_recipe(tiny_recipe, ["kd.embedding_init=teacher", f"cache_dir={tmp_path / 'clean'}"]))
+    assert torch.allclose(clean.new_student("teacher").dan.embeddings.weight, resumed, atol=1e-6)
