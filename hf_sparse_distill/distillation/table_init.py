@@ -79,15 +79,15 @@ def teacher_table(
         texts_by_id = {i: ngram for ngram, i in vocab.items()}
         parts = path.with_suffix(".parts")
         parts.mkdir(parents=True, exist_ok=True)
-        starts = range(0, len(text_ids), CHUNK)
-        mine = starts[state.process_index :: state.num_processes]
-        for start in tqdm(mine, desc="teacher table", unit="chunk", disable=not state.is_main_process):
-            part = parts / f"{start}.npy"
+        chunks = [(start, min(start + CHUNK, len(text_ids))) for start in range(0, len(text_ids), CHUNK)]
+        mine = chunks[state.process_index :: state.num_processes]
+        for start, end in tqdm(mine, desc="teacher table", unit="chunk", disable=not state.is_main_process):
+            part = parts / f"{start}-{end}.npy"  # named by its rows: a chunk of another size is never taken for it
             if not part.exists():
-                save_npy(part, teacher.embed([texts_by_id[i] for i in text_ids[start : start + CHUNK]]))
+                save_npy(part, teacher.embed([texts_by_id[i] for i in text_ids[start:end]]))
         state.wait_for_everyone()
         if state.is_main_process:
-            vectors = np.concatenate([np.load(parts / f"{start}.npy") for start in starts])
+            vectors = np.concatenate([np.load(parts / f"{start}-{end}.npy") for start, end in chunks])
             table = np.zeros((max(vocab.values()) + 1, width), dtype=np.float32)
             table[text_ids] = pca_rows(vectors, width, std=1.0)
             with atomic_file(path, "wb") as f:
