@@ -1,8 +1,8 @@
 """Multi-process check of the distillation steps: vocabulary, teacher labelling, a table started from the teacher
 and training run once in one process and once in N processes under `accelerate launch`; the N-process run must give
-the same tokenizer, the same teacher logits and the same student weights (identical on every rank; trained on teacher logits and, with
-`--alpha` below 1, on gold labels of half the rows, so both loss terms' weighting between processes is checked), and
-the script prints labelling and training throughput per process.
+the same tokenizer, the same teacher logits and the same student weights (identical on every rank; trained on teacher
+logits and, with `--alpha` below 1, on gold labels of half the rows, so both loss terms' weighting between processes
+is checked), and the script prints labelling and training throughput per process.
 
 On GPUs it exercises the NCCL path of the sparse table's gradient sync (`distillation/distributed.py`); on CPUs it
 runs the same code on gloo (`ACCELERATE_USE_CPU=1`, set here when no GPU is visible).

@@ -42,7 +42,7 @@ from .data import PreparedData, corpus_fingerprint, prepare_data
 from .distributed import process_state
 from .encoding import encode_texts
 from .evaluate import classification_metrics, predict_logits
-from .files import atomic_file, read_json
+from .files import atomic_file, json_digest, read_json
 from .recipe import RUNTIME_ONLY_SETTINGS, Recipe, StageConfig
 from .table_init import teacher_table
 from .teacher import Teacher
@@ -63,10 +63,6 @@ _ADDED_LATER = {
     "average_last_evaluations": 0,
     "embedding_init": "random",
 }
-
-
-def _digest(value: object) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _file_digest(path: Path) -> str:
@@ -273,7 +269,7 @@ class Distiller:
         # on disk (memory-mapped), reused by a resumed or repeated run of the same texts and tokenizer; the
         # processes of the run share the chunks out
         max_ngrams, fingerprint = self.recipe.student.max_ngrams, self.stage_fingerprint(stage)
-        identity = _digest([fingerprint["tokenizer"], fingerprint["texts"], fingerprint.get("pairs"), max_ngrams])
+        identity = json_digest([fingerprint["tokenizer"], fingerprint["texts"], fingerprint.get("pairs"), max_ngrams])
         encoded = encode_texts(
             self.tokenizer(), texts, max_ngrams, desc=f"encoding {stage.value}", pairs=pairs,
             folder=self.output_dir / ENCODED_DIR / stage.value, identity=identity,
@@ -302,21 +298,21 @@ class Distiller:
                 "precision": self.recipe.mixed_precision,
             },
             "tokenizer": _file_digest(self.output_dir / "tokenizer" / "ngram_vocab.json"),
-            "selection": _digest(
+            "selection": json_digest(
                 [data.select.texts, data.select.labels] + ([data.select.pairs] if data.select.pairs is not None else [])
             ),
         }
         if stage is Stage.KD:
             parts["texts"] = data.corpus.fingerprint  # texts, second texts of pairs and labels
         else:
-            parts["texts"] = _digest([corpus_fingerprint(data.train.texts), data.train.labels])
+            parts["texts"] = json_digest([corpus_fingerprint(data.train.texts), data.train.labels])
             if data.train.pairs is not None:
                 parts["pairs"] = corpus_fingerprint(data.train.pairs)
         if stage is Stage.KD or config.alpha > 0 or config.embedding_init == "teacher":
             parts["teacher"] = self.teacher.identity()
         if stage is Stage.FINETUNE:
             parts["starts_from"] = self.stage_fingerprint(Stage.KD)
-        self._fingerprints[stage] = {name: _digest(value) for name, value in parts.items()}
+        self._fingerprints[stage] = {name: json_digest(value) for name, value in parts.items()}
         return self._fingerprints[stage]
 
     def train(self, stage: Stage | str, resume: bool = True) -> StageSummary:

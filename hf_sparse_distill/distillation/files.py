@@ -3,6 +3,7 @@ what the resumable steps (vocabulary counts, encoded ids, teacher logits) share.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -22,6 +23,11 @@ def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
     with open(tmp, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as f:
         yield f
     os.replace(tmp, path)
+
+
+def json_digest(value: object) -> str:
+    """A short hash (16 hex digits) of `value` as JSON with sorted keys: how cached work records its inputs."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:

@@ -9,7 +9,6 @@ and the width.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -21,7 +20,7 @@ from accelerate import PartialState
 from safetensors.torch import load_file, save
 from tqdm.auto import tqdm
 
-from .files import atomic_file, save_npy
+from .files import atomic_file, json_digest, save_npy
 from .teacher import Teacher
 
 logger = logging.getLogger(__name__)
@@ -70,9 +69,14 @@ def teacher_table(
 
     The processes of the run share the teacher's chunks out; each chunk is kept as it is done (an interrupted run
     resumes from the chunks written), and the main process joins them and reduces them."""
-    key = {"teacher": teacher.identity(), "vocab": _vocab_digest(vocab), "width": width, "version": TABLE_VERSION}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    path = Path(cache_dir) / TABLES_DIR / f"{digest}.safetensors"
+    ngrams_in_id_order = sorted(vocab.items(), key=lambda item: item[1])
+    key = {
+        "teacher": teacher.identity(),
+        "vocab": json_digest(ngrams_in_id_order),
+        "width": width,
+        "version": TABLE_VERSION,
+    }
+    path = Path(cache_dir) / TABLES_DIR / f"{json_digest(key)}.safetensors"
     if not path.exists():  # every process decides before the main one can write it (barrier below)
         skip = set(special_ids)
         text_ids = np.array(sorted(i for i in vocab.values() if i not in skip), dtype=np.int64)
@@ -96,8 +100,3 @@ def teacher_table(
             logger.info("teacher table of %d n-grams written to %s", len(text_ids), path)
         state.wait_for_everyone()
     return load_file(path)["table"] * std
-
-
-def _vocab_digest(vocab: dict[str, int]) -> str:
-    """A short hash of the vocabulary: its n-grams in id order."""
-    return hashlib.sha256(json.dumps(sorted(vocab.items(), key=lambda kv: kv[1])).encode()).hexdigest()[:16]
