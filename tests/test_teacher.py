@@ -57,6 +57,25 @@ def test_the_teacher_sees_a_bounded_set_of_batch_shapes(tiny_teacher):
     np.testing.assert_allclose(logits, unpadded.predict(texts[:19], texts[19:38]), atol=1e-5)
 
 
+def test_truncation_side_left_labels_the_end_of_long_texts(tiny_teacher, tmp_path):
+    """`truncation_side: left` reads a long text's last tokens (transformers' tokenizer setting), and its logits are
+    cached apart; the default's cache key is the one logits were cached under before the setting existed."""
+    texts = ["good " * 20 + "bad " * 20, "short text"]
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_teacher).eval()
+    logits = {}
+    for side in ("right", "left"):
+        teacher = Teacher(TeacherConfig(model=str(tiny_teacher), max_length=12, truncation_side=side))
+        logits[side] = teacher.label(texts, tmp_path, show_progress=False)
+        tokenizer = AutoTokenizer.from_pretrained(tiny_teacher, truncation_side=side)
+        with torch.inference_mode():
+            expected = model(**tokenizer(texts, truncation=True, max_length=12, padding=True, return_tensors="pt"))
+        np.testing.assert_allclose(logits[side], expected.logits.numpy(), atol=1e-5)
+        assert ("truncation_side" in teacher.identity()) == (side == "left")
+    assert not np.allclose(logits["left"][0], logits["right"][0])  # the long text: its start or its end
+    np.testing.assert_allclose(logits["left"][1], logits["right"][1], atol=1e-6)  # the short one: read whole
+    assert len(list((tmp_path / "teacher_logits").iterdir())) == 2
+
+
 def shards(cache):
     return sorted(cache.glob("teacher_logits/*/shard-*.safetensors"))
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from transformers import AutoConfig, AutoModelForSequenceClassification, TrainingArguments
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, TrainingArguments
 
 from hf_sparse_distill.cli import main
 from hf_sparse_distill.distillation import load_recipe
@@ -85,6 +85,11 @@ def test_teacher_command_fine_tunes_chooses_on_selection_and_reuses(teacher_reci
     # other inputs (here: the learning rate) and a folder made by this recipe: trained again
     assert main(["teacher", str(teacher_recipe), "--set", "teacher.training.learning_rate=5e-4"]) == 0
     assert printed_json(capsys.readouterr().out)["fingerprint"] != result["fingerprint"]
+
+    # a teacher taught on the end of long texts: other inputs, and its saved tokenizer keeps reading the end
+    assert main(["teacher", str(teacher_recipe), "--set", "teacher.truncation_side=left"]) == 0
+    assert printed_json(capsys.readouterr().out)["fingerprint"] != result["fingerprint"]
+    assert AutoTokenizer.from_pretrained(folder).truncation_side == "left"
 
 
 @pytest.mark.parametrize("stamp", ["other inputs", None], ids=["other-inputs", "unmarked"])

@@ -116,12 +116,15 @@ class TeacherTrainingConfig:
 class TeacherConfig:
     """The fine-tuned teacher: any `AutoModelForSequenceClassification` (Hub id + revision, or a folder).
     `hub_id` names the teacher on the Hub when `model` is a local folder (the model card's `base_model`).
-    `training` says how `hf-sparse-distill teacher` makes one (written to the folder `model`) from a base encoder."""
+    `training` says how `hf-sparse-distill teacher` makes one (written to the folder `model`) from a base encoder.
+    `truncation_side` is the end of a text longer than `max_length` that the teacher reads, when labelling and when
+    fine-tuned: transformers' tokenizer setting, `right` (its first tokens; the default) or `left` (its last ones)."""
 
     model: str
     revision: str | None = None
     hub_id: str | None = None
     max_length: int = 512
+    truncation_side: str = "right"
     batch_size: int = 64
     dtype: str = "auto"
     chunk_size: int = 4096
@@ -445,6 +448,7 @@ _RULES: dict[type, list[tuple[str, Any, str]]] = {
         ("batch_size", _at_least_one, ">= 1"),
         ("chunk_size", _at_least_one, ">= 1"),
         ("dtype", lambda v: v in ("auto", "float32", "bfloat16", "float16"), "one of auto, float32, bfloat16, float16"),
+        ("truncation_side", lambda v: v in ("left", "right"), "left or right"),
     ],
     TeacherTrainingConfig: [
         ("epochs", _positive, "> 0"),

@@ -121,11 +121,15 @@ class Teacher:
             "resolved": resolved,
             "max_length": self.config.max_length,
             "dtype": str(self.dtype),
+            # named only when not the default, so logits cached before the setting existed keep their key
+            **({"truncation_side": side} if (side := self.config.truncation_side) != "right" else {}),
         }
 
     def _load(self) -> None:
         if self._model is None:
-            self._tokenizer = AutoTokenizer.from_pretrained(self.config.model, revision=self.config.revision)
+            self._tokenizer = AutoTokenizer.from_pretrained(
+                self.config.model, revision=self.config.revision, truncation_side=self.config.truncation_side
+            )
             model = AutoModelForSequenceClassification.from_pretrained(
                 self.config.model, revision=self.config.revision, dtype=self.dtype
             )

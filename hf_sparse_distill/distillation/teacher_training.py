@@ -88,8 +88,10 @@ def label_names(config: TeacherTrainingConfig, train: TextSet) -> list[str]:
 
 def _fingerprint(recipe: Recipe, train: TextSet, selection: TextSet) -> str:
     """Hash of what the teacher depends on: base encoder (a local folder by its absolute path, however it is named),
-    training settings, train and selection texts and labels."""
+    training settings, the end of long texts it reads, train and selection texts and labels."""
     settings = asdict(recipe.teacher.training)
+    if recipe.teacher.truncation_side != "right":  # absent for the default: teachers fine-tuned before stay valid
+        settings["truncation_side"] = recipe.teacher.truncation_side
     if Path(settings["base_model"]).is_dir():
         settings["base_model"] = str(Path(settings["base_model"]).resolve())
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
@@ -171,7 +173,9 @@ def train_teacher(recipe: Recipe, overwrite: bool = False, show_progress: bool =
             config.base_model,
         )
     checkpoints = Path(recipe.output_dir) / CHECKPOINTS
-    tokenizer = AutoTokenizer.from_pretrained(config.base_model, revision=config.revision)
+    tokenizer = AutoTokenizer.from_pretrained(  # saved with the teacher: it reads long texts as it was taught
+        config.base_model, revision=config.revision, truncation_side=recipe.teacher.truncation_side
+    )
     model = AutoModelForSequenceClassification.from_pretrained(
         config.base_model,
         revision=config.revision,
