@@ -243,3 +243,11 @@ def test_corpus_scale_smoke(tmp_path):
     updated = json.loads((tmp_path / "corpus_scale.json").read_text())
     assert [r["texts"] for r in updated["runs"]] == [3000, 6000] and updated["runs"][1] == runs[1]
     assert updated["command"].count("corpus_scale.py") == 2 and "--update" in updated["command"].split("; ")[1]
+
+
+def test_truncation_side_smoke(tmp_path):
+    run("truncation_side.py", "--texts", "16", "--max-length", "32", "--out", str(tmp_path))
+    report = json.loads((tmp_path / "truncation_side.json").read_text())
+    assert [p["truncation_side"] for p in report["points"]] == ["right", "left"] and report["texts"] == 16
+    assert all(0 <= p["accuracy"] <= 1 for p in report["points"])
+    assert "| left | the last tokens |" in (tmp_path / "TRUNCATION_SIDE.md").read_text()
