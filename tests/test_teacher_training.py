@@ -90,6 +90,7 @@ def test_teacher_command_fine_tunes_chooses_on_selection_and_reuses(teacher_reci
     assert main(["teacher", str(teacher_recipe), "--set", "teacher.truncation_side=left"]) == 0
     assert printed_json(capsys.readouterr().out)["fingerprint"] != result["fingerprint"]
     assert AutoTokenizer.from_pretrained(folder).truncation_side == "left"
+    assert "from its last 128 tokens (`truncation_side: left`" in (folder / "README.md").read_text()
 
 
 @pytest.mark.parametrize("stamp", ["other inputs", None], ids=["other-inputs", "unmarked"])

@@ -256,6 +256,8 @@ def train_teacher(recipe: Recipe, overwrite: bool = False, show_progress: bool =
 def teacher_readme(recipe: Recipe, result: TeacherTrainingResult, selection_size: int, dev_size: int) -> str:
     """A model card for the fine-tuned teacher: base encoder, data, settings and accuracy."""
     settings = "\n".join(f"- `{key}`: {value}" for key, value in result.settings.items() if key != "labels")
+    side = recipe.teacher.truncation_side
+    end = "first" if side == "right" else "last"
     return f"""---
 base_model: {result.base_model}
 pipeline_tag: text-classification
@@ -271,6 +273,8 @@ transformers' `Trainer`, to be distilled into a sparse DAN student. Labels: {", 
 - **Dev accuracy: {result.dev_accuracy:.4f}** ({dev_size:,} texts of `{recipe.data.dev.path}`, the recipe's report
   split; no choice was made on them).
 - Fine-tuning took {result.train_seconds / 60:.1f} minutes.
+- A longer text is read from its {end} {result.settings["max_length"]} tokens (`truncation_side: {side}`, kept in its
+  tokenizer).
 
 Settings:
 {settings}
