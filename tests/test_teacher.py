@@ -2,10 +2,12 @@
 resumes after a real kill and sets damaged shards aside."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -57,23 +59,38 @@ def test_the_teacher_sees_a_bounded_set_of_batch_shapes(tiny_teacher):
     np.testing.assert_allclose(logits, unpadded.predict(texts[:19], texts[19:38]), atol=1e-5)
 
 
-def test_truncation_side_left_labels_the_end_of_long_texts(tiny_teacher, tmp_path):
-    """`truncation_side: left` reads a long text's last tokens (transformers' tokenizer setting), and its logits are
-    cached apart; the default's cache key is the one logits were cached under before the setting existed."""
+def test_truncation_side_picks_the_end_of_long_texts_the_teacher_reads(tiny_teacher, tmp_path):
+    """`truncation_side: left` reads a long text's last tokens (transformers' tokenizer setting) and its logits are
+    cached apart; unset, the teacher's tokenizer decides (as saved: a teacher taught on the end keeps reading it) and
+    the cache key is the one logits were cached under before the setting existed."""
     texts = ["good " * 20 + "bad " * 20, "short text"]
     model = AutoModelForSequenceClassification.from_pretrained(tiny_teacher).eval()
-    logits = {}
-    for side in ("right", "left"):
-        teacher = Teacher(TeacherConfig(model=str(tiny_teacher), max_length=12, truncation_side=side))
-        logits[side] = teacher.label(texts, tmp_path, show_progress=False)
+
+    def expected(side: str) -> np.ndarray:
         tokenizer = AutoTokenizer.from_pretrained(tiny_teacher, truncation_side=side)
         with torch.inference_mode():
-            expected = model(**tokenizer(texts, truncation=True, max_length=12, padding=True, return_tensors="pt"))
-        np.testing.assert_allclose(logits[side], expected.logits.numpy(), atol=1e-5)
-        assert ("truncation_side" in teacher.identity()) == (side == "left")
-    assert not np.allclose(logits["left"][0], logits["right"][0])  # the long text: its start or its end
-    np.testing.assert_allclose(logits["left"][1], logits["right"][1], atol=1e-6)  # the short one: read whole
-    assert len(list((tmp_path / "teacher_logits").iterdir())) == 2
+            encoded = tokenizer(texts, truncation=True, max_length=12, padding=True, return_tensors="pt")
+            return model(**encoded).logits.numpy()
+
+    def label(folder: Path, side: str | None) -> tuple[np.ndarray, dict]:
+        teacher = Teacher(TeacherConfig(model=str(folder), max_length=12, truncation_side=side))
+        return teacher.label(texts, tmp_path / "cache", show_progress=False), teacher.identity()
+
+    default, identity = label(tiny_teacher, None)
+    assert "truncation_side" not in identity
+    np.testing.assert_allclose(default, expected("right"), atol=1e-5)  # the tiny teacher's tokenizer: right
+    left, identity = label(tiny_teacher, "left")
+    assert identity["truncation_side"] == "left"
+    np.testing.assert_allclose(left, expected("left"), atol=1e-5)
+    assert not np.allclose(left[0], default[0])  # the long text: its end, not its start
+    np.testing.assert_allclose(left[1], default[1], atol=1e-6)  # the short one: read whole
+    assert len(list((tmp_path / "cache" / "teacher_logits").iterdir())) == 2
+
+    saved_left = tmp_path / "taught-on-the-end"
+    shutil.copytree(tiny_teacher, saved_left)
+    AutoTokenizer.from_pretrained(tiny_teacher, truncation_side="left").save_pretrained(saved_left)
+    np.testing.assert_allclose(label(saved_left, None)[0], expected("left"), atol=1e-5)
+    np.testing.assert_allclose(label(saved_left, "right")[0], expected("right"), atol=1e-5)
 
 
 def shards(cache):
@@ -96,8 +113,6 @@ def test_cache_is_keyed_by_teacher_settings_and_texts(tiny_teacher, tmp_path):
 
 
 def test_a_local_teacher_is_known_by_its_content_not_its_path(tiny_teacher, tmp_path):
-    import shutil
-
     texts = ["good movie", "bad film"]
     Teacher(TeacherConfig(model=str(tiny_teacher), chunk_size=8)).label(texts, tmp_path / "cache", show_progress=False)
     copy = shutil.copytree(tiny_teacher, tmp_path / "elsewhere" / "teacher")  # new path, new modification times

@@ -72,6 +72,7 @@ def test_teacher_command_fine_tunes_chooses_on_selection_and_reuses(teacher_reci
     assert 0 <= result["selection_accuracy"] <= 1 and 0 <= result["dev_accuracy"] <= 1
     readme = (folder / "README.md").read_text()
     assert f"Dev accuracy: {result['dev_accuracy']:.4f}" in readme and "base_model:" in readme
+    assert "on the first 128 tokens of a longer text (`truncation_side: right`" in readme  # the base encoder's own
     assert not (tmp_path / "run" / "teacher_checkpoints").exists()  # checkpoints removed once the teacher is saved
 
     # done once: a second call reuses it without training
@@ -90,7 +91,7 @@ def test_teacher_command_fine_tunes_chooses_on_selection_and_reuses(teacher_reci
     assert main(["teacher", str(teacher_recipe), "--set", "teacher.truncation_side=left"]) == 0
     assert printed_json(capsys.readouterr().out)["fingerprint"] != result["fingerprint"]
     assert AutoTokenizer.from_pretrained(folder).truncation_side == "left"
-    assert "from its last 128 tokens (`truncation_side: left`" in (folder / "README.md").read_text()
+    assert "on the last 128 tokens of a longer text (`truncation_side: left`" in (folder / "README.md").read_text()
 
 
 @pytest.mark.parametrize("stamp", ["other inputs", None], ids=["other-inputs", "unmarked"])

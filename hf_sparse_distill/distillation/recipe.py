@@ -118,17 +118,24 @@ class TeacherConfig:
     `hub_id` names the teacher on the Hub when `model` is a local folder (the model card's `base_model`).
     `training` says how `hf-sparse-distill teacher` makes one (written to the folder `model`) from a base encoder.
     `truncation_side` is the end of a text longer than `max_length` that the teacher reads, when labelling and when
-    fine-tuned: transformers' tokenizer setting, `right` (its first tokens; the default) or `left` (its last ones)."""
+    fine-tuned: transformers' tokenizer setting, `right` (its first tokens), `left` (its last ones; of a sentence
+    pair, those of the longer text) or None (the teacher's tokenizer's own, usually `right`). A teacher fine-tuned
+    here keeps it in its tokenizer."""
 
     model: str
     revision: str | None = None
     hub_id: str | None = None
     max_length: int = 512
-    truncation_side: str = "right"
+    truncation_side: str | None = None
     batch_size: int = 64
     dtype: str = "auto"
     chunk_size: int = 4096
     training: TeacherTrainingConfig | None = None
+
+    def tokenizer_settings(self) -> dict:
+        """The settings the recipe gives the teacher's tokenizer (none: the tokenizer's own), as keyword arguments of
+        `AutoTokenizer.from_pretrained`; they are part of what cached logits and fine-tuned teachers are known by."""
+        return {"truncation_side": self.truncation_side} if self.truncation_side is not None else {}
 
 
 @dataclass
@@ -448,7 +455,7 @@ _RULES: dict[type, list[tuple[str, Any, str]]] = {
         ("batch_size", _at_least_one, ">= 1"),
         ("chunk_size", _at_least_one, ">= 1"),
         ("dtype", lambda v: v in ("auto", "float32", "bfloat16", "float16"), "one of auto, float32, bfloat16, float16"),
-        ("truncation_side", lambda v: v in ("left", "right"), "left or right"),
+        ("truncation_side", _optional(lambda v: v in ("left", "right")), "None, left or right"),
     ],
     TeacherTrainingConfig: [
         ("epochs", _positive, "> 0"),

@@ -121,14 +121,13 @@ class Teacher:
             "resolved": resolved,
             "max_length": self.config.max_length,
             "dtype": str(self.dtype),
-            # named only when not the default, so logits cached before the setting existed keep their key
-            **({"truncation_side": side} if (side := self.config.truncation_side) != "right" else {}),
+            **self.config.tokenizer_settings(),  # none by default: logits cached before they existed keep their key
         }
 
     def _load(self) -> None:
         if self._model is None:
             self._tokenizer = AutoTokenizer.from_pretrained(
-                self.config.model, revision=self.config.revision, truncation_side=self.config.truncation_side
+                self.config.model, revision=self.config.revision, **self.config.tokenizer_settings()
             )
             model = AutoModelForSequenceClassification.from_pretrained(
                 self.config.model, revision=self.config.revision, dtype=self.dtype

@@ -89,9 +89,7 @@ def label_names(config: TeacherTrainingConfig, train: TextSet) -> list[str]:
 def _fingerprint(recipe: Recipe, train: TextSet, selection: TextSet) -> str:
     """Hash of what the teacher depends on: base encoder (a local folder by its absolute path, however it is named),
     training settings, the end of long texts it reads, train and selection texts and labels."""
-    settings = asdict(recipe.teacher.training)
-    if recipe.teacher.truncation_side != "right":  # absent for the default: teachers fine-tuned before stay valid
-        settings["truncation_side"] = recipe.teacher.truncation_side
+    settings = asdict(recipe.teacher.training) | recipe.teacher.tokenizer_settings()  # none: as fingerprinted before
     if Path(settings["base_model"]).is_dir():
         settings["base_model"] = str(Path(settings["base_model"]).resolve())
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
@@ -174,7 +172,7 @@ def train_teacher(recipe: Recipe, overwrite: bool = False, show_progress: bool =
         )
     checkpoints = Path(recipe.output_dir) / CHECKPOINTS
     tokenizer = AutoTokenizer.from_pretrained(  # saved with the teacher: it reads long texts as it was taught
-        config.base_model, revision=config.revision, truncation_side=recipe.teacher.truncation_side
+        config.base_model, revision=config.revision, **recipe.teacher.tokenizer_settings()
     )
     model = AutoModelForSequenceClassification.from_pretrained(
         config.base_model,
@@ -247,17 +245,21 @@ def train_teacher(recipe: Recipe, overwrite: bool = False, show_progress: bool =
     if main_process:
         (target / "training_args.bin").unlink(missing_ok=True)  # serialized Python objects: not in what users load
         (target / TRAINING_FILE).write_text(json.dumps(asdict(result), indent=2))
-        (target / "README.md").write_text(teacher_readme(recipe, result, len(selection.texts), len(dev)))
+        (target / "README.md").write_text(
+            teacher_readme(recipe, result, len(selection.texts), len(dev), tokenizer.truncation_side)
+        )
         shutil.rmtree(checkpoints, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
     return result
 
 
-def teacher_readme(recipe: Recipe, result: TeacherTrainingResult, selection_size: int, dev_size: int) -> str:
-    """A model card for the fine-tuned teacher: base encoder, data, settings and accuracy."""
+def teacher_readme(
+    recipe: Recipe, result: TeacherTrainingResult, selection_size: int, dev_size: int, truncation_side: str
+) -> str:
+    """A model card for the fine-tuned teacher: base encoder, data, settings, accuracy and which end of a long text
+    it was taught on (`truncation_side`, its tokenizer's)."""
     settings = "\n".join(f"- `{key}`: {value}" for key, value in result.settings.items() if key != "labels")
-    side = recipe.teacher.truncation_side
-    end = "first" if side == "right" else "last"
+    end = "first" if truncation_side == "right" else "last"
     return f"""---
 base_model: {result.base_model}
 pipeline_tag: text-classification
@@ -273,8 +275,8 @@ transformers' `Trainer`, to be distilled into a sparse DAN student. Labels: {", 
 - **Dev accuracy: {result.dev_accuracy:.4f}** ({dev_size:,} texts of `{recipe.data.dev.path}`, the recipe's report
   split; no choice was made on them).
 - Fine-tuning took {result.train_seconds / 60:.1f} minutes.
-- A longer text is read from its {end} {result.settings["max_length"]} tokens (`truncation_side: {side}`, kept in its
-  tokenizer).
+- Taught on the {end} {result.settings["max_length"]} tokens of a longer text (`truncation_side: {truncation_side}`,
+  kept in its tokenizer).
 
 Settings:
 {settings}
