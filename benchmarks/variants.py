@@ -53,6 +53,13 @@ RECIPE_VARIANTS = {
         "without the reviews' questions": ["data.unlabeled=[]"],
         "words replaced (p 0.2)": ["augment.replace_prob=0.2"],
         "words replaced (p 0.4)": ["augment.replace_prob=0.4"],
+        "200 variants per question": ["augment.copies_per_example=200"],
+        "alpha 0.7 + temperature 2 + 512 wide": [
+            "kd.alpha=0.7",
+            "kd.temperature=2",
+            "student.embed_dim=512",
+            "student.hidden_dims=[512]",
+        ],
     },
     "ag_news_shared": {
         "16 variants per article": ["augment.copies_per_example=16"],
