@@ -75,7 +75,7 @@ def worker(args: argparse.Namespace) -> None:
     from hf_sparse_distill.distillation.distributed import process_state
     from hf_sparse_distill.distillation.encoding import encode_texts
     from hf_sparse_distill.distillation.recipe import StageConfig, TeacherConfig, VocabConfig
-    from hf_sparse_distill.distillation.table_init import teacher_table
+    from hf_sparse_distill.distillation.table_init import start_from_teacher
     from hf_sparse_distill.distillation.teacher import Teacher
     from hf_sparse_distill.distillation.train import EvalData, StageData, StageTrainer
     from hf_sparse_distill.distillation.vocab import build_tokenizer
@@ -118,15 +118,12 @@ def worker(args: argparse.Namespace) -> None:
     config = SparseDANConfig(
         vocab_size=tokenizer.vocab_size, embed_dim=args.embed_dim, hidden_dims=[args.embed_dim],
         id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1},
-        pad_token_id=tokenizer.pad_token_id, feature_dropout=0.0, classifier_dropout=0.0,
+        pad_token_id=tokenizer.pad_token_id, feature_dropout=0.0, classifier_dropout=0.0, embedding_init_std=0.01,
     )  # fmt: skip
     torch.manual_seed(args.seed)
     model = SparseDANForSequenceClassification(config)
     start = time.perf_counter()  # the table starts from the teacher (`kd.embedding_init: teacher`), shared out too
-    table = teacher_table(teacher, tokenizer.get_vocab(), tokenizer.all_special_ids, args.embed_dim, 0.01,
-                          out / "cache", state)  # fmt: skip
-    with torch.no_grad():
-        model.dan.embeddings.weight.copy_(table)
+    start_from_teacher(model, teacher, tokenizer, out / "cache", state)
     timings["table_s"] = time.perf_counter() - start
     stage = StageConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=1e-3,
                         embedding_learning_rate=1e-2, eval_steps=None, alpha=args.alpha)  # fmt: skip

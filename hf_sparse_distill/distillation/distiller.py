@@ -44,7 +44,7 @@ from .encoding import encode_texts
 from .evaluate import classification_metrics, predict_logits
 from .files import atomic_file, json_digest, read_json
 from .recipe import RUNTIME_ONLY_SETTINGS, Recipe, StageConfig
-from .table_init import teacher_table
+from .table_init import start_from_teacher
 from .teacher import Teacher
 from .train import TRAINER_STATE, EvalData, StageData, StageSummary, StageTrainer, stage_finished
 from .vocab import build_tokenizer, saved_tokenizer_settings, vocabulary_settings
@@ -229,13 +229,7 @@ class Distiller:
         torch.manual_seed(self.recipe.seed)
         model = SparseDANForSequenceClassification(config)
         if embedding_init == "teacher":
-            tokenizer = self.tokenizer()
-            table = teacher_table(
-                self.teacher, tokenizer.get_vocab(), tokenizer.all_special_ids, config.embed_dim,
-                config.embedding_init_std, self.recipe.cache_path, self.state,
-            )  # fmt: skip
-            with torch.no_grad():
-                model.dan.embeddings.weight.copy_(table)
+            start_from_teacher(model, self.teacher, self.tokenizer(), self.recipe.cache_path, self.state)
         return model
 
     def stage_config(self, stage: Stage | str) -> StageConfig:

@@ -100,3 +100,15 @@ def teacher_table(
             logger.info("teacher table of %d n-grams written to %s", len(text_ids), path)
         state.wait_for_everyone()
     return load_file(path)["table"] * std
+
+
+def start_from_teacher(
+    model: torch.nn.Module, teacher: Teacher, tokenizer, cache_dir: Path, state: PartialState
+) -> None:
+    """Overwrite the table of `model` (a new `SparseDANForSequenceClassification`) with `teacher_table` over the
+    n-grams of `tokenizer`, at the model's width and `embedding_init_std`."""
+    config = model.config
+    table = teacher_table(teacher, tokenizer.get_vocab(), tokenizer.all_special_ids, config.embed_dim,
+                          config.embedding_init_std, cache_dir, state)  # fmt: skip
+    with torch.no_grad():
+        model.dan.embeddings.weight.copy_(table)
