@@ -65,7 +65,11 @@ RECIPE_VARIANTS = {
         "16 variants per article": ["augment.copies_per_example=16"],
         "words and word pairs only": ["vocab.ngram_range=[1,2]"],
     },
-    "mrpc_shared": {"words replaced (p 0.1)": ["augment.replace_prob=0.1"]},
+    "mrpc_shared": {
+        "words replaced (p 0.1)": ["augment.replace_prob=0.1"],
+        "n-gram overlap in the head": ["student.pair_overlap=true"],
+    },
+    "rte_shared": {"n-gram overlap in the head": ["student.pair_overlap=true"]},
 }
 
 

@@ -209,6 +209,8 @@ def compress(
         config_data["cascade_threshold"] = None
     small = SparseDANForSequenceClassification(SparseDANConfig.from_dict(config_data)).eval()
     small.classifier.load_state_dict(head)
+    if small.config.pair_overlap:
+        small.dan.set_ngram_orders(small_tokenizer.ngram_orders())
     if dtype == "int8":
         small.dan.embeddings = Int8EmbeddingBag.quantize(table, model.config.pooling)
     else:

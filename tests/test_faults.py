@@ -199,6 +199,7 @@ def test_no_untrusted_pickle_loading_in_the_package():
         ("vocab.token_pattern='\\s*'", "vocab.token_pattern must be a regular expression"),
         ("student.embed_dim=0", "student: embed_dim must be >= 1"),
         ("student.pooling=median", "student: pooling must be one of"),
+        ("student.pair_overlap=true", "student: pair_overlap .* needs pair_mode"),  # tiny_recipe has single texts
         ("data.train.max_rows=-1", "data.train.max_rows must be None or >= 1"),
         ("data.train.match=a(", "data.train.match must be None or a regular expression"),
         ("teacher.chunk_size=-1", "teacher.chunk_size must be >= 1"),

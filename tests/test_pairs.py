@@ -58,13 +58,73 @@ def test_pair_model_reads_both_texts_as_the_paper(pair_model, tokenizer):
         pair_model(**tokenizer(FIRST, padding=True, return_tensors="pt"))
 
 
-def test_pair_student_round_trip_pipelines_and_remote_code(pair_model, tokenizer, tmp_path):
+def overlap_model(tokenizer):
+    model = make_model(tokenizer, seed=3, pair_mode=True, pair_overlap=True)
+    model.dan.set_ngram_orders(tokenizer.ngram_orders())
+    return model
+
+
+def shares(first: str, second: str, tokenizer) -> list[float]:
+    """The overlap features computed with Python sets from the n-gram strings."""
+    grams = [tokenizer.tokenize(text) for text in (first, second)]
+    out = []
+    for mine, other in (grams, grams[::-1]):
+        for n in range(1, 5):
+            of_order = [g for g in mine if g.count(" ") == n - 1]
+            out.append(sum(g in set(other) for g in of_order) / len(of_order) if of_order else 0.0)
+    return out
+
+
+def test_pair_overlap_adds_the_shares_of_shared_ngrams_order_by_order(tokenizer):
+    model = overlap_model(tokenizer)
+    assert tokenizer.ngram_orders()[tokenizer.pad_token_id] == 0
+    dim = model.config.embed_dim
+    assert model.classifier.layers[1].in_features == 4 * dim + 8
+    first = FIRST + ["The movie is not good!", "I love this movie; it's wonderful"]
+    second = SECOND + ["The movie is good.", "I love this movie; it's wonderful and fun."]
+    with torch.inference_mode():
+        flat = model.dan(**tokenizer.encode_bags(first, text_pair=second)).pooler_output
+        padded = model(**tokenizer(first, second, padding=True, return_tensors="pt")).logits
+        from_flat = model.classifier(flat)
+    expected = torch.tensor([shares(a, b, tokenizer) for a, b in zip(first, second)])
+    assert expected[-2].tolist() == pytest.approx([4 / 5, 2 / 4, 1 / 3, 0, 1, 2 / 3, 1 / 2, 0], abs=1e-6)
+    assert expected[-1, :4].tolist() == [1, 1, 1, 1] and 0 < expected[-1, 4] < 1  # the first is in the second
+    torch.testing.assert_close(flat[:, 4 * dim :], expected)
+    torch.testing.assert_close(padded, from_flat)
+    copy = make_model(tokenizer, seed=3, pair_mode=True, pair_overlap=True)
+    with pytest.raises(ValueError, match="ngram_orders are not set"):
+        copy(**tokenizer.encode_bags(FIRST, text_pair=SECOND))
+    with pytest.raises(ValueError, match="needs pair_mode"):
+        make_model(tokenizer, pair_overlap=True)
+
+
+def test_compressed_overlap_student_keeps_the_orders_of_its_ngrams(tokenizer, tmp_path):
+    from hf_sparse_distill.compression import compress
+
+    overlap_model(tokenizer).save_pretrained(tmp_path / "full")
+    tokenizer.save_pretrained(tmp_path / "full")
+    logits = {}
+    for name, keep in (("full", None), ("same", None), ("pruned", 60)):
+        if name != "full":
+            compress(tmp_path / "full", tmp_path / name, keep_ngrams=keep, dtype="float32", fold_first_layer=False)
+        model = AutoModelForSequenceClassification.from_pretrained(tmp_path / name).eval()
+        small_tokenizer = AutoTokenizer.from_pretrained(tmp_path / name)
+        assert model.dan.ngram_orders.tolist() == small_tokenizer.ngram_orders()
+        with torch.inference_mode():
+            logits[name] = model(**small_tokenizer.encode_bags(FIRST, text_pair=SECOND)).logits
+    torch.testing.assert_close(logits["same"], logits["full"], rtol=0, atol=0)
+    assert small_tokenizer.vocab_size == 61
+
+
+@pytest.mark.parametrize("pair_overlap", [False, True])
+def test_pair_student_round_trip_pipelines_and_remote_code(pair_overlap, tokenizer, tmp_path):
+    pair_model = overlap_model(tokenizer) if pair_overlap else make_model(tokenizer, seed=3, pair_mode=True)
     folder = tmp_path / "pair-student"
     pair_model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
     auto_tokenizer = AutoTokenizer.from_pretrained(folder)
-    assert model.config.pair_mode
+    assert model.config.pair_mode and model.config.pair_overlap == pair_overlap
     with torch.inference_mode():
         logits = model(**auto_tokenizer(FIRST, SECOND, padding=True, return_tensors="pt")).logits
         original = pair_model(**tokenizer(FIRST, SECOND, padding=True, return_tensors="pt")).logits
@@ -104,11 +164,13 @@ print(json.dumps({{"batched": classifier({PAIRS!r}, batch_size=5), "single": cla
 
 def test_pair_recipe_end_to_end(tiny_recipe, tmp_path, capsys):
     """A pair recipe: the teacher labels pairs with its own pair encoding, the vocabulary covers both texts, the
-    student trains in pair mode and its results and speed are measured on pairs."""
+    student trains in pair mode (with the overlap of the two texts in its head) and its results and speed are
+    measured on pairs."""
     import yaml
 
     from hf_sparse_distill.cli import main
     from hf_sparse_distill.distillation import Distiller, load_recipe
+    from hf_sparse_distill.hub import save_for_hub
     from hf_sparse_distill.results import DistillationResults
 
     data = yaml.safe_load(tiny_recipe.read_text())
@@ -126,6 +188,7 @@ def test_pair_recipe_end_to_end(tiny_recipe, tmp_path, capsys):
         data["data"][split] = {"path": str(tmp_path / "data" / f"{split}_pairs.jsonl"), "text_pair_column": "text_pair"}
     data["data"]["unlabeled"] = []
     data["augment"] = {"enabled": True, "copies_per_example": 2}
+    data.setdefault("student", {})["pair_overlap"] = True
     recipe = tmp_path / "pairs.yaml"
     recipe.write_text(yaml.safe_dump(data))
 
@@ -133,6 +196,10 @@ def test_pair_recipe_end_to_end(tiny_recipe, tmp_path, capsys):
     results = DistillationResults.load(tmp_path / "run" / "results.json")
     student = AutoModelForSequenceClassification.from_pretrained(results.student_dir)
     assert student.config.pair_mode and results.teacher.metrics.num_examples == 60
+    orders = AutoTokenizer.from_pretrained(results.student_dir).ngram_orders()
+    assert student.config.pair_overlap and student.dan.ngram_orders.tolist() == orders and max(orders) == 4
+    card = (save_for_hub(results.student_dir, tmp_path / "card", "acme/pairs") / "README.md").read_text()
+    assert "[h1, h2, h1·h2, \\|h1−h2\\|] and the share of each text's n-grams found in the other" in card
     assert results.data.augmented_generated > 0 and results.speed.student_texts_per_s > 0
     # the teacher's logits of the dev pairs are its own pair predictions, not those of either text alone
     distiller = Distiller(load_recipe(recipe))

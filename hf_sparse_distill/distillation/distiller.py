@@ -228,6 +228,8 @@ class Distiller:
         )
         torch.manual_seed(self.recipe.seed)
         model = SparseDANForSequenceClassification(config)
+        if config.pair_overlap:
+            model.dan.set_ngram_orders(self.tokenizer().ngram_orders())
         if embedding_init == "teacher":
             start_from_teacher(model, self.teacher, self.tokenizer(), self.recipe.cache_path, self.state)
         return model

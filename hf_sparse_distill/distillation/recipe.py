@@ -532,7 +532,12 @@ def validate(recipe: Recipe, where: str = "recipe") -> None:
     if recipe.finetune.embedding_init != "random":
         raise RecipeError(f"{where}: finetune.embedding_init must be random: fine-tuning starts from the KD student")
     try:
-        SparseDANConfig(**dataclasses.asdict(recipe.student), vocab_size=2, ngram_range=recipe.vocab.ngram_range)
+        SparseDANConfig(
+            **dataclasses.asdict(recipe.student),
+            vocab_size=2,
+            ngram_range=recipe.vocab.ngram_range,
+            pair_mode=recipe.data.train.text_pair_column is not None,
+        )
     except (ValueError, TypeError) as error:
         raise RecipeError(f"{where}: student: {error}") from None
 

@@ -200,6 +200,7 @@ class SparseDANModelCardData(CardData):
             compression=self.compression,
             example_text=EXAMPLE_TEXT,
             pair_mode=facts["pair_mode"],
+            pair_overlap=facts["pair_overlap"],
             training_text=self._training_text(),
             hyperparameters=self._hyperparameters(),
         )
@@ -270,6 +271,7 @@ def model_facts(model: SparseDANForSequenceClassification) -> dict[str, Any]:
         "pooling": config.pooling,
         "num_labels": config.num_labels,
         "pair_mode": config.pair_mode,
+        "pair_overlap": config.pair_overlap,
         "max_ngrams": config.max_ngrams,
         "feature_dropout": config.feature_dropout,
         "classifier_dropout": config.classifier_dropout,

@@ -55,6 +55,12 @@ class SparseDANConfig(PretrainedConfig):
         pair_mode (`bool`, defaults to `False`):
             Sentence-pair classification (the paper's bi-encoder): `text` and `text_pair` are pooled separately with
             the same table into `h1` and `h2`, and the head reads `[h1, h2, h1 * h2, |h1 - h2|]`.
+        pair_overlap (`bool`, defaults to `False`):
+            With `pair_mode`, the head also reads the word overlap of the two texts: for each n-gram order, the share
+            of the first text's n-grams found in the second, then the same for the second text (`2 * (max_n - min_n
+            + 1)` more values, after the pair vector). The model keeps the order of each n-gram id (`ngram_orders`,
+            set from the tokenizer). Exact overlap is what a bag-of-words pair baseline reads, and what an average
+            of dense vectors blurs.
         folded_first_layer (`bool`, defaults to `False`):
             The weight matrix of the head's first hidden layer is folded into the table: each row is already
             multiplied by it, so `embed_dim` is that layer's width and the head starts with its bias and activation.
@@ -99,6 +105,7 @@ class SparseDANConfig(PretrainedConfig):
         cascade_threshold: float | None = None,
         cascade_min_ngrams: int = 1,
         pair_mode: bool = False,
+        pair_overlap: bool = False,
         folded_first_layer: bool = False,
         **kwargs,
     ):
@@ -139,6 +146,9 @@ class SparseDANConfig(PretrainedConfig):
         self.cascade_threshold = None if cascade_threshold is None else float(cascade_threshold)
         self.cascade_min_ngrams = int(cascade_min_ngrams)
         self.pair_mode = bool(pair_mode)
+        if pair_overlap and not pair_mode:
+            raise ValueError("pair_overlap reads the overlap of two texts: it needs pair_mode (sentence pairs)")
+        self.pair_overlap = bool(pair_overlap)
         if folded_first_layer and (
             pooling == "max" or pair_mode or not self.hidden_dims or self.hidden_dims[0] != self.embed_dim
         ):

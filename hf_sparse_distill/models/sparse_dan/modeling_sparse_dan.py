@@ -90,6 +90,34 @@ def pair_features(pooled: torch.Tensor) -> torch.Tensor:
     return torch.cat([first, second, first * second, (first - second).abs()], dim=-1)
 
 
+def pair_overlap_features(
+    input_ids: torch.Tensor, offsets: torch.Tensor, ngram_orders: torch.Tensor, ngram_range: list[int]
+) -> torch.Tensor:
+    """Word overlap of each pair of interleaved bags (flat `input_ids`, `2 * batch` `offsets`): for each n-gram order
+    from `min_n` to `max_n`, the share of the first text's n-gram occurrences whose id is also in the second text,
+    then the same for the second text. `ngram_orders[id]` is the order of each id (0: not an n-gram, left out);
+    `[batch, 2 * (max_n - min_n + 1)]`, float32, 0 where a text has no n-gram of that order."""
+    min_n, max_n = ngram_range
+    num_orders, num_bags = max_n - min_n + 1, offsets.numel()
+    lengths = torch.diff(offsets, append=offsets.new_tensor([input_ids.numel()]))
+    bag = torch.repeat_interleave(torch.arange(num_bags, device=offsets.device), lengths)
+    order = ngram_orders[input_ids].long()
+    if input_ids.numel() and not bool(order.any()):
+        raise ValueError("pair_overlap: the model's ngram_orders are not set (model.dan.set_ngram_orders(...))")
+    side = bag % 2
+    key = (bag // 2) * ngram_orders.numel() + input_ids  # the same id in the same pair: the same key
+    found = torch.empty_like(side, dtype=torch.bool)
+    for this in (0, 1):
+        mine = side == this
+        found[mine] = torch.isin(key[mine], key[~mine])
+    counted = (order >= min_n) & (order <= max_n)
+    slot = (bag * num_orders + order - min_n)[counted]
+    total = torch.bincount(slot, minlength=num_bags * num_orders)
+    hits = torch.bincount(slot, weights=found[counted].float(), minlength=num_bags * num_orders)
+    share = hits / total.clamp(min=1)
+    return share.view(num_bags // 2, 2 * num_orders)
+
+
 def drop_features(input_ids: torch.Tensor, offsets: torch.Tensor, rate: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Remove each n-gram occurrence with probability `rate` (feature dropout), keeping bag boundaries."""
     keep = torch.rand(input_ids.shape, device=input_ids.device) >= rate
@@ -183,7 +211,19 @@ class SparseDANModel(SparseDANPreTrainedModel):
             self.embeddings = Int8EmbeddingBag(config.vocab_size, config.embed_dim, mode=config.pooling)
         else:
             self.embeddings = nn.EmbeddingBag(config.vocab_size, config.embed_dim, mode=config.pooling)
+        if config.pair_overlap:  # the order of each n-gram id, saved with the weights
+            self.register_buffer("ngram_orders", torch.zeros(config.vocab_size, dtype=torch.uint8))
         self.post_init()
+
+    def set_ngram_orders(self, orders: list[int] | torch.Tensor) -> None:
+        """Store the n-gram order of each id (`SparseDANTokenizer.ngram_orders()`), which `config.pair_overlap`
+        reads; 0 for ids that are not n-grams (padding)."""
+        orders = torch.as_tensor(orders, dtype=torch.uint8)
+        if not self.config.pair_overlap:
+            raise ValueError("only a model with config.pair_overlap keeps n-gram orders")
+        if orders.shape != self.ngram_orders.shape:
+            raise ValueError(f"{orders.numel()} n-gram orders for a table of {self.ngram_orders.numel()} rows")
+        self.ngram_orders.copy_(orders)
 
     def get_input_embeddings(self) -> nn.EmbeddingBag:
         """The n-gram embedding table."""
@@ -216,7 +256,8 @@ class SparseDANModel(SparseDANPreTrainedModel):
             With `config.pair_mode` and padded input: 0 for the n-grams of the first text, 1 for the second.
 
         Returns `pooler_output`: the pooled vector of each text, `[batch, embed_dim]`; with `config.pair_mode`, the
-        pair features `[h1, h2, h1 * h2, |h1 - h2|]`, `[batch, 4 * embed_dim]`.
+        pair features `[h1, h2, h1 * h2, |h1 - h2|]`, `[batch, 4 * embed_dim]`, followed with `config.pair_overlap`
+        by the overlap shares of `pair_overlap_features`.
         """
         if input_ids is None:
             raise ValueError("input_ids is required")
@@ -246,6 +287,9 @@ class SparseDANModel(SparseDANPreTrainedModel):
             pooled = self.embeddings(input_ids, offsets)
         if pairs:
             pooled = pair_features(pooled)
+        if pairs and self.config.pair_overlap:
+            overlap = pair_overlap_features(input_ids, offsets, self.ngram_orders, self.config.ngram_range)
+            pooled = torch.cat([pooled, overlap.to(pooled.dtype)], dim=-1)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if not return_dict:
             return (pooled,)
@@ -272,6 +316,8 @@ class SparseDANClassificationHead(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         width = config.embed_dim * (4 if config.pair_mode else 1)
+        if config.pair_overlap:
+            width += 2 * (config.ngram_range[1] - config.ngram_range[0] + 1)
         for i, hidden in enumerate(config.hidden_dims):
             linear = Bias(hidden) if i == 0 and config.folded_first_layer else nn.Linear(width, hidden)
             layers += [nn.Dropout(config.classifier_dropout), linear, ACT2FN[config.activation]]

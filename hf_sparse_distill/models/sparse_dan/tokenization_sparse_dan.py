@@ -398,6 +398,15 @@ class SparseDANTokenizer(PreTrainedTokenizer):
         """Number of ids (n-grams and special tokens)."""
         return len(self.vocab)
 
+    def ngram_orders(self) -> list[int]:
+        """The number of words of each id's n-gram, by id (0 for special tokens): what a pair model with
+        `pair_overlap` keeps to compare the texts order by order."""
+        orders = [0] * len(self.vocab)
+        special = set(self.all_special_tokens)
+        for token, idx in self.vocab.items():
+            orders[idx] = 0 if token in special else token.count(" ") + 1
+        return orders
+
     def get_vocab(self) -> dict[str, int]:
         """The n-gram → id mapping (a copy)."""
         return dict(self.vocab)
