@@ -54,6 +54,7 @@ RECIPE_VARIANTS = {
         "words replaced (p 0.2)": ["augment.replace_prob=0.2"],
         "words replaced (p 0.4)": ["augment.replace_prob=0.4"],
         "200 variants per question": ["augment.copies_per_example=200"],
+        "KD for 8 epochs": ["kd.epochs=8"],
         "alpha 0.7 + temperature 2 + 512 wide": [
             "kd.alpha=0.7",
             "kd.temperature=2",
