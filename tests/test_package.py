@@ -118,6 +118,7 @@ def test_student_settings_are_the_model_config_arguments():
         "max_ngrams",
         "embedding_init_std",
         "initializer_range",
+        "pair_overlap",
     }
     for name in names:
         assert getattr(student, name) == getattr(config, name), name
