@@ -84,6 +84,16 @@ def pair_bags_from_padded(
     return input_ids[keep][order], offsets
 
 
+def bag_lengths(offsets: torch.Tensor, num_ids: int) -> torch.Tensor:
+    """The number of ids in each bag of a flat input of `num_ids` ids whose bags start at `offsets`."""
+    return torch.diff(offsets, append=offsets.new_tensor([num_ids]))
+
+
+def bag_of_each_id(lengths: torch.Tensor) -> torch.Tensor:
+    """The bag of each id of a flat input, from the bags' `lengths`."""
+    return torch.repeat_interleave(torch.arange(lengths.numel(), device=lengths.device), lengths)
+
+
 def pair_features(pooled: torch.Tensor) -> torch.Tensor:
     """`[h1, h2, h1 * h2, |h1 - h2|]` of the interleaved bag vectors `pooled` (`[2 * batch, dim]`), `[batch, 4 * dim]`."""
     first, second = pooled[0::2], pooled[1::2]
@@ -99,8 +109,7 @@ def pair_overlap_features(
     `[batch, 2 * (max_n - min_n + 1)]`, float32, 0 where a text has no n-gram of that order."""
     min_n, max_n = ngram_range
     num_orders, num_bags = max_n - min_n + 1, offsets.numel()
-    lengths = torch.diff(offsets, append=offsets.new_tensor([input_ids.numel()]))
-    bag = torch.repeat_interleave(torch.arange(num_bags, device=offsets.device), lengths)
+    bag = bag_of_each_id(bag_lengths(offsets, input_ids.numel()))
     order = ngram_orders[input_ids].long()
     if input_ids.numel() and not bool(order.any()):
         raise ValueError("pair_overlap: the model's ngram_orders are not set (model.dan.set_ngram_orders(...))")
@@ -121,8 +130,7 @@ def pair_overlap_features(
 def drop_features(input_ids: torch.Tensor, offsets: torch.Tensor, rate: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Remove each n-gram occurrence with probability `rate` (feature dropout), keeping bag boundaries."""
     keep = torch.rand(input_ids.shape, device=input_ids.device) >= rate
-    lengths = torch.diff(offsets, append=offsets.new_tensor([input_ids.numel()]))
-    bag_of_id = torch.repeat_interleave(torch.arange(offsets.numel(), device=offsets.device), lengths)
+    bag_of_id = bag_of_each_id(bag_lengths(offsets, input_ids.numel()))
     kept_lengths = torch.bincount(bag_of_id[keep], minlength=offsets.numel())
     new_offsets = torch.zeros_like(offsets)
     new_offsets[1:] = torch.cumsum(kept_lengths, dim=0)[:-1]
@@ -138,8 +146,8 @@ def pool_in_float32(weight: torch.Tensor, input_ids: torch.Tensor, offsets: torc
 
 def pool_rows(rows: torch.Tensor, offsets: torch.Tensor, mode: str) -> torch.Tensor:
     """Pool gathered float32 rows (one per id of the flat input) into one vector per bag (`offsets`)."""
-    lengths = torch.diff(offsets, append=offsets.new_tensor([rows.shape[0]]))
-    bag_of_id = torch.repeat_interleave(torch.arange(offsets.numel(), device=offsets.device), lengths)
+    lengths = bag_lengths(offsets, rows.shape[0])
+    bag_of_id = bag_of_each_id(lengths)
     pooled = rows.new_zeros((offsets.numel(), rows.shape[1]))
     if mode == "max":
         index = bag_of_id[:, None].expand_as(rows)
@@ -195,8 +203,7 @@ class Int8EmbeddingBag(nn.Module):
         # the kernel sums each bag (an empty bag gives zeros) whatever mode it is given
         pooled = torch.ops.quantized.embedding_bag_byte_rowwise_offsets(self.weight, input_ids, offsets)
         if self.mode == "mean":
-            lengths = torch.diff(offsets, append=offsets.new_tensor([input_ids.numel()]))
-            pooled /= lengths.clamp(min=1)[:, None].to(pooled.dtype)
+            pooled /= bag_lengths(offsets, input_ids.numel()).clamp(min=1)[:, None].to(pooled.dtype)
         return pooled
 
 
