@@ -103,11 +103,17 @@ def ranked_ids(model: SparseDANForSequenceClassification, rank_by: str) -> torch
 
 
 def estimated_mb(
-    tokenizer: SparseDANTokenizer, ids: torch.Tensor, embed_dim: int, dtype: str, dense_mb: float
+    tokenizer: SparseDANTokenizer,
+    ids: torch.Tensor,
+    embed_dim: int,
+    dtype: str,
+    dense_mb: float,
+    bytes_outside_table: int = 0,
 ) -> list[float]:
     """Estimated folder size (MB) after keeping the first k of `ids`, for every k (table, vocabulary JSON
-    and the rest)."""
+    and the rest); `bytes_outside_table`: what else the model keeps per n-gram (a pair_overlap student's order)."""
     row = embed_dim * _BYTES_PER_VALUE[dtype] + (8 if dtype == "int8" else 0)  # int8 rows end with scale + offset
+    row += bytes_outside_table
     tokens = [tokenizer.convert_ids_to_tokens(int(i)) for i in ids]
     json_bytes = [len(json.dumps(t, ensure_ascii=False).encode()) + len(str(int(i))) + 4 for t, i in zip(tokens, ids)]
     sizes, total = [], 0
@@ -185,7 +191,8 @@ def compress(
             p.numel() * 4 for n, p in model.named_parameters() if "embeddings" not in n and n not in folded_away
         )
         dense_mb = (code + head_bytes + _CONFIG_BYTES) / 2**20
-        sizes = estimated_mb(tokenizer, ids[:k], width, dtype, dense_mb)
+        per_ngram = 1 if model.config.pair_overlap else 0  # its uint8 n-gram order
+        sizes = estimated_mb(tokenizer, ids[:k], width, dtype, dense_mb, per_ngram)
         fitting = [i for i, size in enumerate(sizes) if size <= max_mb]
         if not fitting:
             raise ValueError(f"no student of {max_mb} MB: even one n-gram needs {sizes[0]:.2f} MB")

@@ -98,6 +98,21 @@ def test_pair_overlap_adds_the_shares_of_shared_ngrams_order_by_order(tokenizer)
         make_model(tokenizer, pair_overlap=True)
 
 
+def test_overlap_is_read_from_the_whole_texts_under_feature_dropout(tokenizer):
+    model = make_model(tokenizer, seed=3, pair_mode=True, pair_overlap=True, feature_dropout=0.5)
+    model.dan.set_ngram_orders(tokenizer.ngram_orders())
+    texts = [t for t in FIRST if t]
+    batch = tokenizer.encode_bags(texts, text_pair=texts)
+    with torch.no_grad():
+        evaluated = model.dan(**batch).pooler_output[:, -8:]
+        trained = model.train().dan(**batch).pooler_output
+    has_order = torch.tensor([[s > 0 for s in shares(t, t, tokenizer)] for t in texts])
+    assert has_order.any(0).all(), "the fixture should have n-grams of every order"
+    torch.testing.assert_close(evaluated, has_order.float())  # a text shares all of its n-grams with itself
+    torch.testing.assert_close(trained[:, -8:], evaluated)
+    assert not torch.equal(trained[:, :-8], model.eval().dan(**batch).pooler_output[:, :-8])  # dropout did act
+
+
 def test_compressed_overlap_student_keeps_the_orders_of_its_ngrams(tokenizer, tmp_path):
     from hf_sparse_distill.compression import compress
 
@@ -114,6 +129,10 @@ def test_compressed_overlap_student_keeps_the_orders_of_its_ngrams(tokenizer, tm
             logits[name] = model(**small_tokenizer.encode_bags(FIRST, text_pair=SECOND)).logits
     torch.testing.assert_close(logits["same"], logits["full"], rtol=0, atol=0)
     assert small_tokenizer.vocab_size == 61
+    full_mb = compress(tmp_path / "full", tmp_path / "int8", dtype="int8").size_mb
+    for share in (0.99, 0.98, 0.97, 0.95):  # the budget counts each kept n-gram's order too (or compress raises)
+        report = compress(tmp_path / "full", tmp_path / f"int8-{share}", max_mb=share * full_mb, dtype="int8")
+        assert report.size_mb <= share * full_mb
 
 
 @pytest.mark.parametrize("pair_overlap", [False, True])

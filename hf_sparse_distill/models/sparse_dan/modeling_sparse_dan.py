@@ -122,8 +122,8 @@ def pair_overlap_features(
     counted = (order >= min_n) & (order <= max_n)
     slot = (bag * num_orders + order - min_n)[counted]
     total = torch.bincount(slot, minlength=num_bags * num_orders)
-    hits = torch.bincount(slot, weights=found[counted].float(), minlength=num_bags * num_orders)
-    share = hits / total.clamp(min=1)
+    hits = torch.bincount(slot[found[counted]], minlength=num_bags * num_orders)
+    share = hits.float() / total.clamp(min=1)
     return share.view(num_bags // 2, 2 * num_orders)
 
 
@@ -281,6 +281,9 @@ class SparseDANModel(SparseDANPreTrainedModel):
             raise ValueError("with offsets, input_ids and offsets must both be 1-D (flat ids, bag starts)")
         if pairs and offsets.numel() % 2:
             raise ValueError(f"a pair model needs two bags per example (2 * batch offsets), got {offsets.numel()}")
+        overlap = None
+        if pairs and self.config.pair_overlap:  # of the whole texts: feature dropout would turn matches into misses
+            overlap = pair_overlap_features(input_ids, offsets, self.ngram_orders, self.config.ngram_range)
         if self.training and self.config.feature_dropout > 0:
             input_ids, offsets = drop_features(input_ids, offsets, self.config.feature_dropout)
         weight = self.embeddings.weight
@@ -294,8 +297,7 @@ class SparseDANModel(SparseDANPreTrainedModel):
             pooled = self.embeddings(input_ids, offsets)
         if pairs:
             pooled = pair_features(pooled)
-        if pairs and self.config.pair_overlap:
-            overlap = pair_overlap_features(input_ids, offsets, self.ngram_orders, self.config.ngram_range)
+        if overlap is not None:
             pooled = torch.cat([pooled, overlap.to(pooled.dtype)], dim=-1)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if not return_dict:
