@@ -1,10 +1,12 @@
 """Teacher-labelled augmentation of the train texts: deletion keeps the words' order, replacement puts a word only
-where the train texts put it after the same previous word."""
+where the train texts put it after the same previous word (or, with a word corpus, a word that shares a predecessor
+with it)."""
 
-from conftest import random_texts
+from conftest import random_texts, write_jsonl
 
-from hf_sparse_distill.distillation.augment import augment_pairs, augment_texts, followers_of
-from hf_sparse_distill.distillation.recipe import AugmentConfig
+from hf_sparse_distill.distillation.augment import augment_pairs, augment_texts, followers_of, neighbours_of
+from hf_sparse_distill.distillation.data import prepare_data
+from hf_sparse_distill.distillation.recipe import AugmentConfig, DataConfig, DatasetSource, VocabConfig
 
 QUESTIONS = [
     "What golfer won the open ?",
@@ -77,3 +79,48 @@ def test_pairs_replace_words_in_each_text_from_both_sides_followers():
         words = text.split()
         assert all(w in followers.get(p, [w]) for p, w in zip(["", *words], words))
     assert set(firsts) - {q for q in QUESTIONS}
+
+
+NEWS = ["Yesterday the golfer met the architect, who designed the tower.", "An architect designed the museum of Paris."]
+
+
+def test_neighbours_are_the_words_before_and_after_each_word_in_train_texts_and_corpus():
+    neighbours = neighbours_of(QUESTIONS[:1], NEWS[:1])
+    assert neighbours.predecessors["golfer"] == ["What", "the"]
+    assert neighbours.predecessors["the"] == ["won", "Yesterday", "met", "designed"]
+    assert neighbours.followers["the"] == ["open", "golfer", "architect", "tower"]
+    assert neighbours.followers[""] == ["What", "Yesterday"]
+    assert neighbours.followers["architect"] == [","]  # punctuation of the corpus is a word of its own
+
+
+def test_a_word_corpus_puts_its_words_where_a_train_word_that_shares_a_predecessor_stands():
+    config = AugmentConfig(copies_per_example=200, mask_prob=0.0, ngram_sample_prob=0.0, replace_prob=1.0, seed=3)
+    followers, neighbours = followers_of(QUESTIONS), neighbours_of(QUESTIONS, NEWS)
+    every_word = {word for question in QUESTIONS for word in question.split()}
+    variants = augment_texts(QUESTIONS, config, NEWS)
+    for variant in variants:
+        words = variant.split()
+        for previous, word in zip(["", *words], words):
+            # the train rule's word (the source's own after a word that nothing follows in the train texts, as
+            # "tower"), then swapped for a follower of one of its predecessors in the train texts and the corpus
+            drawn = followers.get(previous, every_word)
+            assert word in {w for x in drawn for p in neighbours.predecessors[x] for w in neighbours.followers[p]}
+    # "golfer" and "architect" both follow "the" in the corpus: the corpus's noun takes the train noun's place
+    assert any(v.startswith("What architect") for v in variants)
+    assert augment_texts(QUESTIONS, config, NEWS) == variants  # reproducible
+    assert augment_texts(QUESTIONS, config) != variants
+
+
+def test_recipe_words_from_sources_widen_replacement_and_are_not_labelled(tmp_path):
+    questions = [{"text": q, "label": i % 2} for i, q in enumerate(QUESTIONS * 3)]
+    config = DataConfig(
+        train=DatasetSource(path=write_jsonl(tmp_path / "train.jsonl", questions)),
+        dev=DatasetSource(path=write_jsonl(tmp_path / "dev.jsonl", [{"text": "Who is he ?", "label": 1}])),
+        select_size=1,
+    )
+    words_from = [
+        DatasetSource(path=write_jsonl(tmp_path / "news.jsonl", [{"text": t} for t in NEWS]), label_column=None)
+    ]
+    augment = AugmentConfig(enabled=True, copies_per_example=30, mask_prob=0.0, replace_prob=0.5, words_from=words_from)
+    corpus = list(prepare_data(config, VocabConfig(), augment, {"a": 0, "b": 1}).corpus.texts)
+    assert any("architect" in text for text in corpus) and not set(NEWS) & set(corpus)

@@ -200,6 +200,10 @@ def test_no_untrusted_pickle_loading_in_the_package():
         ("student.embed_dim=0", "student: embed_dim must be >= 1"),
         ("student.pooling=median", "student: pooling must be one of"),
         ("student.pair_overlap=true", "student: pair_overlap .* needs pair_mode"),  # tiny_recipe has single texts
+        (
+            "augment.words_from=[{path: x.jsonl}]",
+            "augment.words_from widens word replacement: it needs augment.replace",
+        ),
         ("data.train.max_rows=-1", "data.train.max_rows must be None or >= 1"),
         ("data.train.match=a(", "data.train.match must be None or a regular expression"),
         ("teacher.chunk_size=-1", "teacher.chunk_size must be >= 1"),

@@ -906,11 +906,12 @@ def prepare_data(
         )
     selection = select_split(config, train, key, label2id, problem_type)
     augmented = None
+    words = [text for source in augment.words_from for text in load_unlabeled(source)[TEXT]] if augment.enabled else []
     if augment.enabled and train.pairs is not None:
-        firsts, seconds = augment_pairs(selection.train.texts, selection.train.pairs, augment)
+        firsts, seconds = augment_pairs(selection.train.texts, selection.train.pairs, augment, words)
         augmented = TextSet(firsts, pairs=seconds)
     elif augment.enabled:
-        augmented = TextSet(augment_texts(selection.train.texts, augment))
+        augmented = TextSet(augment_texts(selection.train.texts, augment, words))
     evaluation = [selection.texts, dev] + ([test] if test is not None else [])
     parts = unlabeled + ([augmented] if augmented else [])
     missing = missing_label(problem_type, len(label2id))

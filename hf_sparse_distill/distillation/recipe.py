@@ -188,7 +188,10 @@ StudentConfig.__doc__ = """Shape of the DAN student: the arguments of `SparseDAN
 @dataclass
 class AugmentConfig:
     """Teacher-labelled augmentation of the train set (Tang et al., 2019): word masking, word replacement (by a
-    word seen after the same previous word in the train texts, `augment.py`) and n-gram sampling."""
+    word seen after the same previous word in the train texts, `augment.py`) and n-gram sampling. `words_from`:
+    unlabeled sources (their `text` column, read into memory; bound big ones with `max_rows`) whose words widen the
+    replacement: a replacing word is swapped for a word that follows one of its predecessors there. They are not
+    labelled themselves."""
 
     enabled: bool = False
     copies_per_example: int = 1
@@ -197,6 +200,7 @@ class AugmentConfig:
     ngram_sample_prob: float = 0.25
     max_sample_words: int = 5
     seed: int = 0
+    words_from: list[DatasetSource] = field(default_factory=list)
 
 
 @dataclass
@@ -531,6 +535,8 @@ def validate(recipe: Recipe, where: str = "recipe") -> None:
     walk(recipe, "")
     if recipe.finetune.embedding_init != "random":
         raise RecipeError(f"{where}: finetune.embedding_init must be random: fine-tuning starts from the KD student")
+    if recipe.augment.words_from and not recipe.augment.replace_prob > 0:
+        raise RecipeError(f"{where}: augment.words_from widens word replacement: it needs augment.replace_prob > 0")
     try:
         SparseDANConfig(
             **dataclasses.asdict(recipe.student),
