@@ -113,6 +113,15 @@ def test_overlap_is_read_from_the_whole_texts_under_feature_dropout(tokenizer):
     assert not torch.equal(trained[:, :-8], model.eval().dan(**batch).pooler_output[:, :-8])  # dropout did act
 
 
+def test_ddp_leaves_the_constant_orders_alone_as_it_does_the_table(tokenizer):
+    from hf_sparse_distill.distillation.distributed import exclude_from_ddp
+
+    model = overlap_model(tokenizer)
+    exclude_from_ddp(model, model.get_input_embeddings().weight)
+    ignored = set(model._ddp_params_and_buffers_to_ignore)  # what DistributedDataParallel reads at wrap time
+    assert ignored == {"dan.embeddings.weight", "dan.ngram_orders"}
+
+
 def test_compressed_overlap_student_keeps_the_orders_of_its_ngrams(tokenizer, tmp_path):
     from hf_sparse_distill.compression import compress
 

@@ -24,9 +24,12 @@ def process_state() -> PartialState:
 
 
 def exclude_from_ddp(model: nn.Module, param: torch.Tensor) -> None:
-    """Tell DDP (before `accelerator.prepare`) not to all-reduce or broadcast `param`."""
+    """Tell DDP (before `accelerator.prepare`) not to all-reduce or broadcast `param`, nor to broadcast the model's
+    buffers before every forward: the student's buffers (the n-gram orders of a `pair_overlap` model) are set
+    before training, the same on every process, and never change."""
     name = next(name for name, p in model.named_parameters() if p is param)
-    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, [name])
+    buffers = [buffer_name for buffer_name, _ in model.named_buffers()]
+    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, [name, *buffers])
 
 
 def broadcast_parameter(param: torch.Tensor, src: int = 0) -> None:
