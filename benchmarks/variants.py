@@ -32,6 +32,10 @@ import statistics
 import time
 from pathlib import Path
 
+import yaml
+
+from hf_sparse_distill.distillation.recipe import recipe_path
+
 HERE = Path(__file__).resolve().parent
 VARIANTS = {
     "recipe as shipped": [],
@@ -47,8 +51,20 @@ VARIANTS = {
     "table from the teacher": ["kd.embedding_init=teacher"],
     "table from the teacher at std 0.05": ["kd.embedding_init=teacher", "student.embedding_init_std=0.05"],
 }
+
+
+def with_unlabeled(recipe: str, path: str) -> list[str]:
+    """The override that adds the texts of the JSON Lines file `path` to the shipped recipe's unlabeled sources."""
+    sources = yaml.safe_load(recipe_path(recipe).read_text())["data"]["unlabeled"]
+    return ["data.unlabeled=" + json.dumps([*sources, {"path": path, "label_column": None}])]
+
+
 # variants of one recipe's own data and vocabulary, measured with --recipe NAME only
 RECIPE_VARIANTS = {
+    "sst2_shared": {  # the files are written by benchmarks/uncertain_pool.py (active distillation)
+        "150k least-sure IMDB sentences": with_unlabeled("sst2_shared", "runs/sst2_pool/uncertain.jsonl"),
+        "150k random IMDB sentences": with_unlabeled("sst2_shared", "runs/sst2_pool/random.jsonl"),
+    },
     "trec_shared": {
         "without the reviews' questions": ["data.unlabeled=[]"],
         "words replaced (p 0.2)": ["augment.replace_prob=0.2"],
