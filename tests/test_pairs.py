@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import make_model, random_texts, run_without_package
+from conftest import free_port, make_model, random_texts, run_without_package
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
 import hf_sparse_distill  # noqa: F401  (registers the model type)
@@ -113,13 +113,23 @@ def test_overlap_is_read_from_the_whole_texts_under_feature_dropout(tokenizer):
     assert not torch.equal(trained[:, :-8], model.eval().dan(**batch).pooler_output[:, :-8])  # dropout did act
 
 
-def test_ddp_leaves_the_constant_orders_alone_as_it_does_the_table(tokenizer):
+def test_ddp_leaves_the_constant_orders_alone_as_it_does_the_table(tokenizer, monkeypatch):
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
     from hf_sparse_distill.distillation.distributed import exclude_from_ddp
 
-    model = overlap_model(tokenizer)
-    exclude_from_ddp(model, model.get_input_embeddings().weight)
-    ignored = set(model._ddp_params_and_buffers_to_ignore)  # what DistributedDataParallel reads at wrap time
-    assert ignored == {"dan.embeddings.weight", "dan.ngram_orders"}
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(free_port()))
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    try:
+        model = overlap_model(tokenizer)
+        exclude_from_ddp(model, model.get_input_embeddings().weight)
+        wrapped = DistributedDataParallel(model)
+        assert wrapped.parameters_to_ignore == {"dan.embeddings.weight", "dan.ngram_orders"}
+        assert not wrapped.will_sync_module_buffers()  # no broadcast of the orders before each forward
+    finally:
+        dist.destroy_process_group()
 
 
 def test_compressed_overlap_student_keeps_the_orders_of_its_ngrams(tokenizer, tmp_path):

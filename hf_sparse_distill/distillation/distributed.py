@@ -25,11 +25,12 @@ def process_state() -> PartialState:
 
 def exclude_from_ddp(model: nn.Module, param: torch.Tensor) -> None:
     """Tell DDP (before `accelerator.prepare`) not to all-reduce or broadcast `param`, nor to broadcast the model's
-    buffers before every forward: the student's buffers (the n-gram orders of a `pair_overlap` model) are set
-    before training, the same on every process, and never change."""
+    integer buffers, at wrap time or before every forward: those of the student (the n-gram orders of a
+    `pair_overlap` model) are set before training from the tokenizer every process reads, and never change.
+    Floating-point buffers (running statistics, if a model ever has them) are left to DDP."""
     name = next(name for name, p in model.named_parameters() if p is param)
-    buffers = [buffer_name for buffer_name, _ in model.named_buffers()]
-    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, [name, *buffers])
+    constant = [buffer_name for buffer_name, buffer in model.named_buffers() if not buffer.is_floating_point()]
+    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, [name, *constant])
 
 
 def broadcast_parameter(param: torch.Tensor, src: int = 0) -> None:
