@@ -103,6 +103,7 @@ def test_a_word_corpus_puts_its_words_where_a_train_word_that_shares_a_predecess
         for previous, word in zip(["", *words], words):
             # the train rule's word (the source's own after a word that nothing follows in the train texts, as
             # "tower"), then swapped for a follower of one of its predecessors in the train texts and the corpus
+            # (a bound the train rule alone also keeps: the assertions after the loop show the corpus's words)
             drawn = followers.get(previous, every_word)
             assert word in {w for x in drawn for p in neighbours.predecessors[x] for w in neighbours.followers[p]}
     # "golfer" and "architect" both follow "the" in the corpus: the corpus's noun takes the train noun's place

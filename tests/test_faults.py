@@ -202,7 +202,7 @@ def test_no_untrusted_pickle_loading_in_the_package():
         ("student.pair_overlap=true", "student: pair_overlap .* needs pair_mode"),  # tiny_recipe has single texts
         (
             "augment.words_from=[{path: x.jsonl}]",
-            "augment.words_from widens word replacement: it needs augment.replace",
+            "augment.words_from widens word replacement: it needs augment.enabled and augment.replace_prob",
         ),
         ("data.train.max_rows=-1", "data.train.max_rows must be None or >= 1"),
         ("data.train.match=a(", "data.train.match must be None or a regular expression"),
@@ -217,6 +217,12 @@ def test_no_untrusted_pickle_loading_in_the_package():
 def test_out_of_range_numbers_are_refused_at_load(tiny_recipe, override, message):
     with pytest.raises(RecipeError, match=message):
         load_recipe(tiny_recipe, [override])
+
+
+def test_a_word_corpus_of_sentence_pairs_is_refused(tiny_recipe):
+    overrides = ["augment.replace_prob=0.2", "augment.words_from=[{path: x.jsonl, text_pair_column: b}]"]
+    with pytest.raises(RecipeError, match="augment.words_from reads single texts"):
+        load_recipe(tiny_recipe, overrides)
 
 
 def test_environment_variables_fill_numeric_fields(tiny_recipe, monkeypatch):

@@ -912,6 +912,7 @@ def prepare_data(
         augmented = TextSet(firsts, pairs=seconds)
     elif augment.enabled:
         augmented = TextSet(augment_texts(selection.train.texts, augment, words))
+    del words  # the word corpus is only needed by the augmentation
     evaluation = [selection.texts, dev] + ([test] if test is not None else [])
     parts = unlabeled + ([augmented] if augmented else [])
     missing = missing_label(problem_type, len(label2id))

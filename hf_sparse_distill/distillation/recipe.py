@@ -190,8 +190,8 @@ class AugmentConfig:
     """Teacher-labelled augmentation of the train set (Tang et al., 2019): word masking, word replacement (by a
     word seen after the same previous word in the train texts, `augment.py`) and n-gram sampling. `words_from`:
     unlabeled sources (their `text` column, read into memory; bound big ones with `max_rows`) whose words widen the
-    replacement: a replacing word is swapped for a word that follows one of its predecessors there. They are not
-    labelled themselves."""
+    replacement: a replacing word is swapped for a word that follows one of its predecessors in the train texts or
+    these sources. They are not labelled themselves."""
 
     enabled: bool = False
     copies_per_example: int = 1
@@ -535,8 +535,13 @@ def validate(recipe: Recipe, where: str = "recipe") -> None:
     walk(recipe, "")
     if recipe.finetune.embedding_init != "random":
         raise RecipeError(f"{where}: finetune.embedding_init must be random: fine-tuning starts from the KD student")
-    if recipe.augment.words_from and not recipe.augment.replace_prob > 0:
-        raise RecipeError(f"{where}: augment.words_from widens word replacement: it needs augment.replace_prob > 0")
+    augment = recipe.augment
+    if augment.words_from and not (augment.enabled and augment.replace_prob > 0):
+        raise RecipeError(
+            f"{where}: augment.words_from widens word replacement: it needs augment.enabled and augment.replace_prob > 0"
+        )
+    if any(source.text_pair_column is not None for source in augment.words_from):
+        raise RecipeError(f"{where}: augment.words_from reads single texts (its words), not text_pair_column")
     try:
         SparseDANConfig(
             **dataclasses.asdict(recipe.student),
