@@ -9,9 +9,11 @@ texts' lengths: which half of a labelling budget pays more).
     python benchmarks/variants.py --recipe sst2_shared --seeds 0,1 --work runs/variants_sst2_pool \\
         --out benchmarks/variants_sst2_pool --only "recipe as shipped,150k least-sure IMDB sentences,150k random IMDB sentences"
 
-Writes `uncertain.jsonl` and `random.jsonl` (texts only; duplicates of the pool removed first) and prints the mean
-gap of each. The texts the recipe reads are not in the pool; a pool text equal to a selection or dev text is held
-out by the run like any unlabeled text.
+Writes `uncertain.jsonl` and `random.jsonl` (texts only; duplicates within the pool removed first) and prints the
+mean gap of each. A pool text equal to one the recipe already reads (another source, or the same text earlier in
+the source) is dropped by the run's de-duplication, so each set adds a little under `--keep` texts (148,384 and
+147,961 of 150,000 for SST-2); one equal to a selection or dev text is held out like any unlabeled text.
+Single-label students only (the gap between the two most likely labels).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ def margins(student: str, texts: list[str], batch_size: int = 4096) -> np.ndarra
     """For each text, the student's top probability minus its second."""
     tokenizer = AutoTokenizer.from_pretrained(student)
     model = AutoModelForSequenceClassification.from_pretrained(student).eval()
+    if model.config.problem_type not in (None, "single_label_classification"):
+        raise SystemExit(f"{student} is a {model.config.problem_type} model; the gap needs single-label scores")
     out = []
     for start in tqdm(range(0, len(texts), batch_size), desc="scoring the pool"):
         batch = tokenizer(texts[start : start + batch_size], padding=True, return_tensors="pt")

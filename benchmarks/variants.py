@@ -71,14 +71,14 @@ RECIPE_VARIANTS = {
         "words replaced (p 0.4)": ["augment.replace_prob=0.4"],
         "200 variants per question": ["augment.copies_per_example=200"],
         "KD for 8 epochs": ["kd.epochs=8"],
-        "replacement widened by news words": [
-            "augment.words_from=[{path: '${HFSD_SHARED:-../shared}/data/ag_news/train_subset.jsonl', label_column: null}]"
-        ],
         "alpha 0.7 + temperature 2 + 512 wide": [
             "kd.alpha=0.7",
             "kd.temperature=2",
             "student.embed_dim=512",
             "student.hidden_dims=[512]",
+        ],
+        "replacement widened by news words": [
+            "augment.words_from=[{path: '${HFSD_SHARED:-../shared}/data/ag_news/train_subset.jsonl', label_column: null}]"
         ],
     },
     "ag_news_shared": {
