@@ -228,6 +228,23 @@ def test_killed_labelling_resumes_without_loss_or_duplication(tiny_teacher, tmp_
     np.testing.assert_array_equal(logits, fresh)
 
 
+def test_a_shard_a_killed_run_was_writing_is_removed_and_a_live_writers_kept(tiny_teacher, tmp_path):
+    """A kill during a shard's write leaves its temporary file (what made the test above fail now and then); the
+    next run removes it, but not the temporary file of a process still writing."""
+    from hf_sparse_distill.distillation.logit_cache import identity_folder_name
+
+    teacher = Teacher(TeacherConfig(model=str(tiny_teacher), batch_size=16, chunk_size=50))
+    folder = tmp_path / "cache" / "teacher_logits" / identity_folder_name(teacher.identity())
+    folder.mkdir(parents=True)
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    abandoned = folder / f".shard-{'a' * 64}.safetensors.{int(ended.stdout)}.tmp"
+    live = folder / f".shard-{'b' * 64}.safetensors.{os.getpid()}.tmp"
+    for path in (abandoned, live):
+        path.write_bytes(b"half a shard")
+    logits = teacher.label(random_texts(20, seed=3), tmp_path / "cache", show_progress=False)
+    assert logits.shape == (20, 2) and live.exists() and not abandoned.exists()
+
+
 def test_logits_written_to_disk_equal_those_in_memory(tiny_teacher, tmp_path):
     """With `out`, the logits are filled bucket by bucket into a memory-mapped file, from texts read off an Arrow
     corpus; they equal the in-memory answer for the same texts (duplicates and an empty text included)."""

@@ -25,6 +25,28 @@ def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
     os.replace(tmp, path)
 
 
+def remove_abandoned_files(folder: Path) -> None:
+    """Delete the temporary files of `atomic_file` in `folder` whose writer, a process of this machine, is gone
+    (killed mid-write); a live process's are kept. A writer on another machine sharing the folder would look gone:
+    runs on several machines should not label into one cache folder at the same time."""
+    for tmp in folder.glob(".*.tmp"):
+        pid = tmp.name.removesuffix(".tmp").rpartition(".")[2]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill would end the process there: keep its files
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
 def json_digest(value: object) -> str:
     """A short hash (16 hex digits) of `value` as JSON with sorted keys: how cached work records its inputs."""
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -28,6 +28,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from .data import TextColumn
 from .distributed import process_state
 from .evaluate import problem_type_of
+from .files import remove_abandoned_files
 from .logit_cache import (
     KEY_DTYPE,
     SHARD_NAME,
@@ -218,6 +219,7 @@ class Teacher:
         if state.is_main_process:
             cache.folder.mkdir(parents=True, exist_ok=True)
             (cache.folder / "identity.json").write_text(json.dumps(identity, indent=2, sort_keys=True))
+            remove_abandoned_files(cache.folder)  # a shard a killed run was writing (this run's come after the barrier)
         num_buckets = bucket_count(len(texts), self.config.chunk_size)
         mine = {b for b in range(num_buckets) if b % state.num_processes == state.process_index}
         fill = mine if out is not None else set(range(num_buckets))  # the buckets whose logits this process returns
