@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from ..models.sparse_dan.tokenization_sparse_dan import word_splitter
 from ..results import DataReport
 from .augment import augment_pairs, augment_texts
-from .files import atomic_file, read_json, reset_folder, save_npy
+from .files import atomic_file, read_json, reset_folder, save_npy, temporary_path
 from .logit_cache import KEY_DTYPE, text_keys
 from .recipe import AugmentConfig, DataConfig, DatasetSource, VocabConfig
 
@@ -430,7 +430,7 @@ def _streamed(source: DatasetSource) -> datasets.Dataset:
             rows = len(pending[TEXT])
             if rows:
                 name = f"shard-{len(progress['shards']):06d}.arrow"
-                tmp = folder / f".{name}.{os.getpid()}.tmp"
+                tmp = temporary_path(folder / name)
                 writer = ArrowWriter(path=str(tmp), features=features)
                 writer.write_batch(pending)
                 writer.finalize()
@@ -706,7 +706,7 @@ def build_kd_corpus(
 def _write_shard(examples: TextSet, features: datasets.Features, path: Path, done: Path) -> None:
     """Write one batch of the corpus as an Arrow file, then its marker `done` (its size and SHA-256s)."""
     if len(examples):
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp = temporary_path(path)
         writer = ArrowWriter(path=str(tmp), features=features)
         writer.write_batch({TEXT: examples.texts, **({TEXT_PAIR: examples.pairs} if TEXT_PAIR in features else {})})
         writer.finalize()

@@ -20,7 +20,7 @@ from accelerate import PartialState
 from tqdm.auto import tqdm
 
 from ..models.sparse_dan.tokenization_sparse_dan import SparseDANTokenizer
-from .files import reset_folder, save_npy
+from .files import reset_folder, save_npy, temporary_path
 from .memory import release_free_memory
 
 
@@ -178,7 +178,7 @@ def _join_chunks(folder: Path, num_chunks: int) -> None:
     totals = [int(np.load(folder / f"lengths-{k:06d}.npy").sum()) for k in range(num_chunks)]
     texts, total = sum(sizes), sum(totals)
     joined = {
-        name: np.lib.format.open_memmap(folder / f".{name}.{os.getpid()}.tmp", mode="w+", dtype=dtype, shape=(max(n, 1),))
+        name: np.lib.format.open_memmap(temporary_path(folder / name), mode="w+", dtype=dtype, shape=(max(n, 1),))
         for name, dtype, n in ((IDS_FILE, np.int32, total), (STARTS_FILE, np.int64, texts), (LENGTHS_FILE, np.int64, texts))
     }  # fmt: skip
     row = at = 0

@@ -15,18 +15,24 @@ from typing import IO
 import numpy as np
 
 
+def temporary_path(path: Path) -> Path:
+    """Where this process writes `path` before moving it into place: hidden, beside it, named by the writer's pid
+    (`remove_abandoned_files` reads it back)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
 @contextmanager
 def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
     """Open a temporary file beside `path` for writing (`mode` "w" or "wb") and move it to `path` once written:
     a file that exists is complete."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temporary_path(path)
     with open(tmp, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as f:
         yield f
     os.replace(tmp, path)
 
 
 def remove_abandoned_files(folder: Path) -> None:
-    """Delete the temporary files of `atomic_file` in `folder` whose writer, a process of this machine, is gone
+    """Delete the `temporary_path` files in `folder` whose writer, a process of this machine, is gone
     (killed mid-write); a live process's are kept. A writer on another machine sharing the folder would look gone:
     runs on several machines should not label into one cache folder at the same time."""
     for tmp in folder.glob(".*.tmp"):

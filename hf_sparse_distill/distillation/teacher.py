@@ -28,7 +28,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from .data import TextColumn
 from .distributed import process_state
 from .evaluate import problem_type_of
-from .files import remove_abandoned_files
+from .files import remove_abandoned_files, temporary_path
 from .logit_cache import (
     KEY_DTYPE,
     SHARD_NAME,
@@ -228,7 +228,7 @@ class Teacher:
             folder.mkdir(parents=True, exist_ok=True)
             for stale in folder.glob("hfsd-label-*"):  # left by a killed run (this run's come after the barrier)
                 shutil.rmtree(stale, ignore_errors=True)
-            tmp = folder / f".{Path(out).name}.{os.getpid()}.tmp"  # a new file: a live map of the old one stays valid
+            tmp = temporary_path(Path(out))  # a new file: a live map of the old one stays valid
             np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(texts), self.num_labels)).flush()
             os.replace(tmp, out)
         state.wait_for_everyone()
