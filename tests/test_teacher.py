@@ -59,6 +59,30 @@ def test_the_teacher_sees_a_bounded_set_of_batch_shapes(tiny_teacher):
     np.testing.assert_allclose(logits, unpadded.predict(texts[:19], texts[19:38]), atol=1e-5)
 
 
+def test_a_token_budget_fills_each_call_with_texts_of_one_length_class(tiny_teacher):
+    """With `batch_tokens`, each call holds texts of one length class (token counts rounded up to a multiple of 8):
+    as many as fit in the budget, a multiple of 8 (at least 8); the last call of a class is padded within it. The
+    logits are those of one text at a time, in input order."""
+    texts = [" ".join(["word"] * n) for n in np.random.default_rng(0).integers(1, 40, size=90)] + ["x " * 300]
+    teacher = Teacher(TeacherConfig(model=str(tiny_teacher), batch_tokens=160, max_length=64))
+    shapes = []
+    teacher._load()
+    teacher._model.register_forward_pre_hook(lambda _, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)  # fmt: skip
+    logits = teacher.predict(texts)
+    lengths = np.array([len(ids) for ids in teacher._tokenizer(texts, truncation=True, max_length=64)["input_ids"]])
+    classes = np.minimum(-(-lengths // 8) * 8, 64)
+    expected_shapes = []
+    for width in np.unique(classes):  # widths 8..64: 160 tokens hold 16, 8 (at least 8), ... texts per call
+        count, per_call = int((classes == width).sum()), max(8, 160 // int(width) // 8 * 8)
+        full, rest = divmod(count, per_call)
+        members = np.sort(lengths[classes == width])
+        expected_shapes += [(per_call, int(members[(i + 1) * per_call - 1])) for i in range(full)]
+        expected_shapes += [(-(-rest // 8) * 8, int(width))] if rest else []
+    assert shapes == expected_shapes and len(set(np.unique(classes))) > 3
+    unbatched = Teacher(TeacherConfig(model=str(tiny_teacher), batch_size=1, max_length=64))
+    np.testing.assert_allclose(logits, unbatched.predict(texts), atol=1e-5)
+
+
 def test_truncation_side_picks_the_end_of_long_texts_the_teacher_reads(tiny_teacher, tmp_path):
     """`truncation_side: left` reads a long text's last tokens (transformers' tokenizer setting) and its logits are
     cached apart; unset, the teacher's tokenizer decides (as saved: a teacher taught on the end keeps reading it) and

@@ -120,7 +120,10 @@ class TeacherConfig:
     `truncation_side` is the end of a text longer than `max_length` that the teacher reads, when labelling and when
     fine-tuned: transformers' tokenizer setting, `right` (its first tokens), `left` (its last ones; of a sentence
     pair, those of the longer text) or None (the teacher's tokenizer's own, usually `right`). A teacher fine-tuned
-    here keeps it in its tokenizer."""
+    here keeps it in its tokenizer. `batch_tokens`: instead of `batch_size` texts per call, as many texts of one
+    length class (token counts rounded up to a multiple of 8) as fit in that many padded tokens, at least 8: many
+    short texts in one call, few long ones (2048 labels SST-2's KD corpus 5-10 % faster than 32 texts on 2 CPU cores:
+    `benchmarks/teacher_batching.py`); what the logits mean does not depend on it."""
 
     model: str
     revision: str | None = None
@@ -128,6 +131,7 @@ class TeacherConfig:
     max_length: int = 512
     truncation_side: str | None = None
     batch_size: int = 64
+    batch_tokens: int | None = None
     dtype: str = "auto"
     chunk_size: int = 4096
     training: TeacherTrainingConfig | None = None
@@ -457,6 +461,7 @@ _RULES: dict[type, list[tuple[str, Any, str]]] = {
     TeacherConfig: [
         ("max_length", _at_least_one, ">= 1"),
         ("batch_size", _at_least_one, ">= 1"),
+        ("batch_tokens", _optional(_at_least_one), "None or >= 1"),
         ("chunk_size", _at_least_one, ">= 1"),
         ("dtype", lambda v: v in ("auto", "float32", "bfloat16", "float16"), "one of auto, float32, bfloat16, float16"),
         ("truncation_side", _optional(lambda v: v in ("left", "right")), "None, left or right"),

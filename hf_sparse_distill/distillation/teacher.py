@@ -67,7 +67,7 @@ class Teacher:
 
     Args:
         config: Which model (Hub id + revision, or a local folder) and how to run it (`max_length`,
-            `batch_size`, `dtype`: `"auto"` = float16 on GPU and float32 on CPU, or `"float32"`, `"bfloat16"`,
+            `batch_size` or `batch_tokens`, `dtype`: `"auto"` = float16 on GPU and float32 on CPU, or `"float32"`, `"bfloat16"`,
             `"float16"`; `chunk_size`: texts per cache shard).
         state: The accelerate process state (defaults to the current one): each process labels its share.
     """
@@ -139,11 +139,11 @@ class Teacher:
         """Logits of `texts` (float32, input order): length-sorted batches with dynamic padding. Sentence pairs
         (`pairs`: the second text of each) go through the teacher's own pair encoding.
 
-        The short last batch has its rows and tokens padded up to multiples of `SHAPE_MULTIPLE` (never past the batch
-        size or the maximum length), so the teacher meets a bounded set of batch shapes however many texts it
-        labels: the math libraries keep compiled kernels for every shape they meet (about 35 KB each on CPU), and the
-        last batch of every shard would otherwise bring new ones. Full batches are not padded further (that would
-        cost time on every batch)."""
+        A short batch (the last one, or with `batch_tokens` the last of each length class) has its rows and tokens
+        padded up to multiples of `SHAPE_MULTIPLE` (never past a full batch's rows or the maximum length), so the
+        teacher meets a bounded set of batch shapes however many texts it labels: the math libraries keep compiled
+        kernels for every shape they meet (about 35 KB each on CPU), and the last batch of every shard would
+        otherwise bring new ones. Full batches are not padded further (that would cost time on every batch)."""
         return self._run(texts, pairs, self.num_labels, lambda model, batch: model(**batch).logits)
 
     def embed(self, texts: list[str]) -> np.ndarray:
@@ -171,15 +171,13 @@ class Teacher:
         encoded = self._tokenizer(
             texts, pairs, truncation=True, max_length=max_length, return_special_tokens_mask=special_tokens_mask
         )
-        order = np.argsort([len(ids) for ids in encoded["input_ids"]], kind="stable")
         out = np.zeros((len(texts), width), dtype=np.float32)
         with torch.inference_mode():
-            for start in range(0, len(order), self.config.batch_size):
-                rows = order[start : start + self.config.batch_size]
+            for rows, full in self.plan_batches(np.array([len(ids) for ids in encoded["input_ids"]]), max_length):
                 features = [{key: encoded[key][i] for key in encoded.keys()} for i in rows]
                 longest = None
-                if len(rows) < self.config.batch_size:
-                    filler = min(_round_up(len(rows)), self.config.batch_size) - len(rows)
+                if len(rows) < full:
+                    filler = min(_round_up(len(rows)), full) - len(rows)
                     features += features[:1] * filler  # their outputs are dropped
                     longest = min(_round_up(max(len(f["input_ids"]) for f in features)), max_length)
                 batch = self._tokenizer.pad(
@@ -187,6 +185,23 @@ class Teacher:
                 )
                 out[rows] = forward(self._model, dict(batch.to(self.state.device)))[: len(rows)].float().cpu().numpy()
         return out
+
+    def plan_batches(self, lengths: np.ndarray, max_length: int) -> list[tuple[np.ndarray, int]]:
+        """The rows of each call, texts sorted by length, with the number of rows of a full call: `batch_size` per
+        call, or with `batch_tokens`, per length class (token counts rounded up to a multiple of `SHAPE_MULTIPLE`)
+        as many as fit in `batch_tokens` padded tokens, a multiple of `SHAPE_MULTIPLE` (so that a full call of a
+        class has one shape per length, and a short one is padded within the class)."""
+        order = np.argsort(lengths, kind="stable")
+        if self.config.batch_tokens is None:
+            size = self.config.batch_size
+            return [(order[start : start + size], size) for start in range(0, len(order), size)]
+        classes = np.minimum(_round_up(lengths[order]), max_length)
+        batches = []
+        for width in np.unique(classes):
+            rows = order[classes == width]
+            size = max(SHAPE_MULTIPLE, self.config.batch_tokens // int(width) // SHAPE_MULTIPLE * SHAPE_MULTIPLE)
+            batches += [(rows[start : start + size], size) for start in range(0, len(rows), size)]
+        return batches
 
     def label(
         self,
@@ -328,7 +343,7 @@ class Teacher:
                 f.write(f"\n{path.name}")  # on a line of its own even after a line cut short
 
 
-def _round_up(size: int) -> int:
+def _round_up(size: int | np.ndarray) -> int | np.ndarray:
     """`size` rounded up to a multiple of `SHAPE_MULTIPLE`."""
     return -(-size // SHAPE_MULTIPLE) * SHAPE_MULTIPLE
 

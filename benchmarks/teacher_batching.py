@@ -1,0 +1,86 @@
+"""Teacher labelling speed: batches of a fixed number of texts (`teacher.batch_size`) against batches filled up to a
+token budget (`teacher.batch_tokens`: many short texts in one call, few long ones), on a recipe's own KD corpus.
+
+    python benchmarks/teacher_batching.py --recipe sst2_shared --budgets 1024,2048,4096
+
+Reads a random sample of the recipe's KD corpus (run `hf-sparse-distill vocab RECIPE` first), splits it into the
+labelling chunks the package labels (`teacher.chunk_size`), sorts each chunk by length as `Teacher.predict` does, and
+times in turns (`measure.interleaved_throughput`: medians over rounds, so the drift of a shared machine's speed
+favours no scheme) `Teacher.predict` with `teacher.batch_size` texts per call and with each budget B as
+`batch_tokens`. Prints a markdown table with the calls and padded tokens of each scheme and the largest logit
+difference from the first (bfloat16 results depend a little on the batch they are computed in).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from measure import interleaved_throughput  # noqa: E402
+
+from hf_sparse_distill.distillation.recipe import load_recipe  # noqa: E402
+from hf_sparse_distill.distillation.teacher import Teacher  # noqa: E402
+
+
+def corpus_sample(corpus_folder: Path, count: int, seed: int) -> list[str]:
+    """`count` texts drawn without replacement from the Arrow shards of a KD corpus folder."""
+    from datasets import Dataset, concatenate_datasets
+
+    shards = sorted((corpus_folder / "shards").glob("*.arrow"))
+    if not shards:
+        raise SystemExit(f"no KD corpus in {corpus_folder}: run `hf-sparse-distill vocab RECIPE` first")
+    corpus = concatenate_datasets([Dataset.from_file(str(path)) for path in shards])
+    rows = np.random.default_rng(seed).choice(len(corpus), size=min(count, len(corpus)), replace=False)
+    return corpus.select(np.sort(rows))["text"]
+
+
+def padded_tokens(lengths: np.ndarray, batches: list[tuple[np.ndarray, int]]) -> int:
+    """Tokens the calls read, padding included (each call padded to its longest text; filler rows left out)."""
+    return int(sum(len(rows) * lengths[rows].max() for rows, _ in batches))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", required=True, help="a recipe whose KD corpus has been written")
+    parser.add_argument("--budgets", default="1024,2048,4096", help="padded tokens per call, comma-separated")
+    parser.add_argument("--texts", type=int, default=8192, help="texts sampled from the KD corpus")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    recipe = load_recipe(args.recipe)
+    texts = corpus_sample(Path(recipe.output_dir) / "kd_corpus", args.texts, args.seed)
+    fixed = replace(recipe.teacher, batch_tokens=None)
+    teachers = {f"{fixed.batch_size} texts per call": Teacher(fixed)}
+    for budget in args.budgets.split(","):
+        teachers[f"{budget} padded tokens per call"] = Teacher(replace(fixed, batch_tokens=int(budget)))
+    base = next(iter(teachers))
+    chunk, max_length = fixed.chunk_size, fixed.max_length
+    chunks = [texts[start : start + chunk] for start in range(0, len(texts), chunk)]
+    reference = np.concatenate([teachers[base].predict(part) for part in chunks])
+    tokenizer = AutoTokenizer.from_pretrained(fixed.model, revision=fixed.revision, **fixed.tokenizer_settings())
+    lengths = [np.array([len(ids) for ids in tokenizer(part, truncation=True, max_length=max_length)["input_ids"]]) for part in chunks]  # fmt: skip
+    speeds = interleaved_throughput({name: t.predict for name, t in teachers.items()}, texts, chunk, rounds=args.rounds)
+    print(f"{len(texts):,} texts drawn from {recipe.output_dir}/kd_corpus (mean {np.mean(np.concatenate(lengths)):.1f} "
+          f"tokens), chunks of {chunk}, {args.rounds} rounds, torch {torch.__version__} with {torch.get_num_threads()} threads\n")  # fmt: skip
+    print(f"| scheme | texts/s (median) | vs {base} | calls | padded tokens per text | max logit difference |")
+    print("|---|---|---|---|---|---|")
+    for name, teacher in teachers.items():
+        logits = np.concatenate([teacher.predict(part) for part in chunks])
+        batches = [teacher.plan_batches(part, max_length) for part in lengths]
+        calls = sum(len(plan) for plan in batches)
+        tokens = sum(padded_tokens(part, plan) for part, plan in zip(lengths, batches)) / len(texts)
+        print(f"| {name} | {speeds[name]:,.0f} | {speeds[name] / speeds[base]:.2f}× | {calls:,} | {tokens:.1f} | "
+              f"{np.abs(logits - reference).max():.1e} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
