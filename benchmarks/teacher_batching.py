@@ -7,19 +7,20 @@ Reads a random sample of the recipe's KD corpus (run `hf-sparse-distill vocab RE
 labelling chunks the package labels (`teacher.chunk_size`), sorts each chunk by length as `Teacher.predict` does, and
 times in turns (`measure.interleaved_throughput`: medians over rounds, so the drift of a shared machine's speed
 favours no scheme) `Teacher.predict` with `teacher.batch_size` texts per call and with each budget B as
-`batch_tokens`. Prints a markdown table with the calls and padded tokens of each scheme and the largest logit
-difference from the first (bfloat16 results depend a little on the batch they are computed in).
+`batch_tokens`. Writes `--out`/TEACHER_BATCHING.md (and .json): the calls and padded tokens of each scheme and the
+largest logit difference from the first (bfloat16 results depend a little on the batch they are computed in).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 from transformers import AutoTokenizer
 
 HERE = Path(__file__).resolve().parent
@@ -29,6 +30,7 @@ from measure import interleaved_throughput  # noqa: E402
 
 from hf_sparse_distill.distillation.recipe import load_recipe  # noqa: E402
 from hf_sparse_distill.distillation.teacher import Teacher  # noqa: E402
+from hf_sparse_distill.speed import machine_description  # noqa: E402
 
 
 def corpus_sample(corpus_folder: Path, count: int, seed: int) -> list[str]:
@@ -55,6 +57,7 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=8192, help="texts sampled from the KD corpus")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(HERE), help="folder of TEACHER_BATCHING.md and teacher_batching.json")
     args = parser.parse_args()
     recipe = load_recipe(args.recipe)
     texts = corpus_sample(Path(recipe.output_dir) / "kd_corpus", args.texts, args.seed)
@@ -69,17 +72,40 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(fixed.model, revision=fixed.revision, **fixed.tokenizer_settings())
     lengths = [np.array([len(ids) for ids in tokenizer(part, truncation=True, max_length=max_length)["input_ids"]]) for part in chunks]  # fmt: skip
     speeds = interleaved_throughput({name: t.predict for name, t in teachers.items()}, texts, chunk, rounds=args.rounds)
-    print(f"{len(texts):,} texts drawn from {recipe.output_dir}/kd_corpus (mean {np.mean(np.concatenate(lengths)):.1f} "
-          f"tokens), chunks of {chunk}, {args.rounds} rounds, torch {torch.__version__} with {torch.get_num_threads()} threads\n")  # fmt: skip
-    print(f"| scheme | texts/s (median) | vs {base} | calls | padded tokens per text | max logit difference |")
-    print("|---|---|---|---|---|---|")
+    points = []
     for name, teacher in teachers.items():
         logits = np.concatenate([teacher.predict(part) for part in chunks])
-        batches = [teacher.plan_batches(part, max_length) for part in lengths]
-        calls = sum(len(plan) for plan in batches)
-        tokens = sum(padded_tokens(part, plan) for part, plan in zip(lengths, batches)) / len(texts)
-        print(f"| {name} | {speeds[name]:,.0f} | {speeds[name] / speeds[base]:.2f}× | {calls:,} | {tokens:.1f} | "
-              f"{np.abs(logits - reference).max():.1e} |")  # fmt: skip
+        plans = [teacher.plan_batches(part, max_length) for part in lengths]
+        points.append({
+            "scheme": name, "batch_tokens": teacher.config.batch_tokens, "texts_per_s": speeds[name],
+            "calls": sum(len(plan) for plan in plans),
+            "padded_tokens_per_text": sum(padded_tokens(part, plan) for part, plan in zip(lengths, plans)) / len(texts),
+            "max_logit_difference": float(np.abs(logits - reference).max()),
+        })  # fmt: skip
+    command = " ".join(["python benchmarks/teacher_batching.py", *sys.argv[1:]])
+    report = {
+        "recipe": args.recipe, "texts": len(texts), "mean_tokens": float(np.mean(np.concatenate(lengths))),
+        "chunk_size": chunk, "rounds": args.rounds, "seed": args.seed, "command": command,
+        "machine": machine_description(), "date": datetime.date.today().isoformat(), "points": points,
+    }  # fmt: skip
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "teacher_batching.json").write_text(json.dumps(report, indent=2))
+    lines = [
+        "# Teacher calls: a fixed number of texts or a token budget",
+        "",
+        f"Generated {report['date']} by `{command}` on: {report['machine']}.",
+        f"{len(texts):,} texts drawn with seed {args.seed} from the KD corpus of `{recipe.output_dir}` (mean "
+        f"{report['mean_tokens']:.1f} tokens), teacher `{fixed.model}` in {fixed.dtype}, up to {max_length} tokens, "
+        f"labelled in chunks of {chunk} as the cache does; median texts/s of {args.rounds} rounds in turns.",
+        "",
+        f"| scheme | texts/s | vs {base} | calls | padded tokens per text | max logit difference |",
+        "|---|---|---|---|---|---|",
+        *(f"| {p['scheme']} | {p['texts_per_s']:,.0f} | {p['texts_per_s'] / points[0]['texts_per_s']:.2f}× | "
+          f"{p['calls']:,} | {p['padded_tokens_per_text']:.1f} | {p['max_logit_difference']:.1e} |" for p in points),
+    ]  # fmt: skip
+    (out / "TEACHER_BATCHING.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
