@@ -61,25 +61,28 @@ def test_the_teacher_sees_a_bounded_set_of_batch_shapes(tiny_teacher):
 
 def test_a_token_budget_fills_each_call_with_texts_of_one_length_class(tiny_teacher):
     """With `batch_tokens`, each call holds texts of one length class (token counts rounded up to a multiple of 8):
-    as many as fit in the budget, a multiple of 8 (at least 8); the last call of a class is padded within it. The
-    logits are those of one text at a time, in input order."""
-    texts = [" ".join(["word"] * n) for n in np.random.default_rng(0).integers(1, 40, size=90)] + ["x " * 300]
-    teacher = Teacher(TeacherConfig(model=str(tiny_teacher), batch_tokens=160, max_length=64))
+    as many as fit in the budget, a multiple of 8 (at least 8); the last call of a class
+    is padded within it. The logits are those of one text at a time, in input order."""
+    texts = [" ".join(["word"] * n) for n in np.random.default_rng(0).integers(1, 40, size=90)] + ["x " * 300] * 3
+    teacher = Teacher(TeacherConfig(model=str(tiny_teacher), batch_tokens=160, max_length=60))
     shapes = []
     teacher._load()
     teacher._model.register_forward_pre_hook(lambda _, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)  # fmt: skip
     logits = teacher.predict(texts)
-    lengths = np.array([len(ids) for ids in teacher._tokenizer(texts, truncation=True, max_length=64)["input_ids"]])
-    classes = np.minimum(-(-lengths // 8) * 8, 64)
+    lengths = np.array([len(ids) for ids in teacher._tokenizer(texts, truncation=True, max_length=60)["input_ids"]])
+    classes = -(-lengths // 8) * 8  # the three long texts: class 64, padded to 60 tokens (the maximum length)
+    assert sorted(set(classes)) == [8, 16, 24, 32, 40, 48, 64] and sum(rows for rows, _ in shapes) >= len(texts)
+    for rows, tokens in shapes:  # every call: rows a multiple of 8, within the budget unless 8 rows, one class
+        assert rows % 8 == 0 and (rows * tokens <= 160 or rows == 8) and tokens in set(lengths) | set(classes) | {60}
     expected_shapes = []
-    for width in np.unique(classes):  # widths 8..64: 160 tokens hold 16, 8 (at least 8), ... texts per call
+    for width in np.unique(classes):  # 160 tokens hold 16 texts of up to 8 tokens, 8 of up to 16, at least 8 longer
         count, per_call = int((classes == width).sum()), max(8, 160 // int(width) // 8 * 8)
         full, rest = divmod(count, per_call)
         members = np.sort(lengths[classes == width])
         expected_shapes += [(per_call, int(members[(i + 1) * per_call - 1])) for i in range(full)]
-        expected_shapes += [(-(-rest // 8) * 8, int(width))] if rest else []
-    assert shapes == expected_shapes and len(set(np.unique(classes))) > 3
-    unbatched = Teacher(TeacherConfig(model=str(tiny_teacher), batch_size=1, max_length=64))
+        expected_shapes += [(-(-rest // 8) * 8, min(int(width), 60))] if rest else []
+    assert shapes == expected_shapes and expected_shapes[-1] == (8, 60)
+    unbatched = Teacher(TeacherConfig(model=str(tiny_teacher), batch_size=1, max_length=60))
     np.testing.assert_allclose(logits, unbatched.predict(texts), atol=1e-5)
 
 

@@ -17,7 +17,7 @@ import logging
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -451,12 +451,16 @@ class Distiller:
         )
 
     def _measure_speed(self, student_dir: Path) -> SpeedResult:
-        """Student (batch 256) and teacher (batch `teacher.batch_size`) throughput on the dev texts."""
+        """Student (batch 256) and teacher (batch `teacher.batch_size`) throughput on the dev texts. The teacher is
+        timed as it would serve, `batch_size` texts per call, also where it labelled with `batch_tokens`."""
         dev = self.data().dev
         texts = dev.texts if dev.pairs is None else list(zip(dev.texts, dev.pairs))
+        teacher = self.teacher
+        if self.recipe.teacher.batch_tokens is not None:
+            teacher = Teacher(replace(self.recipe.teacher, batch_tokens=None), self.state)
         return compare_speed(
             student_dir,
-            self.teacher.predict,
+            teacher.predict,
             texts,
             self.recipe.teacher.batch_size,
             str(self.teacher.dtype),

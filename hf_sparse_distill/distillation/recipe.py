@@ -122,8 +122,10 @@ class TeacherConfig:
     pair, those of the longer text) or None (the teacher's tokenizer's own, usually `right`). A teacher fine-tuned
     here keeps it in its tokenizer. `batch_tokens`: instead of `batch_size` texts per call, as many texts of one
     length class (token counts rounded up to a multiple of 8) as fit in that many padded tokens, at least 8: many
-    short texts in one call, few long ones (2048 labels SST-2's KD corpus 5-10 % faster than 32 texts on 2 CPU cores:
-    `benchmarks/teacher_batching.py`); what the logits mean does not depend on it."""
+    short texts in one call, few long ones; what the logits mean does not depend on it. On SST-2's KD corpus and 2 CPU
+    cores, 2048 labelled 1.05-1.08 times as many texts per second as 32 texts per call, 1024 0.96-1.10 times
+    (`benchmarks/TEACHER_BATCHING.md`); in a whole run the gain is within the machine's drift (not set in the shipped
+    recipes)."""
 
     model: str
     revision: str | None = None

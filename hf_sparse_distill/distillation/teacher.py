@@ -173,7 +173,7 @@ class Teacher:
         )
         out = np.zeros((len(texts), width), dtype=np.float32)
         with torch.inference_mode():
-            for rows, full in self.plan_batches(np.array([len(ids) for ids in encoded["input_ids"]]), max_length):
+            for rows, full in self.plan_batches(np.array([len(ids) for ids in encoded["input_ids"]])):
                 features = [{key: encoded[key][i] for key in encoded.keys()} for i in rows]
                 longest = None
                 if len(rows) < full:
@@ -186,7 +186,7 @@ class Teacher:
                 out[rows] = forward(self._model, dict(batch.to(self.state.device)))[: len(rows)].float().cpu().numpy()
         return out
 
-    def plan_batches(self, lengths: np.ndarray, max_length: int) -> list[tuple[np.ndarray, int]]:
+    def plan_batches(self, lengths: np.ndarray) -> list[tuple[np.ndarray, int]]:
         """The rows of each call, texts sorted by length, with the number of rows of a full call: `batch_size` per
         call, or with `batch_tokens`, per length class (token counts rounded up to a multiple of `SHAPE_MULTIPLE`)
         as many as fit in `batch_tokens` padded tokens, a multiple of `SHAPE_MULTIPLE` (so that a full call of a
@@ -195,7 +195,7 @@ class Teacher:
         if self.config.batch_tokens is None:
             size = self.config.batch_size
             return [(order[start : start + size], size) for start in range(0, len(order), size)]
-        classes = np.minimum(_round_up(lengths[order]), max_length)
+        classes = _round_up(lengths[order])
         batches = []
         for width in np.unique(classes):
             rows = order[classes == width]
