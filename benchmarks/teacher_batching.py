@@ -4,9 +4,9 @@ token budget (`teacher.batch_tokens`: many short texts in one call, few long one
     python benchmarks/teacher_batching.py --recipe sst2_shared --budgets 1024,2048,4096
 
 Reads a random sample of the recipe's KD corpus (run `hf-sparse-distill vocab RECIPE` first), splits it into the
-labelling chunks the package labels (`teacher.chunk_size`), sorts each chunk by length as `Teacher.predict` does, and
-times in turns (`measure.interleaved_throughput`: medians over rounds, so the drift of a shared machine's speed
-favours no scheme) `Teacher.predict` with `teacher.batch_size` texts per call and with each budget B as
+labelling chunks the package labels (`teacher.chunk_size`; `Teacher.predict` sorts each by length) and times in
+turns (`measure.interleaved_throughput`: medians over rounds, so the drift of a shared machine's speed favours no
+scheme) `Teacher.predict` with `teacher.batch_size` texts per call and with each budget B as
 `batch_tokens`. Writes `--out`/TEACHER_BATCHING.md (and .json): the calls and padded tokens of each scheme and the
 largest logit difference from the first (bfloat16 results depend a little on the batch they are computed in).
 """
@@ -29,7 +29,7 @@ sys.path.insert(0, str(HERE))
 from measure import interleaved_throughput  # noqa: E402
 
 from hf_sparse_distill.distillation.recipe import load_recipe  # noqa: E402
-from hf_sparse_distill.distillation.teacher import Teacher  # noqa: E402
+from hf_sparse_distill.distillation.teacher import SHAPE_MULTIPLE, Teacher  # noqa: E402
 from hf_sparse_distill.speed import machine_description  # noqa: E402
 
 
@@ -45,9 +45,22 @@ def corpus_sample(corpus_folder: Path, count: int, seed: int) -> list[str]:
     return corpus.select(np.sort(rows))["text"]
 
 
-def padded_tokens(lengths: np.ndarray, batches: list[tuple[np.ndarray, int]]) -> int:
-    """Tokens the calls read, padding included (each call padded to its longest text; filler rows left out)."""
-    return int(sum(len(rows) * lengths[rows].max() for rows, _ in batches))
+def padded_tokens(lengths: np.ndarray, batches: list[tuple[np.ndarray, int]], max_length: int) -> int:
+    """Tokens the calls read, padding included: a full call padded to its longest text, a short one (fewer rows than
+    a full call) with filler rows and tokens up to multiples of `SHAPE_MULTIPLE`, as `Teacher.predict` pads it."""
+    total = 0
+    for rows, full in batches:
+        longest = int(lengths[rows].max())
+        if len(rows) < full:
+            total += min(round_up(len(rows)), full) * min(round_up(longest), max_length)
+        else:
+            total += len(rows) * longest
+    return total
+
+
+def round_up(size: int) -> int:
+    """`size` rounded up to a multiple of `SHAPE_MULTIPLE`."""
+    return -(-size // SHAPE_MULTIPLE) * SHAPE_MULTIPLE
 
 
 def main() -> None:
@@ -66,20 +79,21 @@ def main() -> None:
     for budget in args.budgets.split(","):
         teachers[f"{budget} padded tokens per call"] = Teacher(replace(fixed, batch_tokens=int(budget)))
     base = next(iter(teachers))
-    chunk, max_length = fixed.chunk_size, fixed.max_length
+    chunk = fixed.chunk_size
     chunks = [texts[start : start + chunk] for start in range(0, len(texts), chunk)]
     reference = np.concatenate([teachers[base].predict(part) for part in chunks])
     tokenizer = AutoTokenizer.from_pretrained(fixed.model, revision=fixed.revision, **fixed.tokenizer_settings())
+    max_length = min(fixed.max_length, tokenizer.model_max_length)  # as `Teacher.predict` truncates
     lengths = [np.array([len(ids) for ids in tokenizer(part, truncation=True, max_length=max_length)["input_ids"]]) for part in chunks]  # fmt: skip
     speeds = interleaved_throughput({name: t.predict for name, t in teachers.items()}, texts, chunk, rounds=args.rounds)
     points = []
     for name, teacher in teachers.items():
         logits = np.concatenate([teacher.predict(part) for part in chunks])
-        plans = [teacher.plan_batches(part, max_length) for part in lengths]
+        plans = [teacher.plan_batches(part) for part in lengths]
         points.append({
             "scheme": name, "batch_tokens": teacher.config.batch_tokens, "texts_per_s": speeds[name],
             "calls": sum(len(plan) for plan in plans),
-            "padded_tokens_per_text": sum(padded_tokens(part, plan) for part, plan in zip(lengths, plans)) / len(texts),
+            "padded_tokens_per_text": sum(map(padded_tokens, lengths, plans, [max_length] * len(plans))) / len(texts),
             "max_logit_difference": float(np.abs(logits - reference).max()),
         })  # fmt: skip
     command = " ".join(["python benchmarks/teacher_batching.py", *sys.argv[1:]])
