@@ -109,7 +109,7 @@ def worker(args: argparse.Namespace) -> dict:
         "model_only": {},
     }
     dev_texts, dev_labels = sst2_split("dev")
-    texts = {"sst2": dev_texts[: args.sst_texts], "long": long_reviews(args.long_texts)}
+    texts = {"sst2": dev_texts[: args.sst_texts], "long": long_reviews(args.long_texts, args.long_words)}
     big = 32 if args.worker in TRANSFORMERS else 256
     for batch_size in (1, big):
         if "state" in contestant.extra:
@@ -189,6 +189,8 @@ def run_worker(name: str, threads: int, args: argparse.Namespace) -> dict:
         str(args.sst_texts),
         "--long-texts",
         str(args.long_texts),
+        "--long-words",
+        str(args.long_words),
         "--rounds",
         str(args.rounds),
         "--head-to-head",
@@ -236,7 +238,7 @@ def report(
         student_line(args, run),
         "",
         "Throughput is texts per second **with tokenization** (model alone in parentheses where it can be "
-        "separated); SST-2 = the 872 dev sentences, long = IMDB test reviews cut to 300 words. Transformers "
+        f"separated); SST-2 = the 872 dev sentences, long = IMDB test reviews cut to {args.long_words} words. Transformers "
         "run at batch 32 (the paper's batch size) instead of 256: on a CPU a bigger batch does not make them "
         "faster and one batch of 256 long reviews takes minutes. Random-weight models are the paper's reference "
         "shapes; their speed does not depend on the weights.",
@@ -417,6 +419,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="minimum seconds per throughput figure")
     parser.add_argument("--sst-texts", type=int, default=872)
     parser.add_argument("--long-texts", type=int, default=256)
+    parser.add_argument("--long-words", type=int, default=300, help="words a long review is cut to")
     parser.add_argument("--rounds", type=int, default=30, help="rounds of the head-to-head with fastText")
     parser.add_argument("--head-to-head", default="", help=argparse.SUPPRESS)  # contestants of the head-to-head worker
     parser.add_argument("--smoke", action="store_true", help="tiny budgets, 1 thread: only checks that everything runs")
@@ -446,7 +449,14 @@ def main() -> None:
         print(json.dumps(worker(args)))
         return
     if args.smoke:
-        args.threads, args.seconds, args.sst_texts, args.long_texts, args.rounds = "1", 0.05, 16, 2, 2
+        args.threads, args.seconds, args.sst_texts, args.long_texts, args.long_words, args.rounds = (
+            "1",
+            0.05,
+            16,
+            2,
+            20,
+            2,
+        )
     if not args.student:
         if not args.run_dir:
             parser.error("give --run-dir or --student")
