@@ -135,6 +135,24 @@ def test_variants_smoke(tiny_recipe, tmp_path):
     ] and again["points"][0] == first and "--only 'feature dropout 0.1'" in again["command"]  # fmt: skip
 
 
+def test_teacher_batching_smoke(tiny_recipe, tmp_path):
+    """Fixed-size calls against token budgets on the recipe's KD corpus: the same logits (a float32 teacher), no more
+    calls for a larger budget."""
+    from hf_sparse_distill.cli import main
+
+    assert main(["vocab", str(tiny_recipe)]) == 0
+    run("teacher_batching.py", "--recipe", str(tiny_recipe), "--texts", "200", "--rounds", "1", "--budgets", "64,512",
+        "--out", str(tmp_path))  # fmt: skip
+    points = json.loads((tmp_path / "teacher_batching.json").read_text())["points"]
+    assert [p["scheme"] for p in points] == [
+        "16 texts per call", "64 padded tokens per call", "512 padded tokens per call",
+    ]  # fmt: skip
+    assert all(p["texts_per_s"] > 0 and p["max_logit_difference"] < 1e-4 for p in points)
+    # chunks of 64 texts (the recipe's): 4 + 4 + 4 + 1 calls of 16; a budget of 64 tokens holds the minimum of 8
+    assert points[0]["calls"] == 13 and points[1]["calls"] >= 25 and points[2]["calls"] <= points[1]["calls"]
+    assert "| 512 padded tokens per call |" in (tmp_path / "TEACHER_BATCHING.md").read_text()
+
+
 def test_a_labelling_budget_pays_once_for_texts_a_source_repeats(monkeypatch):
     """A source that reads an earlier source's texts further costs only its texts past those; a source that buys
     no new text is left out of the corpus."""
