@@ -66,8 +66,8 @@ class Teacher:
     """A fine-tuned classifier that labels texts with its logits.
 
     Args:
-        config: Which model (Hub id + revision, or a local folder) and how to run it (`max_length`,
-            `batch_size` or `batch_tokens`, `dtype`: `"auto"` = float16 on GPU and float32 on CPU, or `"float32"`, `"bfloat16"`,
+        config: Which model (Hub id + revision, or a local folder) and how to run it (`max_length`, `batch_size` or
+            `batch_tokens`, `dtype`: `"auto"` = float16 on GPU and float32 on CPU, or `"float32"`, `"bfloat16"`,
             `"float16"`; `chunk_size`: texts per cache shard).
         state: The accelerate process state (defaults to the current one): each process labels its share.
     """
