@@ -449,14 +449,8 @@ def main() -> None:
         print(json.dumps(worker(args)))
         return
     if args.smoke:
-        args.threads, args.seconds, args.sst_texts, args.long_texts, args.long_words, args.rounds = (
-            "1",
-            0.05,
-            16,
-            2,
-            20,
-            2,
-        )
+        args.threads, args.seconds, args.sst_texts, args.long_texts, args.rounds = "1", 0.05, 16, 2, 2
+        args.long_words = 20
     if not args.student:
         if not args.run_dir:
             parser.error("give --run-dir or --student")

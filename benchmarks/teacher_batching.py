@@ -29,7 +29,7 @@ sys.path.insert(0, str(HERE))
 from measure import interleaved_throughput  # noqa: E402
 
 from hf_sparse_distill.distillation.recipe import load_recipe  # noqa: E402
-from hf_sparse_distill.distillation.teacher import SHAPE_MULTIPLE, Teacher  # noqa: E402
+from hf_sparse_distill.distillation.teacher import Teacher, call_padding  # noqa: E402
 from hf_sparse_distill.speed import machine_description  # noqa: E402
 
 
@@ -46,21 +46,13 @@ def corpus_sample(corpus_folder: Path, count: int, seed: int) -> list[str]:
 
 
 def padded_tokens(lengths: np.ndarray, batches: list[tuple[np.ndarray, int]], max_length: int) -> int:
-    """Tokens the calls read, padding included: a full call padded to its longest text, a short one (fewer rows than
-    a full call) with filler rows and tokens up to multiples of `SHAPE_MULTIPLE`, as `Teacher.predict` pads it."""
+    """Tokens the calls read, padding included, as `Teacher.predict` pads them (`call_padding`)."""
     total = 0
     for rows, full in batches:
         longest = int(lengths[rows].max())
-        if len(rows) < full:
-            total += min(round_up(len(rows)), full) * min(round_up(longest), max_length)
-        else:
-            total += len(rows) * longest
+        filler, tokens = call_padding(len(rows), full, longest, max_length)
+        total += (len(rows) + filler) * (tokens or longest)
     return total
-
-
-def round_up(size: int) -> int:
-    """`size` rounded up to a multiple of `SHAPE_MULTIPLE`."""
-    return -(-size // SHAPE_MULTIPLE) * SHAPE_MULTIPLE
 
 
 def main() -> None:

@@ -171,17 +171,15 @@ class Teacher:
         encoded = self._tokenizer(
             texts, pairs, truncation=True, max_length=max_length, return_special_tokens_mask=special_tokens_mask
         )
+        lengths = np.array([len(ids) for ids in encoded["input_ids"]])
         out = np.zeros((len(texts), width), dtype=np.float32)
         with torch.inference_mode():
-            for rows, full in self.plan_batches(np.array([len(ids) for ids in encoded["input_ids"]])):
+            for rows, full in self.plan_batches(lengths):
                 features = [{key: encoded[key][i] for key in encoded.keys()} for i in rows]
-                longest = None
-                if len(rows) < full:
-                    filler = min(_round_up(len(rows)), full) - len(rows)
-                    features += features[:1] * filler  # their outputs are dropped
-                    longest = min(_round_up(max(len(f["input_ids"]) for f in features)), max_length)
+                filler, tokens = call_padding(len(rows), full, int(lengths[rows].max()), max_length)
+                features += features[:1] * filler  # their outputs are dropped
                 batch = self._tokenizer.pad(
-                    features, padding="max_length" if longest else True, max_length=longest, return_tensors="pt"
+                    features, padding="max_length" if tokens else True, max_length=tokens, return_tensors="pt"
                 )
                 out[rows] = forward(self._model, dict(batch.to(self.state.device)))[: len(rows)].float().cpu().numpy()
         return out
@@ -341,6 +339,15 @@ class Teacher:
             index.add(path, text_keys(cache_texts), predicted)
             with open(journal, "a") as f:
                 f.write(f"\n{path.name}")  # on a line of its own even after a line cut short
+
+
+def call_padding(rows: int, full: int, longest: int, max_length: int) -> tuple[int, int | None]:
+    """Filler rows and token width of a teacher call of `rows` texts, the longest of `longest` tokens: a short call
+    (fewer rows than a full one's `full`) is padded to multiples of `SHAPE_MULTIPLE` in rows and tokens, never past
+    `full` or `max_length`; a full call gets no filler and None (padded to its longest text)."""
+    if rows >= full:
+        return 0, None
+    return min(_round_up(rows), full) - rows, min(_round_up(longest), max_length)
 
 
 def _round_up(size: int | np.ndarray) -> int | np.ndarray:
